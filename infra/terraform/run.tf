@@ -1,0 +1,199 @@
+locals {
+  # Cloud Run keeps a push request open a minute longer than Pub/Sub waits for it, so the
+  # subscription's ack deadline, not Cloud Run, decides when a job has taken too long.
+  push_request_timeout_seconds = var.ack_deadline_seconds + 60
+
+  gpu_worker_env = merge(local.common_env, {
+    INBOX_BUCKET      = local.inbox_bucket
+    STAGING_BUCKET    = local.staging_bucket
+    PARTIALS_TOPIC    = google_pubsub_topic.partials.name
+    MAX_AUDIO_SECONDS = tostring(var.max_audio_seconds)
+    INBOX_PREFIX      = var.inbox_prefix
+  })
+  stt_env    = merge(local.gpu_worker_env, { ROLE = "stt", STT_ENGINE = var.stt_engine, STT_DEVICE = "cuda" })
+  ser_env    = merge(local.gpu_worker_env, { ROLE = "ser", SER_DEVICE = "cuda" })
+  joiner_env = merge(local.common_env, { ROLE = "joiner", STAGING_BUCKET = local.staging_bucket, RESULTS_BUCKET = local.results_bucket })
+  api_env = merge(local.common_env, {
+    ROLE                    = "api"
+    STT_URL                 = module.stt.uri
+    SER_URL                 = module.ser.uri
+    STT_AUDIENCE            = local.audiences.stt
+    SER_AUDIENCE            = local.audiences.ser
+    MAX_AUDIO_SECONDS       = tostring(var.max_audio_seconds)
+    REQUEST_TIMEOUT_SECONDS = tostring(local.push_request_timeout_seconds)
+  })
+
+  push_worker_common = {
+    region                     = var.region
+    push_service_account_email = google_service_account.component["push"].email
+    pubsub_service_agent       = local.pubsub_agent
+    deletion_protection        = var.deletion_protection
+    kms_key_name               = var.kms_key_name
+    labels                     = local.labels
+  }
+}
+
+# STT and SER: one L4 each, one job per instance, scaled to zero when idle. Ingress stays open
+# (IAM-protected, no public invoker) because the api service calls them on their run.app URLs.
+module "stt" {
+  source = "./modules/push_worker"
+
+  name                          = "${local.prefix}-stt"
+  image                         = local.gpu_image
+  service_account_email         = google_service_account.component["stt"].email
+  env                           = local.stt_env
+  gpu                           = true
+  gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
+  cpu                           = 4
+  memory                        = 16
+  concurrency                   = 1
+  min_instances                 = 0
+  max_instances                 = var.stt_max_instances
+  ingress                       = "INGRESS_TRAFFIC_ALL"
+  request_timeout_seconds       = local.push_request_timeout_seconds
+  audience                      = local.audiences.stt
+  topic_id                      = google_pubsub_topic.jobs.id
+  push_path                     = "/push/job"
+  ack_deadline_seconds          = local.delivery.ack_deadline_seconds
+  max_delivery_attempts         = local.delivery.max_delivery_attempts
+  minimum_backoff_seconds       = local.delivery.minimum_backoff_seconds
+  maximum_backoff_seconds       = local.delivery.maximum_backoff_seconds
+  message_retention_seconds     = local.delivery.message_retention_seconds
+  region                        = local.push_worker_common.region
+  push_service_account_email    = local.push_worker_common.push_service_account_email
+  pubsub_service_agent          = local.push_worker_common.pubsub_service_agent
+  deletion_protection           = local.push_worker_common.deletion_protection
+  kms_key_name                  = local.push_worker_common.kms_key_name
+  labels                        = local.push_worker_common.labels
+
+  depends_on = [google_project_service.apis]
+}
+
+module "ser" {
+  source = "./modules/push_worker"
+
+  name                          = "${local.prefix}-ser"
+  image                         = local.gpu_image
+  service_account_email         = google_service_account.component["ser"].email
+  env                           = local.ser_env
+  gpu                           = true
+  gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
+  cpu                           = 4
+  memory                        = 16
+  concurrency                   = 1
+  min_instances                 = 0
+  max_instances                 = var.ser_max_instances
+  ingress                       = "INGRESS_TRAFFIC_ALL"
+  request_timeout_seconds       = local.push_request_timeout_seconds
+  audience                      = local.audiences.ser
+  topic_id                      = google_pubsub_topic.jobs.id
+  push_path                     = "/push/job"
+  ack_deadline_seconds          = local.delivery.ack_deadline_seconds
+  max_delivery_attempts         = local.delivery.max_delivery_attempts
+  minimum_backoff_seconds       = local.delivery.minimum_backoff_seconds
+  maximum_backoff_seconds       = local.delivery.maximum_backoff_seconds
+  message_retention_seconds     = local.delivery.message_retention_seconds
+  region                        = local.push_worker_common.region
+  push_service_account_email    = local.push_worker_common.push_service_account_email
+  pubsub_service_agent          = local.push_worker_common.pubsub_service_agent
+  deletion_protection           = local.push_worker_common.deletion_protection
+  kms_key_name                  = local.push_worker_common.kms_key_name
+  labels                        = local.push_worker_common.labels
+
+  depends_on = [google_project_service.apis]
+}
+
+# The joiner only merges two small JSON files: CPU, several pushes per instance, internal ingress.
+module "joiner" {
+  source = "./modules/push_worker"
+
+  name                       = "${local.prefix}-joiner"
+  image                      = local.cpu_image
+  service_account_email      = google_service_account.component["joiner"].email
+  env                        = local.joiner_env
+  gpu                        = false
+  cpu                        = 1
+  memory                     = 1
+  concurrency                = 8
+  min_instances              = 0
+  max_instances              = 5
+  ingress                    = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  request_timeout_seconds    = 120
+  audience                   = local.audiences.joiner
+  topic_id                   = google_pubsub_topic.partials.id
+  push_path                  = "/push/partial"
+  ack_deadline_seconds       = 60
+  max_delivery_attempts      = local.delivery.max_delivery_attempts
+  minimum_backoff_seconds    = local.delivery.minimum_backoff_seconds
+  maximum_backoff_seconds    = local.delivery.maximum_backoff_seconds
+  message_retention_seconds  = local.delivery.message_retention_seconds
+  region                     = local.push_worker_common.region
+  push_service_account_email = local.push_worker_common.push_service_account_email
+  pubsub_service_agent       = local.push_worker_common.pubsub_service_agent
+  deletion_protection        = local.push_worker_common.deletion_protection
+  kms_key_name               = local.push_worker_common.kms_key_name
+  labels                     = local.push_worker_common.labels
+
+  depends_on = [google_project_service.apis]
+}
+
+# The one-file API: POST /v1/analyze, which calls STT and SER with ID tokens. Callers need
+# roles/run.invoker (var.api_invokers); there is no public invoker.
+resource "google_cloud_run_v2_service" "api" {
+  name                 = "${local.prefix}-api"
+  location             = var.region
+  ingress              = "INGRESS_TRAFFIC_ALL"
+  invoker_iam_disabled = false
+  deletion_protection  = var.deletion_protection
+  labels               = local.labels
+
+  template {
+    service_account                  = google_service_account.component["api"].email
+    timeout                          = "${local.push_request_timeout_seconds + 60}s"
+    max_instance_request_concurrency = 4
+    labels                           = local.labels
+
+    scaling {
+      min_instance_count = 0
+      max_instance_count = 3
+    }
+
+    containers {
+      image = local.cpu_image
+
+      ports {
+        container_port = 8080
+      }
+
+      # Room for a few request bodies of MAX_REQUEST_BYTES (200 MB by default) at once.
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "2Gi"
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = local.api_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      startup_probe {
+        period_seconds    = 5
+        timeout_seconds   = 3
+        failure_threshold = 12
+        http_get {
+          path = "/healthz"
+          port = 8080
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,232 @@
+# --- where ---------------------------------------------------------------------------------
+variable "project_id" {
+  description = "Google Cloud project id to deploy into."
+  type        = string
+}
+
+variable "region" {
+  description = "Region for every regional resource. Must offer Cloud Run NVIDIA L4 GPUs (e.g. us-central1, europe-west1, europe-west4, asia-southeast1)."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name; lets two deployments share a project."
+  type        = string
+  default     = "speech"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}$", var.name_prefix))
+    error_message = "name_prefix must be 2-15 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels put on every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+# --- images --------------------------------------------------------------------------------
+variable "image_tag" {
+  description = "Tag of the worker images in the Artifact Registry repository (cloudbuild.yaml pushes worker-gpu:TAG and worker-cpu:TAG; use the git commit)."
+  type        = string
+  default     = "latest"
+}
+
+variable "gpu_image" {
+  description = "Full GPU worker image reference; null uses <repository>/worker-gpu:<image_tag>."
+  type        = string
+  default     = null
+}
+
+variable "cpu_image" {
+  description = "Full CPU worker image reference; null uses <repository>/worker-cpu:<image_tag>."
+  type        = string
+  default     = null
+}
+
+variable "immutable_image_tags" {
+  description = "Refuse to move an existing tag in the Artifact Registry repository (then tag images with the commit, not latest)."
+  type        = bool
+  default     = false
+}
+
+# --- GPU services --------------------------------------------------------------------------
+variable "stt_max_instances" {
+  description = "Most STT (L4) instances at once. Needs as much Cloud Run L4 quota in the region; each instance takes one job at a time."
+  type        = number
+  default     = 2
+}
+
+variable "ser_max_instances" {
+  description = "Most SER (L4) instances at once. SER is faster than STT, so it needs fewer."
+  type        = number
+  default     = 1
+}
+
+variable "gpu_zonal_redundancy_disabled" {
+  description = "Run GPU services without zonal redundancy: cheaper GPU seconds and the quota most projects get; best-effort failover. Pub/Sub retries cover a lost instance."
+  type        = bool
+  default     = true
+}
+
+variable "stt_engine" {
+  description = "STT_ENGINE of the STT service: faster-whisper or openai-whisper."
+  type        = string
+  default     = "faster-whisper"
+}
+
+variable "max_audio_seconds" {
+  description = "MAX_AUDIO_SECONDS: longer audio gets a failed result. Sized so STT on one L4 finishes well inside ack_deadline_seconds (see docs/deploy.md)."
+  type        = number
+  default     = 3600
+}
+
+# --- Pub/Sub delivery ----------------------------------------------------------------------
+variable "ack_deadline_seconds" {
+  description = "Ack deadline of the push subscriptions, which is also Pub/Sub's push request timeout. 600 is Pub/Sub's maximum."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.ack_deadline_seconds >= 10 && var.ack_deadline_seconds <= 600
+    error_message = "ack_deadline_seconds must be between 10 and 600."
+  }
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries before a message goes to its dead-letter topic. 429s from a saturated GPU service count as attempts: see the capacity arithmetic in docs/deploy.md."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "Pub/Sub accepts max_delivery_attempts between 5 and 100."
+  }
+}
+
+variable "retry_minimum_backoff_seconds" {
+  description = "Shortest wait before Pub/Sub redelivers a message that was not acknowledged."
+  type        = number
+  default     = 10
+}
+
+variable "retry_maximum_backoff_seconds" {
+  description = "Longest wait between redeliveries (Pub/Sub allows at most 600)."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.retry_maximum_backoff_seconds <= 600
+    error_message = "Pub/Sub allows a maximum backoff of at most 600 seconds."
+  }
+}
+
+variable "message_retention_seconds" {
+  description = "How long undelivered messages (and dead letters) are kept: 7 days, the most a subscription allows."
+  type        = number
+  default     = 604800
+}
+
+# --- data protection -----------------------------------------------------------------------
+variable "inbox_prefix" {
+  description = "INBOX_PREFIX: only uploads under this prefix become jobs (empty: the whole inbox)."
+  type        = string
+  default     = ""
+}
+
+variable "inbox_retention_days" {
+  description = "Delete uploaded audio this many days after upload (0 keeps it). Audio of people talking is personal data."
+  type        = number
+  default     = 30
+}
+
+variable "staging_retention_days" {
+  description = "Delete STT/SER partials (and backfill ledger markers) this many days after they were written."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.staging_retention_days >= 1
+    error_message = "staging_retention_days must be at least 1: the joiner needs both partials."
+  }
+}
+
+variable "results_retention_days" {
+  description = "Delete results (transcripts, personal data) this many days after they were written (0 keeps them)."
+  type        = number
+  default     = 365
+}
+
+variable "kms_key_name" {
+  description = "Optional CMEK key (projects/P/locations/L/keyRings/R/cryptoKeys/K, same location as region) for buckets, topics, BigQuery and Artifact Registry; null uses Google-managed keys."
+  type        = string
+  default     = null
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete buckets that still hold objects and the BigQuery dataset's tables. Keep false where data matters."
+  type        = bool
+  default     = false
+}
+
+variable "deletion_protection" {
+  description = "Protect Cloud Run services, jobs and the BigQuery table against `terraform destroy`."
+  type        = bool
+  default     = false
+}
+
+# --- API, backfill, BigQuery ---------------------------------------------------------------
+variable "api_invokers" {
+  description = "IAM members allowed to call the one-file API (e.g. user:alice@example.com, group:team@example.com). Never allUsers."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.api_invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "The API is not public: name users, groups or service accounts."
+  }
+}
+
+variable "backfill_schedule" {
+  description = "Cron schedule of the backfill (Cloud Scheduler syntax); null creates the job without a schedule."
+  type        = string
+  default     = "0 3 * * *"
+}
+
+variable "backfill_args" {
+  description = "Extra arguments after `python -m workers backfill` (e.g. [\"--rate\", \"5\"])."
+  type        = list(string)
+  default     = []
+}
+
+variable "load_bigquery_schedule" {
+  description = "Cron schedule of `python -m workers load-bigquery`; null creates the job without a schedule."
+  type        = string
+  default     = "30 * * * *"
+}
+
+variable "load_bigquery_args" {
+  description = "Extra arguments after `python -m workers load-bigquery`."
+  type        = list(string)
+  default     = []
+}
+
+variable "schedule_time_zone" {
+  description = "Time zone of the schedules."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "bigquery_location" {
+  description = "BigQuery dataset location; null uses region."
+  type        = string
+  default     = null
+}
+
+variable "bigquery_dataset_id" {
+  description = "BigQuery dataset id; null uses <name_prefix>_speech with dashes as underscores."
+  type        = string
+  default     = null
+}

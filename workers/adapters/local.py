@@ -1,0 +1,241 @@
+"""Local adapters: a folder per bucket with GCS generation semantics, and an in-process bus.
+
+The folder store maps object names to paths without ever leaving its root: ``..``, ``.``
+and empty path segments are escaped, so an object called ``../../etc/passwd`` is stored
+as ``%2E%2E/%2E%2E/etc/passwd`` under the root. A file's generation is its mtime in
+nanoseconds, bumped when needed so every write gets a larger one; if-generation-match
+writes are atomic across threads and processes (a lock file, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from workers.errors import NotFound, PreconditionFailed, TransientError
+from workers.ports import BlobInfo
+
+log = logging.getLogger(__name__)
+
+_TMP_PREFIX = ".tmp-"
+_ESCAPES = {"": "%00", ".": "%2E", "..": "%2E%2E"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+
+
+def encode_name(name: str) -> str:
+    """Object name → relative path that cannot escape its root (reversible)."""
+    parts = []
+    for seg in name.split("/"):
+        seg = seg.replace("%", "%25")
+        parts.append(_ESCAPES.get(seg, seg))
+    return "/".join(parts)
+
+
+def decode_name(rel: str) -> str:
+    parts = []
+    for seg in rel.split("/"):
+        seg = _UNESCAPES.get(seg, seg)
+        parts.append(seg.replace("%25", "%"))
+    return "/".join(parts)
+
+
+class LocalBlobStore:
+    """Buckets are folders: ``LocalBlobStore({"inbox": "/data/in", "results": "/data/out"})``."""
+
+    def __init__(self, buckets: Mapping[str, str | Path]) -> None:
+        self._roots = {name: Path(root).resolve() for name, root in buckets.items()}
+        self._thread_lock = threading.Lock()
+
+    def root(self, bucket: str) -> Path:
+        try:
+            return self._roots[bucket]
+        except KeyError:
+            raise NotFound(f"no local bucket named {bucket!r}") from None
+
+    def path(self, bucket: str, name: str) -> Path:
+        root = self.root(bucket)
+        path = root / encode_name(name)
+        if root != path and root not in path.parents:
+            raise NotFound(f"object name {name!r} escapes its bucket")
+        return path
+
+    def stat(self, bucket: str, name: str) -> BlobInfo | None:
+        path = self.path(bucket, name)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not path.is_file():
+            return None
+        return _info(bucket, name, path, st)
+
+    def read(self, bucket: str, name: str) -> tuple[bytes, int]:
+        info = self.stat(bucket, name)
+        if info is None:
+            raise NotFound(f"{bucket}/{name} does not exist")
+        return self.path(bucket, name).read_bytes(), info.generation
+
+    def download(self, bucket: str, name: str, generation: int, dest: Path) -> None:
+        info = self.stat(bucket, name)
+        if info is None or info.generation != generation:
+            raise NotFound(f"{bucket}/{name} generation {generation} is gone")
+        shutil.copyfile(self.path(bucket, name), dest)
+
+    def write(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        *,
+        if_generation_match: int | None,
+        content_type: str = "application/json",
+    ) -> int:
+        path = self.path(bucket, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp.write_bytes(data)
+        try:
+            with self._locked(path):
+                current = self.stat(bucket, name)
+                live = current.generation if current else 0
+                if if_generation_match is not None and if_generation_match != live:
+                    raise PreconditionFailed(
+                        f"{bucket}/{name}: generation is {live}, expected {if_generation_match}"
+                    )
+                os.replace(tmp, path)
+                generation = path.stat().st_mtime_ns
+                if generation <= live:
+                    generation = live + 1
+                    os.utime(path, ns=(generation, generation))
+                return generation
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[BlobInfo]:
+        root = self.root(bucket)
+        others = {r for b, r in self._roots.items() if b != bucket and root in r.parents}
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if here / d not in others)
+            for fn in filenames:
+                if fn.startswith(_TMP_PREFIX):
+                    continue
+                path = here / fn
+                name = decode_name(path.relative_to(root).as_posix())
+                if name.startswith(prefix):
+                    try:
+                        found.append(_info(bucket, name, path, path.stat()))
+                    except FileNotFoundError:
+                        continue
+        yield from sorted(found, key=lambda b: b.name)
+
+    def _locked(self, path: Path):
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        lock_path = Path(tempfile.gettempdir()) / f"speech-pipeline-{digest}.lock"
+        return _FileLock(lock_path, self._thread_lock)
+
+
+class _FileLock:
+    def __init__(self, path: Path, thread_lock: threading.Lock) -> None:
+        self._path, self._thread_lock, self._fd = path, thread_lock, -1
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._thread_lock.release()
+
+
+def _info(bucket: str, name: str, path: Path, st: os.stat_result) -> BlobInfo:
+    updated = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z")
+    content_type = mimetypes.guess_type(path.name)[0]
+    return BlobInfo(bucket, name, st.st_mtime_ns, st.st_size, content_type, updated)
+
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class LocalBus:
+    """Pub/Sub in one process: every subscriber of a topic runs in its own thread.
+
+    A message goes to all subscribers of its topic at once (STT and SER on the jobs topic
+    work concurrently, as behind a real push subscription each). A handler that raises a
+    TransientError is retried with backoff up to ``max_attempts``; what still fails lands
+    in ``dead_letters``, like a dead-letter topic. ``drain()`` waits until nothing is in flight.
+    """
+
+    def __init__(self, max_attempts: int = 3, backoff_seconds: float = 0.5, workers: int = 4) -> None:
+        self._subscribers: dict[str, list[tuple[str, Handler]]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bus")
+        self._pending: set[Future] = set()
+        self._lock = threading.Condition()
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self.dead_letters: list[tuple[str, str, dict[str, Any], BaseException]] = []
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def subscribe(self, topic: str, name: str, handler: Handler) -> None:
+        self._subscribers.setdefault(topic, []).append((name, handler))
+
+    def publish(self, topic: str, message: Mapping[str, Any], attributes: Mapping[str, str]) -> str:
+        payload = json.loads(json.dumps(message))  # what a real bus would deliver: a copy
+        message_id = uuid.uuid4().hex
+        with self._lock:
+            self.published.append((topic, payload))
+            for name, handler in self._subscribers.get(topic, []):
+                future = self._pool.submit(self._deliver, topic, name, handler, payload)
+                self._pending.add(future)
+                future.add_done_callback(self._done)
+        return message_id
+
+    def _deliver(self, topic: str, name: str, handler: Handler, payload: dict[str, Any]) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                handler(payload)
+                return
+            except TransientError as e:
+                if attempt == self.max_attempts:
+                    log.error("dead-lettered %s message for %s after %d attempts: %s", topic, name, attempt, e)
+                    self.dead_letters.append((topic, name, payload, e))
+                    return
+                log.warning("retrying %s for %s (attempt %d): %s", topic, name, attempt, e)
+                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            except Exception as e:  # noqa: BLE001 - a bug must not hang drain(); keep it like a DLQ
+                log.exception("handler %s failed on %s", name, topic)
+                self.dead_letters.append((topic, name, payload, e))
+                return
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+            self._lock.notify_all()
+
+    def drain(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"{len(self._pending)} deliveries still in flight")
+                self._lock.wait(left)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

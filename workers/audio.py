@@ -1,0 +1,121 @@
+"""Decode whatever FFmpeg's libraries (through PyAV) can read into 16 kHz mono float32.
+
+The format is found from the content, never from the file name, and no ffmpeg binary is
+needed. Bad input raises a PermanentError whose code says what was wrong:
+``empty_file``, ``not_audio``, ``corrupt_audio``, ``no_audio_decoded`` or ``too_long``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from workers.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, SAMPLE_RATE
+    source_format: str
+    source_rate: int | None
+    source_channels: int | None
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def decode(source: str | Path | bytes | BinaryIO, *, max_seconds: float) -> DecodedAudio:
+    """Decode ``source`` (a path, bytes or a binary file) to 16 kHz mono float32."""
+    if isinstance(source, (bytes, bytearray)):
+        import io
+
+        if not source:
+            raise PermanentError("the file is empty (0 bytes)", code="empty_file")
+        source = io.BytesIO(source)
+    elif isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
+        raise PermanentError("the file is empty (0 bytes)", code="empty_file")
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise PermanentError(f"not a recognised audio or video format ({e})", code="not_audio") from e
+    try:
+        return _decode_container(container, max_seconds)
+    finally:
+        container.close()
+
+
+def _decode_container(container: av.container.InputContainer, max_seconds: float) -> DecodedAudio:
+    fmt = container.format.name
+    if not container.streams.audio:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise PermanentError(
+            f"no audio stream: the content is {fmt!r} holding {', '.join(kinds)}", code="not_audio"
+        )
+    stream = container.streams.audio[0]
+    declared = _declared_seconds(container, stream)
+    if declared is not None and declared > max_seconds * 1.01:
+        raise PermanentError(
+            f"audio is {declared:.0f} s long; the limit is {max_seconds:.0f} s (MAX_AUDIO_SECONDS)",
+            code="too_long",
+        )
+    limit = int(max_seconds * SAMPLE_RATE)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    total = 0
+    errors = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                errors += 1
+                if errors > 50 and not chunks:
+                    raise PermanentError(f"the audio stream does not decode ({e})", code="corrupt_audio") from e
+                continue
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    total += _append(chunks, out)
+            if total > limit:
+                raise PermanentError(
+                    f"audio is longer than the limit of {max_seconds:.0f} s (MAX_AUDIO_SECONDS)",
+                    code="too_long",
+                )
+        for out in resampler.resample(None):
+            total += _append(chunks, out)
+    except av.error.FFmpegError as e:
+        if not chunks:
+            raise PermanentError(f"the audio stream does not decode ({e})", code="corrupt_audio") from e
+        log.warning("audio ends early after %.1f s: %s", total / SAMPLE_RATE, e)
+    if errors:
+        log.warning("skipped %d undecodable packet(s)", errors)
+    if total == 0:
+        raise PermanentError(f"no audio could be decoded from the {fmt!r} content", code="no_audio_decoded")
+    samples = np.concatenate(chunks)[:limit] if len(chunks) > 1 else chunks[0][:limit]
+    samples = np.nan_to_num(samples.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
+    channels = stream.codec_context.channels if stream.codec_context else None
+    return DecodedAudio(np.ascontiguousarray(samples), fmt, stream.rate or None, channels)
+
+
+def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
+    data = frame.to_ndarray().reshape(-1)
+    if data.size:
+        chunks.append(data)
+    return int(data.size)
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None

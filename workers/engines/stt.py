@@ -1,0 +1,225 @@
+"""Speech to text over the whole file: faster-whisper by default, openai-whisper by setting.
+
+Both engines load their model once, from a local path, and return the same ``Transcript``:
+language with its probability, and sentence-sized segments with word timestamps. Whisper
+(batched faster-whisper especially) returns segments up to ~30 s long; ``split_segments``
+cuts them at sentence punctuation and then, while still longer than ``max_seconds``, at
+the longest pause between words, so every segment can carry its own emotion.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from workers.contracts import Engine, Segment, Word
+from workers.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
+CLAUSE_END = (",", ";", ":", "，", "、", "；")
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str | None
+    language_probability: float | None
+    duration: float
+    segments: list[Segment]
+
+
+class SpeechToText(Protocol):
+    engine: Engine
+
+    def transcribe(self, audio: np.ndarray) -> Transcript: ...
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except Exception:  # noqa: BLE001 - no CUDA runtime means CPU
+        return "cpu"
+
+
+class FasterWhisperEngine:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        batch_size: int = 8,
+        beam_size: int = 5,
+        language: str = "",
+        cpu_threads: int = 0,
+        segment_max_seconds: float = 12.0,
+    ) -> None:
+        import faster_whisper
+
+        if not (model_path / "model.bin").is_file():
+            raise ConfigError(
+                f"no CTranslate2 Whisper model at {model_path} (model.bin missing); "
+                "run `python -m workers setup` or set STT_MODEL"
+            )
+        self.device = resolve_device(device)
+        if compute_type == "auto":
+            compute_type = "float16" if self.device == "cuda" else "int8"
+        self._model = faster_whisper.WhisperModel(
+            str(model_path), device=self.device, compute_type=compute_type, cpu_threads=cpu_threads
+        )
+        self._batched = faster_whisper.BatchedInferencePipeline(self._model) if batch_size > 0 else None
+        self._batch_size = batch_size
+        self._beam_size = beam_size
+        self._language = language or None
+        self._max_seconds = segment_max_seconds
+        self.engine = Engine("faster-whisper", model_path.name, faster_whisper.__version__, True)
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        options = dict(
+            language=self._language,
+            beam_size=self._beam_size,
+            word_timestamps=True,
+            vad_filter=True,
+        )
+        if self._batched is not None:
+            segments, info = self._batched.transcribe(audio, batch_size=self._batch_size, **options)
+        else:
+            segments, info = self._model.transcribe(audio, condition_on_previous_text=False, **options)
+        raw = [
+            Segment(
+                id=0,
+                start=s.start,
+                end=s.end,
+                text=s.text.strip(),
+                avg_logprob=s.avg_logprob,
+                no_speech_prob=s.no_speech_prob,
+                words=[Word(w.start, w.end, w.word, w.probability) for w in (s.words or [])],
+            )
+            for s in segments
+        ]
+        return Transcript(
+            language=info.language,
+            language_probability=info.language_probability,
+            duration=len(audio) / 16_000,
+            segments=split_segments(raw, self._max_seconds),
+        )
+
+
+class OpenAIWhisperEngine:
+    """openai-whisper from a local ``.pt`` checkpoint, fed the decoded array (no ffmpeg binary)."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        device: str = "auto",
+        beam_size: int = 5,
+        language: str = "",
+        segment_max_seconds: float = 12.0,
+    ) -> None:
+        import torch
+        import whisper
+
+        if not model_path.is_file():
+            raise ConfigError(f"no openai-whisper checkpoint at {model_path}; set STT_MODEL to a .pt file")
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self._whisper = whisper
+        self._model = whisper.load_model(str(model_path), device=self.device)
+        self._beam_size = beam_size
+        self._language = language or None
+        self._max_seconds = segment_max_seconds
+        self.engine = Engine("openai-whisper", model_path.stem, whisper.__version__, True)
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        whisper = self._whisper
+        language, probability = self._language, None
+        if language is None:
+            if self._model.is_multilingual:
+                mel = whisper.log_mel_spectrogram(
+                    whisper.pad_or_trim(audio), self._model.dims.n_mels, device=self._model.device
+                )
+                _, probs = self._model.detect_language(mel)
+                language = max(probs, key=probs.get)
+                probability = float(probs[language])
+            else:
+                language, probability = "en", 1.0
+        result = self._model.transcribe(
+            audio,
+            language=language,
+            word_timestamps=True,
+            fp16=self.device == "cuda",
+            beam_size=self._beam_size,
+            condition_on_previous_text=False,
+            verbose=None,
+        )
+        raw = [
+            Segment(
+                id=0,
+                start=float(s["start"]),
+                end=float(s["end"]),
+                text=s["text"].strip(),
+                avg_logprob=float(s["avg_logprob"]),
+                no_speech_prob=float(s["no_speech_prob"]),
+                words=[
+                    Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
+                    for w in s.get("words", [])
+                ],
+            )
+            for s in result["segments"]
+        ]
+        return Transcript(language, probability, len(audio) / 16_000, split_segments(raw, self._max_seconds))
+
+
+def split_segments(segments: Sequence[Segment], max_seconds: float) -> list[Segment]:
+    """Sentence-sized segments, renumbered from 0; text rebuilt from the words."""
+    out: list[Segment] = []
+    for segment in segments:
+        if not segment.words:
+            if segment.text:
+                out.append(segment)
+            continue
+        for sentence in _split_sentences(segment.words):
+            for piece in _split_long(sentence, max_seconds):
+                out.append(
+                    replace(
+                        segment,
+                        start=piece[0].start,
+                        end=max(piece[-1].end, piece[0].start),
+                        text="".join(w.word for w in piece).strip(),
+                        words=list(piece),
+                    )
+                )
+    return [replace(s, id=i) for i, s in enumerate(out)]
+
+
+def _split_sentences(words: Sequence[Word]) -> list[list[Word]]:
+    sentences: list[list[Word]] = [[]]
+    for word in words:
+        sentences[-1].append(word)
+        if word.word.strip().endswith(SENTENCE_END):
+            sentences.append([])
+    return [s for s in sentences if s]
+
+
+def _split_long(words: list[Word], max_seconds: float) -> list[list[Word]]:
+    if len(words) < 2 or words[-1].end - words[0].start <= max_seconds:
+        return [words]
+    best, best_score = 1, float("-inf")
+    for i in range(1, len(words)):
+        gap = words[i].start - words[i - 1].end
+        clause = 0.25 if words[i - 1].word.strip().endswith(CLAUSE_END) else 0.0
+        # Prefer pauses and clause ends; among equals, a cut near the middle.
+        balance = -abs((words[i].start - words[0].start) - (words[-1].end - words[i].start)) * 1e-3
+        score = gap + clause + balance
+        if score > best_score:
+            best, best_score = i, score
+    return _split_long(words[:best], max_seconds) + _split_long(words[best:], max_seconds)

@@ -1,0 +1,221 @@
+"""The three handlers, pure orchestration over the ports (no cloud client in sight).
+
+``handle_job_stt`` / ``handle_job_ser``: download one job's audio, run one engine, store the
+partial with if-generation-match=0 and announce it on the partials topic. ``handle_partial``:
+once both partials exist, merge them and store the result, only if no result of this or a
+newer source generation is there yet. Every step is safe to repeat: a redelivered job finds
+its partial and only re-announces it; two racing joiners meet a generation precondition
+and exactly one result is written. Bad input becomes a failed partial (PermanentError is
+caught here and recorded); anything transient propagates so the caller retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Literal, Mapping
+
+from workers import PIPELINE_VERSION
+from workers.audio import DecodedAudio, decode
+from workers.contracts import (
+    Error,
+    JobMessage,
+    PartialKind,
+    PartialReady,
+    Result,
+    Sentiment,
+    SerPartial,
+    SttPartial,
+    Timing,
+    dumps,
+    loads,
+    to_dict,
+)
+from workers.engines.ser import EmotionClassifier
+from workers.engines.stt import SpeechToText
+from workers.errors import NotFound, PermanentError, PreconditionFailed, TransientError
+from workers.jobs import now_rfc3339, partial_key, result_key
+from workers.join import merge
+from workers.ports import BlobStore, Bus
+
+log = logging.getLogger(__name__)
+
+OutcomeStatus = Literal["done", "failed", "duplicate", "waiting", "superseded"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: OutcomeStatus
+    detail: str = ""
+
+
+@dataclass
+class Pipeline:
+    store: BlobStore
+    bus: Bus
+    staging_bucket: str
+    results_bucket: str
+    partials_topic: str
+    sentiment_map: Mapping[str, Sentiment]
+    max_audio_seconds: float
+    stt: SpeechToText | None = None
+    ser: EmotionClassifier | None = None
+    clock: Callable[[], str] = now_rfc3339
+    on_result: Callable[[Result], None] | None = field(default=None, repr=False)
+
+    # --- STT and SER ----------------------------------------------------------------------
+    def handle_job_stt(self, job: JobMessage) -> Outcome:
+        if self.stt is None:
+            raise RuntimeError("this process has no STT engine")
+        engine = self.stt
+
+        def run(audio: DecodedAudio) -> SttPartial:
+            t = engine.transcribe(audio.samples)
+            return SttPartial(
+                job.job_id, "ok", None, engine.engine, t.language, t.language_probability, t.duration, t.segments
+            )
+
+        def failed(error: Error) -> SttPartial:
+            return SttPartial(job.job_id, "failed", error, engine.engine, None, None, None, [])
+
+        return self._handle_job(job, "stt", run, failed)
+
+    def handle_job_ser(self, job: JobMessage) -> Outcome:
+        if self.ser is None:
+            raise RuntimeError("this process has no SER engine")
+        engine = self.ser
+
+        def run(audio: DecodedAudio) -> SerPartial:
+            t = engine.classify(audio.samples)
+            return SerPartial(
+                job.job_id, "ok", None, engine.engine, t.window_seconds, t.hop_seconds, t.labels, t.windows, t.duration
+            )
+
+        def failed(error: Error) -> SerPartial:
+            return SerPartial(job.job_id, "failed", error, engine.engine, 0.0, 0.0, [], [], None)
+
+        return self._handle_job(job, "ser", run, failed)
+
+    def _handle_job(
+        self,
+        job: JobMessage,
+        kind: PartialKind,
+        run: Callable[[DecodedAudio], SttPartial | SerPartial],
+        failed: Callable[[Error], SttPartial | SerPartial],
+    ) -> Outcome:
+        key = partial_key(job.job_id, kind)
+        existing = self.store.stat(self.staging_bucket, key)
+        if existing is not None:
+            status = loads(_PARTIAL_TYPES[kind], self.store.read(self.staging_bucket, key)[0]).status
+            self._announce(job, kind, status, key)
+            log.info("%s partial already stored; announced again", kind, extra={"job_id": job.job_id})
+            return Outcome("duplicate", f"{kind} partial exists")
+
+        started, t0 = self.clock(), time.perf_counter()
+        try:
+            audio = self._fetch_audio(job)
+            partial = run(audio)
+        except PermanentError as e:
+            log.warning("%s failed permanently: %s", kind, e, extra={"job_id": job.job_id, "code": e.code})
+            partial = failed(Error(e.code, e.message))
+        timing = Timing(started, self.clock(), time.perf_counter() - t0)
+        partial = _with_timing(partial, timing)
+        try:
+            self.store.write(self.staging_bucket, key, dumps(partial).encode(), if_generation_match=0)
+        except PreconditionFailed:
+            log.info("%s partial written concurrently by another delivery", kind, extra={"job_id": job.job_id})
+            return Outcome("duplicate", f"{kind} partial written concurrently")
+        self._announce(job, kind, partial.status, key)
+        log.info(
+            "%s %s in %.2f s", kind, partial.status, timing.seconds, extra={"job_id": job.job_id}
+        )
+        return Outcome("done" if partial.status == "ok" else "failed", f"{kind} {partial.status}")
+
+    def _fetch_audio(self, job: JobMessage) -> DecodedAudio:
+        with tempfile.TemporaryDirectory(prefix="job-") as tmp:
+            path = Path(tmp) / "audio"
+            try:
+                self.store.download(job.bucket, job.name, job.generation, path)
+            except NotFound as e:
+                raise PermanentError(
+                    f"gs://{job.bucket}/{job.name} generation {job.generation} no longer exists", code="source_gone"
+                ) from e
+            return decode(path, max_seconds=self.max_audio_seconds)
+
+    def _announce(self, job: JobMessage, kind: PartialKind, status: str, key: str) -> None:
+        ready = PartialReady(job, kind, status, self.staging_bucket, key)  # type: ignore[arg-type]
+        self.bus.publish(
+            self.partials_topic,
+            to_dict(ready),
+            {"job_id": job.job_id, "kind": kind, "status": status},
+        )
+
+    # --- joiner ---------------------------------------------------------------------------
+    def handle_partial(self, ready: PartialReady) -> Outcome:
+        job = ready.job
+        partials = {}
+        for kind in ("stt", "ser"):
+            key = partial_key(job.job_id, kind)
+            try:
+                data, _ = self.store.read(self.staging_bucket, key)
+            except NotFound:
+                log.info("waiting for the %s partial", kind, extra={"job_id": job.job_id})
+                return Outcome("waiting", f"{kind} partial missing")
+            partials[kind] = loads(_PARTIAL_TYPES[kind], data)
+        result = merge(
+            job,
+            partials["stt"],
+            partials["ser"],
+            sentiment_map=self.sentiment_map,
+            pipeline_version=PIPELINE_VERSION,
+            completed_at=self.clock(),
+        )
+        return self._store_result(result)
+
+    def _store_result(self, result: Result) -> Outcome:
+        job = result.job
+        key = result_key(job.name)
+        body = (dumps(result) + "\n").encode()
+        for _ in range(5):
+            existing = self.store.stat(self.results_bucket, key)
+            match = 0
+            if existing is not None:
+                stored_generation = _stored_source_generation(self.store, self.results_bucket, key)
+                if stored_generation is not None and stored_generation >= job.generation:
+                    status: OutcomeStatus = "duplicate" if stored_generation == job.generation else "superseded"
+                    log.info("result already stored (%s)", status, extra={"job_id": job.job_id})
+                    return Outcome(status, f"result for generation {stored_generation} exists")
+                match = existing.generation
+            try:
+                self.store.write(self.results_bucket, key, body, if_generation_match=match)
+            except PreconditionFailed:
+                continue
+            log.info("result %s written to %s", result.status, key, extra={"job_id": job.job_id})
+            if self.on_result is not None:
+                self.on_result(result)
+            return Outcome("done" if result.status == "ok" else "failed", key)
+        raise TransientError(f"result {key} kept changing under us; retry later")
+
+
+_PARTIAL_TYPES: dict[str, type] = {"stt": SttPartial, "ser": SerPartial}
+
+
+def _with_timing(partial: SttPartial | SerPartial, timing: Timing) -> SttPartial | SerPartial:
+    return replace(partial, timing=timing)
+
+
+def _stored_source_generation(store: BlobStore, bucket: str, key: str) -> int | None:
+    """Source generation recorded in a stored result; None when it cannot be read (rewrite it)."""
+    try:
+        data, _ = store.read(bucket, key)
+        return int(json.loads(data)["job"]["generation"])
+    except NotFound:
+        return None
+    except (ValueError, KeyError, TypeError):
+        log.warning("stored result %s is unreadable; it will be replaced", key)
+        return None
+

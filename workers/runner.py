@@ -1,0 +1,137 @@
+"""The local runner: a folder of audio in, one merged JSON per file out.
+
+It goes through the same path as the cloud: the candidate rule picks objects, each becomes
+a job message on the (in-process) jobs topic, STT and SER handle it concurrently, and the
+joiner writes the result. Files whose result already exists for the same generation are
+skipped, so a rerun only does what is new or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from workers.bootstrap import LOCAL_RESULTS, LocalStack
+from workers.contracts import to_dict
+from workers.errors import NotFound
+from workers.jobs import make_job, result_key, skip_reason
+from workers.ports import BlobInfo
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    ok: int = 0
+    failed: int = 0
+    already_done: int = 0
+    ignored: int = 0
+    errors: list[str] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    ser_trained: bool | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"files ok: {self.ok}   failed: {self.failed}   already done: {self.already_done}   ignored: {self.ignored}",
+            f"audio: {self.audio_seconds:.1f} s   wall: {self.wall_seconds:.1f} s   "
+            f"real-time factor: {self.realtime_factor:.1f}x",
+        ]
+        out += [f"  failed: {name}: {why}" for name, why in self.failures]
+        out += [f"  ERROR: {e}" for e in self.errors]
+        if self.ser_trained is False:
+            out.append(
+                "NOTE: the emotion model is the untrained local default (random weights): emotions are "
+                "placeholders. Set SER_MODEL to a trained transformers checkpoint for real ones."
+            )
+        return out
+
+
+def candidates(stack: LocalStack, settings: Settings, summary: RunSummary) -> list[BlobInfo]:
+    found = []
+    for info in stack.store.list(stack.inbox_bucket):
+        reason = skip_reason(info.name, prefix=settings.inbox_prefix, ignore=settings.ignore_globs)
+        if reason:
+            log.info("skipping %s: %s", info.name, reason)
+            summary.ignored += 1
+        else:
+            found.append(info)
+    return found
+
+
+def run_folder(stack: LocalStack, settings: Settings, *, force: bool = False, progress: bool = True) -> RunSummary:
+    summary = RunSummary()
+    started = time.perf_counter()
+    todo = []
+    for info in candidates(stack, settings, summary):
+        if not force and _done_generation(stack, info.name) == info.generation:
+            summary.already_done += 1
+        else:
+            todo.append(info)
+    bar = tqdm(todo, unit="file", disable=not progress, dynamic_ncols=True)
+    with logging_redirect_tqdm():
+        for info in bar:
+            bar.set_postfix_str(_short(info.name))
+            process_one(stack, info, summary, force=force)
+    summary.wall_seconds = time.perf_counter() - started
+    summary.ser_trained = stack.pipeline.ser.engine.trained if stack.pipeline.ser else None
+    return summary
+
+
+def process_one(stack: LocalStack, info: BlobInfo, summary: RunSummary, *, force: bool = False) -> dict | None:
+    """Publish one job, wait for the handlers, and return the stored result."""
+    job = make_job(
+        bucket=stack.inbox_bucket, name=info.name, generation=info.generation, size=info.size,
+        content_type=info.content_type, source="upload",
+    )
+    if force:
+        _forget(stack, job.job_id, info.name)
+    dead_before = len(stack.bus.dead_letters)
+    stack.bus.publish(stack.jobs_topic, to_dict(job), {"job_id": job.job_id})
+    stack.bus.drain()
+    for topic, handler, _, error in stack.bus.dead_letters[dead_before:]:
+        summary.errors.append(f"{info.name}: {handler} on {topic}: {error}")
+    try:
+        data, _ = stack.store.read(LOCAL_RESULTS, result_key(info.name))
+    except NotFound:
+        summary.errors.append(f"{info.name}: no result was written")
+        return None
+    result = json.loads(data)
+    if result["status"] == "ok":
+        summary.ok += 1
+    else:
+        summary.failed += 1
+        summary.failures.append((info.name, f"{result['error']['code']}: {result['error']['message']}"))
+    summary.audio_seconds += result.get("duration") or 0.0
+    return result
+
+
+def _done_generation(stack: LocalStack, name: str) -> int | None:
+    try:
+        data, _ = stack.store.read(LOCAL_RESULTS, result_key(name))
+        return int(json.loads(data)["job"]["generation"])
+    except (NotFound, ValueError, KeyError):
+        return None
+
+
+def _forget(stack: LocalStack, job_id: str, name: str) -> None:
+    """--force: drop this job's partials and result so it is recomputed."""
+    staging = stack.store.root(stack.pipeline.staging_bucket) / job_id
+    for path in (staging / "stt.json", staging / "ser.json", stack.store.path(LOCAL_RESULTS, result_key(name))):
+        path.unlink(missing_ok=True)
+
+
+def _short(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]
