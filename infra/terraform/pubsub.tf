@@ -15,13 +15,3 @@ resource "google_pubsub_topic" "partials" {
 
   depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }
-
-locals {
-  delivery = {
-    ack_deadline_seconds      = var.ack_deadline_seconds
-    max_delivery_attempts     = var.max_delivery_attempts
-    minimum_backoff_seconds   = var.retry_minimum_backoff_seconds
-    maximum_backoff_seconds   = var.retry_maximum_backoff_seconds
-    message_retention_seconds = var.message_retention_seconds
-  }
-}

@@ -15,90 +15,55 @@ locals {
   joiner_env = merge(local.common_env, { ROLE = "joiner", STAGING_BUCKET = local.staging_bucket, RESULTS_BUCKET = local.results_bucket })
   api_env = merge(local.common_env, {
     ROLE                    = "api"
-    STT_URL                 = module.stt.uri
-    SER_URL                 = module.ser.uri
+    STT_URL                 = module.gpu_worker["stt"].uri
+    SER_URL                 = module.gpu_worker["ser"].uri
     STT_AUDIENCE            = local.audiences.stt
     SER_AUDIENCE            = local.audiences.ser
     MAX_AUDIO_SECONDS       = tostring(var.max_audio_seconds)
     REQUEST_TIMEOUT_SECONDS = tostring(local.push_request_timeout_seconds)
   })
-
-  push_worker_common = {
-    region                     = var.region
-    push_service_account_email = google_service_account.component["push"].email
-    pubsub_service_agent       = local.pubsub_agent
-    deletion_protection        = var.deletion_protection
-    kms_key_name               = var.kms_key_name
-    labels                     = local.labels
-  }
 }
 
 # STT and SER: one L4 each, one job per instance, scaled to zero when idle. Ingress stays open
 # (IAM-protected, no public invoker) because the api service calls them on their run.app URLs.
-module "stt" {
-  source = "./modules/push_worker"
-
-  name                          = "${local.prefix}-stt"
-  image                         = local.gpu_image
-  service_account_email         = google_service_account.component["stt"].email
-  env                           = local.stt_env
-  gpu                           = true
-  gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
-  cpu                           = 4
-  memory                        = 16
-  concurrency                   = 1
-  min_instances                 = 0
-  max_instances                 = var.stt_max_instances
-  ingress                       = "INGRESS_TRAFFIC_ALL"
-  request_timeout_seconds       = local.push_request_timeout_seconds
-  audience                      = local.audiences.stt
-  topic_id                      = google_pubsub_topic.jobs.id
-  push_path                     = "/push/job"
-  ack_deadline_seconds          = local.delivery.ack_deadline_seconds
-  max_delivery_attempts         = local.delivery.max_delivery_attempts
-  minimum_backoff_seconds       = local.delivery.minimum_backoff_seconds
-  maximum_backoff_seconds       = local.delivery.maximum_backoff_seconds
-  message_retention_seconds     = local.delivery.message_retention_seconds
-  region                        = local.push_worker_common.region
-  push_service_account_email    = local.push_worker_common.push_service_account_email
-  pubsub_service_agent          = local.push_worker_common.pubsub_service_agent
-  deletion_protection           = local.push_worker_common.deletion_protection
-  kms_key_name                  = local.push_worker_common.kms_key_name
-  labels                        = local.push_worker_common.labels
-
-  depends_on = [google_project_service.apis]
+locals {
+  gpu_workers = {
+    stt = { env = local.stt_env, max_instances = var.stt_max_instances }
+    ser = { env = local.ser_env, max_instances = var.ser_max_instances }
+  }
 }
 
-module "ser" {
-  source = "./modules/push_worker"
+module "gpu_worker" {
+  source   = "./modules/push_worker"
+  for_each = local.gpu_workers
 
-  name                          = "${local.prefix}-ser"
+  name                          = "${local.prefix}-${each.key}"
   image                         = local.gpu_image
-  service_account_email         = google_service_account.component["ser"].email
-  env                           = local.ser_env
+  service_account_email         = google_service_account.component[each.key].email
+  env                           = each.value.env
   gpu                           = true
   gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
   cpu                           = 4
   memory                        = 16
   concurrency                   = 1
   min_instances                 = 0
-  max_instances                 = var.ser_max_instances
+  max_instances                 = each.value.max_instances
   ingress                       = "INGRESS_TRAFFIC_ALL"
   request_timeout_seconds       = local.push_request_timeout_seconds
-  audience                      = local.audiences.ser
+  audience                      = local.audiences[each.key]
   topic_id                      = google_pubsub_topic.jobs.id
   push_path                     = "/push/job"
-  ack_deadline_seconds          = local.delivery.ack_deadline_seconds
-  max_delivery_attempts         = local.delivery.max_delivery_attempts
-  minimum_backoff_seconds       = local.delivery.minimum_backoff_seconds
-  maximum_backoff_seconds       = local.delivery.maximum_backoff_seconds
-  message_retention_seconds     = local.delivery.message_retention_seconds
-  region                        = local.push_worker_common.region
-  push_service_account_email    = local.push_worker_common.push_service_account_email
-  pubsub_service_agent          = local.push_worker_common.pubsub_service_agent
-  deletion_protection           = local.push_worker_common.deletion_protection
-  kms_key_name                  = local.push_worker_common.kms_key_name
-  labels                        = local.push_worker_common.labels
+  ack_deadline_seconds          = var.ack_deadline_seconds
+  max_delivery_attempts         = var.max_delivery_attempts
+  minimum_backoff_seconds       = var.retry_minimum_backoff_seconds
+  maximum_backoff_seconds       = var.retry_maximum_backoff_seconds
+  message_retention_seconds     = var.message_retention_seconds
+  region                        = var.region
+  push_service_account_email    = google_service_account.component["push"].email
+  pubsub_service_agent          = local.pubsub_agent
+  deletion_protection           = var.deletion_protection
+  kms_key_name                  = var.kms_key_name
+  labels                        = local.labels
 
   depends_on = [google_project_service.apis]
 }
@@ -123,16 +88,16 @@ module "joiner" {
   topic_id                   = google_pubsub_topic.partials.id
   push_path                  = "/push/partial"
   ack_deadline_seconds       = 60
-  max_delivery_attempts      = local.delivery.max_delivery_attempts
-  minimum_backoff_seconds    = local.delivery.minimum_backoff_seconds
-  maximum_backoff_seconds    = local.delivery.maximum_backoff_seconds
-  message_retention_seconds  = local.delivery.message_retention_seconds
-  region                     = local.push_worker_common.region
-  push_service_account_email = local.push_worker_common.push_service_account_email
-  pubsub_service_agent       = local.push_worker_common.pubsub_service_agent
-  deletion_protection        = local.push_worker_common.deletion_protection
-  kms_key_name               = local.push_worker_common.kms_key_name
-  labels                     = local.push_worker_common.labels
+  max_delivery_attempts      = var.max_delivery_attempts
+  minimum_backoff_seconds    = var.retry_minimum_backoff_seconds
+  maximum_backoff_seconds    = var.retry_maximum_backoff_seconds
+  message_retention_seconds  = var.message_retention_seconds
+  region                     = var.region
+  push_service_account_email = google_service_account.component["push"].email
+  pubsub_service_agent       = local.pubsub_agent
+  deletion_protection        = var.deletion_protection
+  kms_key_name               = var.kms_key_name
+  labels                     = local.labels
 
   depends_on = [google_project_service.apis]
 }
