@@ -1,11 +1,16 @@
-# Results table from the repository's own schema file. Partitioned by day on completed_at when
-# the schema has it as a TIMESTAMP (ingestion time otherwise), clustered on status; partitions
-# expire with the results bucket's retention (transcripts are personal data).
+# Results table from the repository's own schema file. Partitioned by day on the first of
+# completed_at / submitted_at that the schema has as a top-level TIMESTAMP (ingestion time if
+# neither), clustered on status; partitions expire with the results bucket's retention
+# (transcripts are personal data).
 locals {
   bigquery_schema_path = "${path.module}/../../schemas/bigquery/results.json"
   bigquery_field_types = { for f in jsondecode(file(local.bigquery_schema_path)) : f.name => upper(f.type) }
   bigquery_dataset_id  = coalesce(var.bigquery_dataset_id, replace("${local.prefix}_speech", "-", "_"))
   bigquery_table       = "${var.project_id}.${local.bigquery_dataset_id}.results"
+  bigquery_partition_field = try([
+    for name in ["completed_at", "submitted_at"] : name
+    if lookup(local.bigquery_field_types, name, "") == "TIMESTAMP"
+  ][0], null)
 }
 
 resource "google_bigquery_dataset" "speech" {
@@ -36,7 +41,7 @@ resource "google_bigquery_table" "results" {
 
   time_partitioning {
     type          = "DAY"
-    field         = lookup(local.bigquery_field_types, "completed_at", "") == "TIMESTAMP" ? "completed_at" : null
+    field         = local.bigquery_partition_field
     expiration_ms = var.results_retention_days > 0 ? var.results_retention_days * 86400000 : null
   }
 
