@@ -69,7 +69,10 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
             code="too_long",
         )
     limit = int(max_seconds * SAMPLE_RATE)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    # Keep the channels through resampling and average them afterwards: FFmpeg's own downmix
+    # sums channels with gains (a 7.1 tone comes out at over 4x its level and clips).
+    # Packed samples: PyAV mishandles planar frames of more than 8 channels.
+    resampler = av.AudioResampler(format="flt", rate=SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     total = 0
     errors = 0
@@ -107,7 +110,9 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
 
 
 def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
-    data = frame.to_ndarray().reshape(-1)
+    channels = len(frame.layout.channels)
+    packed = np.frombuffer(frame.planes[0], dtype=np.float32)[: frame.samples * channels]
+    data = packed.reshape(-1, channels).mean(axis=1, dtype=np.float32) if channels > 1 else packed.copy()
     if data.size:
         chunks.append(data)
     return int(data.size)

@@ -76,9 +76,12 @@ def main(package_dir: str) -> None:
     lib = Path(package_dir) / "lib"
     wanted = used_types(TERRAFORM_DIR)
     schema: dict = {"provider_version": "", "resource": {}, "data": {}}
-    for kind, prefix in (("resource", ""), ("data", "data-")):
+    # Folders: lib/cloud-run-v2-service for google_cloud_run_v2_service, lib/data-google-project
+    # for data "google_project".
+    for kind in ("resource", "data"):
         for resource_type in sorted(wanted[kind]):
-            folder = prefix + resource_type.replace("_", "-")
+            stem = "data_" + resource_type if kind == "data" else resource_type.removeprefix("google_")
+            folder = stem.replace("_", "-")
             found, version, fields = read_type(lib / folder / "index.js")
             assert found == resource_type, (found, resource_type)
             schema[kind][resource_type] = fields

@@ -1,0 +1,90 @@
+"""Make test audio in memory: tones, noise, silence, speech samples, in any container PyAV writes."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+
+# container format, codec, sample format, file suffix
+FORMATS = {
+    "wav": ("wav", "pcm_s16le", "s16", ".wav"),
+    "mp3": ("mp3", "libmp3lame", "s16p", ".mp3"),
+    "m4a": ("ipod", "aac", "fltp", ".m4a"),
+    "ogg": ("ogg", "libopus", "s16", ".ogg"),
+    "flac": ("flac", "flac", "s16", ".flac"),
+    "webm": ("webm", "libopus", "s16", ".webm"),
+}
+
+
+def tone(seconds: float, rate: int = 16_000, freq: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def noise(seconds: float, rate: int = 16_000, amplitude: float = 0.5, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (amplitude * rng.uniform(-1, 1, int(seconds * rate))).astype(np.float32)
+
+
+def encode(samples: np.ndarray, rate: int = 16_000, fmt: str = "wav", channels: int = 1) -> bytes:
+    """Encode mono float samples (copied to every channel) into a real file of format ``fmt``."""
+    container_format, codec, sample_fmt, _ = FORMATS[fmt]
+    if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+        raise ValueError("opus needs a standard rate")
+    buf = io.BytesIO()
+    layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}[channels]
+    with av.open(buf, mode="w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        frame_size = stream.codec_context.frame_size or 1024
+        pcm = np.clip(samples, -1, 1)
+        data = np.repeat(pcm[None, :], channels, axis=0)
+        if sample_fmt.startswith("s16"):
+            data = (data * 32767).astype(np.int16)
+        pts = 0
+        for start in range(0, data.shape[1], frame_size):
+            chunk = data[:, start : start + frame_size]
+            if sample_fmt.endswith("p") or sample_fmt == "fltp":
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=sample_fmt, layout=layout)
+            else:
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(chunk.T.reshape(1, -1)), format=sample_fmt, layout=layout
+                )
+            frame.sample_rate = rate
+            frame.pts = pts
+            frame.time_base = Fraction(1, rate)
+            pts += chunk.shape[1]
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def png_bytes() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" + b"\xff\x00\x00" * 2 + b"\x00" + b"\x00\xff\x00" * 2)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def zip_bytes() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("inside.wav", encode(tone(1.0)))
+    return buf.getvalue()
+
+
+def speech_sample() -> Path:
+    return SAMPLES / "en_support_call.flac"

@@ -1,0 +1,48 @@
+"""Shared fixtures: settings for the small real models, engines loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from workers import bootstrap
+from workers.models import SER_TINY, WHISPER_BASE, WHISPER_TINY_EN, setup_models
+from workers.settings import REPO_ROOT, Settings
+
+MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / ".models"))
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    setup_models(MODELS_DIR)  # offline and idempotent: joins files, builds the tiny SER once
+    return MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def fast_settings(models_dir: Path) -> Settings:
+    """Whisper tiny.en + the tiny SER: the fastest real configuration."""
+    return Settings.from_env({}, models_dir=str(models_dir), stt_model=str(models_dir / WHISPER_TINY_EN))
+
+
+@pytest.fixture(scope="session")
+def base_settings(models_dir: Path) -> Settings:
+    """The shipped default: multilingual Whisper base."""
+    return Settings.from_env({}, models_dir=str(models_dir), stt_model=str(models_dir / WHISPER_BASE))
+
+
+@pytest.fixture(scope="session")
+def tiny_stt(fast_settings):
+    return bootstrap.stt_engine(fast_settings)
+
+
+@pytest.fixture(scope="session")
+def base_stt(base_settings):
+    return bootstrap.stt_engine(base_settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_ser(fast_settings):
+    assert fast_settings.ser_model_path.name == SER_TINY
+    return bootstrap.ser_engine(fast_settings)

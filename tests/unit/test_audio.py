@@ -1,0 +1,79 @@
+"""Decoding: every common container by content, odd-but-valid audio, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.audio_factory import FORMATS, encode, png_bytes, speech_sample, tone, zip_bytes
+from workers.audio import SAMPLE_RATE, decode
+from workers.errors import PermanentError
+
+LIMIT = 4 * 3600.0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_common_container_decodes_to_16k_mono_float32(fmt: str) -> None:
+    data = encode(tone(2.0, rate=48_000, freq=440), rate=48_000, fmt=fmt, channels=2)
+    audio = decode(data, max_seconds=LIMIT)
+    assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert audio.duration == pytest.approx(2.0, abs=0.1)
+    # The tone survives: its energy is at 440 Hz after resampling to 16 kHz.
+    spectrum = np.abs(np.fft.rfft(audio.samples[4000:20000]))
+    peak_hz = np.argmax(spectrum) * SAMPLE_RATE / 16000
+    assert peak_hz == pytest.approx(440, abs=5)
+
+
+def test_format_comes_from_content_not_from_the_name(tmp_path) -> None:
+    path = tmp_path / "actually-an-mp3.wav"
+    path.write_bytes(encode(tone(1.0), fmt="mp3"))
+    assert decode(path, max_seconds=LIMIT).source_format == "mp3"
+
+
+def test_many_channels_and_high_rates_become_mono_16k() -> None:
+    audio = decode(encode(tone(1.0, rate=192_000), rate=192_000, fmt="wav", channels=8), max_seconds=LIMIT)
+    assert audio.source_channels == 8 and audio.source_rate == 192_000
+    assert len(audio.samples) == pytest.approx(SAMPLE_RATE, abs=64)
+    assert np.abs(audio.samples).max() == pytest.approx(0.3, abs=0.05)
+
+
+def test_a_tenth_of_a_second_decodes() -> None:
+    assert decode(encode(tone(0.1)), max_seconds=LIMIT).duration == pytest.approx(0.1, abs=0.01)
+
+
+def test_truncated_mp3_keeps_what_decodes() -> None:
+    data = encode(tone(4.0), fmt="mp3")
+    audio = decode(data[: len(data) // 2], max_seconds=LIMIT)
+    assert 1.0 < audio.duration < 3.0
+
+
+def test_speech_sample_decodes() -> None:
+    audio = decode(speech_sample(), max_seconds=LIMIT)
+    assert audio.duration == pytest.approx(19.65, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (b"", "empty_file"),
+        (os.urandom(64 * 1024), None),
+        (b"Meeting notes\nNothing to hear here.\n" * 50, "not_audio"),
+        (png_bytes(), "not_audio"),
+        (zip_bytes(), "not_audio"),
+    ],
+    ids=["empty", "random-bytes", "text", "png", "zip"],
+)
+def test_bad_input_is_a_permanent_error_with_a_clear_message(data: bytes, code: str | None) -> None:
+    with pytest.raises(PermanentError) as info:
+        decode(data, max_seconds=LIMIT)
+    assert info.value.code in ({code} if code else {"not_audio", "corrupt_audio", "no_audio_decoded"})
+    assert len(info.value.message) > 15
+
+
+def test_audio_longer_than_the_limit_is_refused() -> None:
+    with pytest.raises(PermanentError) as info:
+        decode(encode(tone(5.0)), max_seconds=3.0)
+    assert info.value.code == "too_long"
+    assert "MAX_AUDIO_SECONDS" in info.value.message
