@@ -9,6 +9,8 @@ locals {
 }
 
 resource "google_storage_bucket" "buckets" {
+  # checkov:skip=CKV_GCP_78: versioning would keep deleted audio and transcripts (personal data) past their retention; writes are idempotent by generation and soft delete keeps 7 days for recovery
+  # checkov:skip=CKV_GCP_62: legacy usage-log buckets are superseded by Cloud Audit Logs data-access logs for storage.googleapis.com (docs/deploy.md)
   for_each = local.bucket_retention_days
 
   name                        = "${var.project_id}-${local.prefix}-${each.key}"
@@ -19,8 +21,8 @@ resource "google_storage_bucket" "buckets" {
   force_destroy               = var.force_destroy
   labels                      = merge(local.labels, { contents = each.key })
 
-  # Objects are written once per generation and history is kept by generation numbers in the
-  # results themselves; versioning would keep deleted personal data around past its retention.
+  # Results carry the source generation, so history needs no object versions; versions would
+  # keep deleted personal data past its retention.
   versioning {
     enabled = false
   }

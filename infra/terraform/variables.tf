@@ -172,9 +172,9 @@ variable "force_destroy" {
 }
 
 variable "deletion_protection" {
-  description = "Protect Cloud Run services, jobs and the BigQuery table against `terraform destroy`."
+  description = "Protect Cloud Run services, jobs and the BigQuery table against `terraform destroy` (set false, apply, then destroy to tear down)."
   type        = bool
-  default     = false
+  default     = true
 }
 
 # --- API, backfill, BigQuery ---------------------------------------------------------------
