@@ -1,0 +1,134 @@
+"""Google Cloud Storage adapter of the BlobStore port.
+
+Same semantics as ``adapters.local``: ``write(if_generation_match=0)`` stores only if the
+object is absent and raises PreconditionFailed on GCS's 412; ``download`` streams exactly
+one generation to a file and raises NotFound when that generation is gone. Errors that may
+pass (429, 5xx, timeouts, connection resets) become TransientError so the web layer answers
+5xx and Pub/Sub redelivers; a missing bucket on write is transient too (a deployment fault
+that a fix resolves, not bad input).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+from workers.errors import NotFound, PreconditionFailed, TransientError
+from workers.ports import BlobInfo
+
+log = logging.getLogger(__name__)
+
+# 8 MiB chunks: a long recording streams to disk without being held in memory.
+DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+_TRANSIENT = (
+    gexc.TooManyRequests,
+    gexc.InternalServerError,
+    gexc.BadGateway,
+    gexc.ServiceUnavailable,
+    gexc.GatewayTimeout,
+    gexc.RetryError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def storage_client(project: str, emulator_host: str = "") -> storage.Client:
+    """A client for the real service, or for an emulator (anonymous, no credentials needed)."""
+    if emulator_host:
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(
+            project=project or "local-dev",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": emulator_host},
+        )
+    return storage.Client(project=project or None)
+
+
+class GcsBlobStore:
+    def __init__(self, client: storage.Client) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> storage.Client:
+        return self._client
+
+    def stat(self, bucket: str, name: str) -> BlobInfo | None:
+        try:
+            blob = self._client.bucket(bucket).get_blob(name)
+        except gexc.NotFound:
+            return None
+        except _TRANSIENT as e:
+            raise TransientError(f"stat gs://{bucket}/{name}: {e}") from e
+        return None if blob is None else _info(blob)
+
+    def read(self, bucket: str, name: str) -> tuple[bytes, int]:
+        blob = self._client.bucket(bucket).blob(name)
+        try:
+            data = blob.download_as_bytes()
+        except gexc.NotFound as e:
+            raise NotFound(f"gs://{bucket}/{name} does not exist") from e
+        except _TRANSIENT as e:
+            raise TransientError(f"read gs://{bucket}/{name}: {e}") from e
+        return data, int(blob.generation)
+
+    def download(self, bucket: str, name: str, generation: int, dest: Path) -> None:
+        blob = self._client.bucket(bucket).blob(name, generation=generation, chunk_size=DOWNLOAD_CHUNK_BYTES)
+        try:
+            blob.download_to_filename(str(dest))
+        except gexc.NotFound as e:
+            Path(dest).unlink(missing_ok=True)
+            raise NotFound(f"gs://{bucket}/{name} generation {generation} is gone") from e
+        except _TRANSIENT as e:
+            Path(dest).unlink(missing_ok=True)
+            raise TransientError(f"download gs://{bucket}/{name}#{generation}: {e}") from e
+
+    def write(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        *,
+        if_generation_match: int | None,
+        content_type: str = "application/json",
+    ) -> int:
+        blob = self._client.bucket(bucket).blob(name)
+        try:
+            # A conditional write is safe to retry, so the library's default retry applies.
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
+        except gexc.PreconditionFailed as e:
+            raise PreconditionFailed(
+                f"gs://{bucket}/{name}: generation does not match {if_generation_match}"
+            ) from e
+        except gexc.NotFound as e:
+            raise TransientError(f"bucket {bucket!r} does not exist (write of {name})") from e
+        except _TRANSIENT as e:
+            raise TransientError(f"write gs://{bucket}/{name}: {e}") from e
+        return int(blob.generation)
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[BlobInfo]:
+        try:
+            for blob in self._client.list_blobs(bucket, prefix=prefix or None):
+                yield _info(blob)
+        except gexc.NotFound as e:
+            raise NotFound(f"bucket {bucket!r} does not exist") from e
+        except _TRANSIENT as e:
+            raise TransientError(f"list gs://{bucket}/{prefix}: {e}") from e
+
+    def put(self, bucket: str, name: str, path: Path, content_type: str | None = None) -> int:
+        """Upload a local file unconditionally, as a user's ``gcloud storage cp`` does."""
+        blob = self._client.bucket(bucket).blob(name)
+        try:
+            blob.upload_from_filename(str(path), content_type=content_type)
+        except _TRANSIENT as e:
+            raise TransientError(f"upload gs://{bucket}/{name}: {e}") from e
+        return int(blob.generation)
+
+
+def _info(blob: storage.Blob) -> BlobInfo:
+    updated = blob.updated.isoformat().replace("+00:00", "Z") if blob.updated else None
+    return BlobInfo(blob.bucket.name, blob.name, int(blob.generation), int(blob.size or 0), blob.content_type, updated)

