@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "infra" / "terraform"
 MODULE = TERRAFORM / "modules" / "push_worker"
-META_ARGUMENTS = {"count", "for_each", "depends_on", "lifecycle", "provider", "__is_block__"}
+META_ARGUMENTS = {"count", "for_each", "depends_on", "lifecycle", "provider", "__is_block__", "__comments__"}
 
 
 def unquote(value: Any) -> Any:
