@@ -1,0 +1,179 @@
+"""Structural checks of the images and the function packaging (no Docker engine here)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from workers.settings import settings_table
+
+DOCKER = REPO / "docker"
+DOCKERFILES = {"gpu": DOCKER / "Dockerfile.gpu", "cpu": DOCKER / "Dockerfile.cpu"}
+SETTINGS_NAMES = {row[0] for row in settings_table()}
+# Environment names in the images that are not pipeline settings.
+PLATFORM_ENV = {"DEBIAN_FRONTEND", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK",
+                "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PATH", "HF_HUB_OFFLINE",
+                "TRANSFORMERS_OFFLINE", "HF_HOME"}
+HEAVY = {"torch", "transformers", "ctranslate2", "faster-whisper", "openai-whisper", "triton"}
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined; heredoc bodies kept with RUN."""
+    result: list[tuple[str, str]] = []
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        while line.endswith("\\") and i < len(lines):
+            line = line[:-1] + " " + lines[i].strip()
+            i += 1
+        heredoc = re.search(r"<<-?'?(\w+)'?", line)
+        if heredoc:
+            body = []
+            while i < len(lines) and lines[i].strip() != heredoc.group(1):
+                body.append(lines[i])
+                i += 1
+            i += 1
+            line += "\n" + "\n".join(body)
+        keyword, _, rest = line.strip().partition(" ")
+        result.append((keyword.upper(), rest))
+    return result
+
+
+def final_stage(path: Path) -> list[tuple[str, str]]:
+    steps = instructions(path)
+    last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
+    return steps[last_from:]
+
+
+def env_names(steps) -> dict[str, str]:
+    names = {}
+    for keyword, rest in steps:
+        if keyword == "ENV":
+            names.update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", rest))
+    return names
+
+
+def requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            names.add(re.split(r"[<>=!~\[; ]", line)[0].lower())
+    return names
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_image_runs_as_a_non_root_user(kind):
+    users = [rest.strip() for keyword, rest in final_stage(DOCKERFILES[kind]) if keyword == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the last USER must not be root"
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_image_sets_no_secret_and_only_known_environment_names(kind):
+    steps = instructions(DOCKERFILES[kind])
+    for keyword, rest in steps:
+        if keyword in ("ENV", "ARG"):
+            assert not re.search(r"(TOKEN|SECRET|PASSWORD|API_KEY|CREDENTIALS)", rest, re.I), rest
+    unknown = set(env_names(steps)) - SETTINGS_NAMES - PLATFORM_ENV
+    assert not unknown, f"not settings names (workers/settings.py): {unknown}"
+
+
+def test_gpu_image_fetches_models_at_build_time_and_runs_offline():
+    steps = instructions(DOCKERFILES["gpu"])
+    downloads = [rest for keyword, rest in steps if "snapshot_download" in rest]
+    assert downloads and all(k == "RUN" for k, rest in steps if "snapshot_download" in rest)
+    assert "/models/" in downloads[0]
+    runtime = env_names(final_stage(DOCKERFILES["gpu"]))
+    assert runtime["HF_HUB_OFFLINE"] == "1"
+    assert runtime["STT_MODEL"] == "/models/stt" and runtime["SER_MODEL"] == "/models/ser"
+    assert any(k == "COPY" and "--from=models /models /models" in r for k, r in final_stage(DOCKERFILES["gpu"]))
+    args = " ".join(r for k, r in steps if k == "ARG")
+    assert "STT_MODEL_REPO" in args and "SER_MODEL_REPO" in args, "models are build arguments"
+
+
+def test_gpu_image_installs_the_pinned_torch_and_openai_whisper_without_deps():
+    runs = " ".join(r for k, r in instructions(DOCKERFILES["gpu"]) if k == "RUN")
+    assert "pip install -r requirements.txt" in runs
+    assert "--no-deps -r requirements-nodeps.txt" in runs
+    assert "torch==" in (REPO / "requirements.txt").read_text()
+
+
+def test_cpu_image_installs_no_torch_and_only_project_requirements():
+    cpu = requirement_names(DOCKER / "requirements-cpu.txt")
+    assert not cpu & HEAVY
+    assert cpu <= requirement_names(REPO / "requirements.txt"), "bounds live in requirements.txt"
+    runs = " ".join(r for k, r in instructions(DOCKERFILES["cpu"]) if k == "RUN")
+    assert "requirements-cpu.txt" in runs and "requirements.txt " not in runs
+
+
+def test_cloud_build_builds_and_pushes_both_images_with_model_build_args():
+    build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
+    built = {arg for step in build["steps"] for arg in step["args"] if arg.startswith("--file=")}
+    assert built == {"--file=docker/Dockerfile.gpu", "--file=docker/Dockerfile.cpu"}
+    assert {image.rsplit("/", 1)[1].split(":")[0] for image in build["images"]} == {"worker-gpu", "worker-cpu"}
+    gpu_args = next(s["args"] for s in build["steps"] if "--file=docker/Dockerfile.gpu" in s["args"])
+    assert any(a.startswith("--build-arg=STT_MODEL_REPO=") for a in gpu_args)
+
+
+def test_dockerignore_keeps_the_virtualenv_and_git_out_of_the_build_context():
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignore[[l.strip() for l in ignore].index("**")] == "**", "everything is ignored unless allowed"
+    allowed = {l[1:] for l in ignore if l.startswith("!")}
+    assert not any(a.startswith((".venv", ".git", ".models", "tests")) for a in allowed)
+
+
+# --- the function's source ------------------------------------------------------------------
+TRIGGER_THIRD_PARTY = {"functions_framework", "cloudevents", "google"}
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside functions)."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.skipif(not (REPO / "trigger" / "main.py").exists(), reason="trigger/main.py not written yet")
+def test_function_source_has_the_trigger_the_shared_workers_code_and_only_light_requirements(tmp_path):
+    out = tmp_path / "function"
+    subprocess.run(["bash", str(REPO / "scripts" / "package_function.sh"), str(out), str(tmp_path / "f.zip")],
+                   check=True, capture_output=True, timeout=60)
+    assert (out / "main.py").read_text() == (REPO / "trigger" / "main.py").read_text()
+    assert (out / "workers" / "jobs.py").exists() and not (out / "workers" / "engines").exists()
+    assert (tmp_path / "f.zip").exists()
+    assert requirement_names(out / "requirements.txt") == {"functions-framework", "google-cloud-pubsub", "cloudevents"}
+
+    # Everything main.py imports at module level, followed through the packaged workers modules,
+    # is in the package, the standard library, or the function's requirements.
+    seen, pending, third_party = set(), [out / "main.py"], set()
+    while pending:
+        for name in top_level_imports(pending.pop()):
+            root = name.split(".")[0]
+            if root == "workers":
+                module = out.joinpath(*name.split("."))
+                target = module.with_suffix(".py") if module.with_suffix(".py").exists() else module / "__init__.py"
+                assert target.exists(), f"{name} is not packaged"
+                if target not in seen:
+                    seen.add(target)
+                    pending.append(target)
+            elif root not in sys.stdlib_module_names and root != "__future__":
+                third_party.add(root)
+    assert third_party <= TRIGGER_THIRD_PARTY, f"not in the function's requirements: {third_party - TRIGGER_THIRD_PARTY}"
+    assert os.access(REPO / "scripts" / "package_function.sh", os.X_OK)
