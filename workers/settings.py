@@ -112,6 +112,19 @@ class Settings:
         "Certificates for OIDC verification; empty uses Google's. Tests point it at 127.0.0.1.",
         "cloud",
     )
+    pubsub_emulator_host: str = _setting(
+        "", "PUBSUB_EMULATOR_HOST", "host:port of a Pub/Sub emulator (dev stack and tests only).", "cloud"
+    )
+    storage_emulator_host: str = _setting(
+        "", "STORAGE_EMULATOR_HOST", "URL of a GCS emulator (dev stack and tests only).", "cloud"
+    )
+    id_tokens: str = _setting(
+        "on",
+        "ID_TOKENS",
+        "Send a Google ID token with the api role's calls to STT and SER: on, or off (refused unless "
+        "both URLs are on the loopback).",
+        "cloud",
+    )
     stt_url: str = _setting("", "STT_URL", "Base URL of the STT service (used by the api role).", "cloud")
     ser_url: str = _setting("", "SER_URL", "Base URL of the SER service (used by the api role).", "cloud")
     stt_audience: str = _setting(
@@ -164,6 +177,8 @@ class Settings:
             raise ConfigError("MAX_AUDIO_SECONDS must be positive")
         if self.push_auth not in ("on", "off"):
             raise ConfigError(f"PUSH_AUTH must be on or off, got {self.push_auth!r}")
+        if self.id_tokens not in ("on", "off"):
+            raise ConfigError(f"ID_TOKENS must be on or off, got {self.id_tokens!r}")
         return self
 
     @property

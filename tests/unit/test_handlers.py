@@ -1,0 +1,167 @@
+"""Handlers over in-memory ports: idempotency, races, re-uploads, bad input, transient faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from tests.audio_factory import encode, png_bytes, tone
+from workers.adapters.memory import MemoryBlobStore, MemoryBus
+from workers.contracts import Engine, EmotionWindow, JobMessage, PartialReady, Segment, Word, from_dict, to_dict
+from workers.engines.ser import EmotionTrack
+from workers.engines.stt import Transcript
+from workers.errors import TransientError
+from workers.handlers import Pipeline
+from workers.jobs import make_job, partial_key
+from workers.join import DEFAULT_SENTIMENT_MAP
+
+
+class CountingStt:
+    engine = Engine("fake-stt", "fake", "0", True)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        self.calls += 1
+        d = len(audio) / 16000
+        words = [Word(0.1, d - 0.1, " hello.", 0.9)]
+        return Transcript("en", 0.9, d, [Segment(0, 0.1, d - 0.1, "hello.", -0.1, 0.0, words)])
+
+
+class CountingSer:
+    engine = Engine("fake-ser", "fake", "0", True)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def classify(self, audio: np.ndarray) -> EmotionTrack:
+        self.calls += 1
+        d = len(audio) / 16000
+        return EmotionTrack(3.0, 1.5, ["happy", "sad"], [EmotionWindow(0.0, d, [0.8, 0.2])], d)
+
+
+@pytest.fixture
+def env():
+    store, bus = MemoryBlobStore(), MemoryBus()
+    p = Pipeline(store=store, bus=bus, staging_bucket="staging", results_bucket="results", partials_topic="partials",
+                 sentiment_map=DEFAULT_SENTIMENT_MAP, max_audio_seconds=60, stt=CountingStt(), ser=CountingSer())
+    return p, store, bus
+
+
+def upload(store: MemoryBlobStore, name: str, data: bytes) -> JobMessage:
+    generation = store.put("inbox", name, data)
+    return make_job(bucket="inbox", name=name, generation=generation, size=len(data), content_type=None,
+                    source="upload")
+
+
+def run_job(p: Pipeline, bus: MemoryBus, job: JobMessage) -> list:
+    outcomes = [p.handle_job_stt(job), p.handle_job_ser(job)]
+    for message in bus.on("partials")[-2:]:
+        outcomes.append(p.handle_partial(from_dict(PartialReady, message)))
+    return outcomes
+
+
+def result_of(store: MemoryBlobStore, name: str) -> dict:
+    return json.loads(store.read("results", name + ".json")[0])
+
+
+def test_a_job_writes_two_partials_once_and_one_result(env) -> None:
+    p, store, bus = env
+    job = upload(store, "a/call.wav", encode(tone(2.0)))
+    outcomes = run_job(p, bus, job)
+    assert [o.status for o in outcomes] == ["done", "done", "done", "duplicate"]
+    result = result_of(store, "a/call.wav")
+    assert result["status"] == "ok" and result["job"] == to_dict(job)
+    assert result["segments"][0]["emotion"]["label"] == "happy"
+    partial_writes = [w for w in store.writes if w[0] == "staging"]
+    assert partial_writes == [("staging", partial_key(job.job_id, "stt"), 0), ("staging", partial_key(job.job_id, "ser"), 0)]
+
+
+def test_a_redelivered_job_reannounces_without_recomputing(env) -> None:
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(2.0)))
+    run_job(p, bus, job)
+    assert p.handle_job_stt(job).status == "duplicate"
+    assert p.handle_job_ser(job).status == "duplicate"
+    assert (p.stt.calls, p.ser.calls) == (1, 1)
+    assert len(bus.on("partials")) == 4  # announced again: a lost first announcement cannot strand the job
+    for message in bus.on("partials")[2:]:
+        assert p.handle_partial(from_dict(PartialReady, message)).status == "duplicate"
+    assert len([w for w in store.writes if w[0] == "results"]) == 1
+
+
+def test_racing_joiners_write_exactly_one_result(env) -> None:
+    p, store, bus = env
+    job = upload(store, "race.wav", encode(tone(2.0)))
+    p.handle_job_stt(job)
+    p.handle_job_ser(job)
+    ready = from_dict(PartialReady, bus.on("partials")[-1])
+    outcomes, barrier = [], threading.Barrier(8)
+
+    def join() -> None:
+        barrier.wait()
+        outcomes.append(p.handle_partial(ready).status)
+
+    threads = [threading.Thread(target=join) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(outcomes) == ["done"] + ["duplicate"] * 7
+
+
+def test_a_reupload_replaces_the_result_and_an_old_job_cannot_overwrite_it(env) -> None:
+    p, store, bus = env
+    old = upload(store, "call.wav", encode(tone(2.0)))
+    old_stt, old_ser = p.handle_job_stt(old), p.handle_job_ser(old)
+    old_ready = from_dict(PartialReady, bus.on("partials")[-1])
+    new = upload(store, "call.wav", encode(tone(3.0)))
+    run_job(p, bus, new)
+    assert result_of(store, "call.wav")["job"]["generation"] == new.generation
+    assert p.handle_partial(old_ready).status == "superseded"
+    assert result_of(store, "call.wav")["job"]["generation"] == new.generation
+    assert (old_stt.status, old_ser.status) == ("done", "done")
+
+
+def test_bad_input_becomes_a_failed_result_not_an_exception(env) -> None:
+    p, store, bus = env
+    job = upload(store, "picture.mp3", png_bytes())
+    outcomes = run_job(p, bus, job)
+    assert [o.status for o in outcomes[:2]] == ["failed", "failed"]
+    result = result_of(store, "picture.mp3")
+    assert result["status"] == "failed" and result["error"]["code"] == "not_audio"
+    assert "no audio stream" in result["error"]["message"]
+
+
+def test_a_replaced_source_generation_is_recorded_as_gone(env) -> None:
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(1.0)))
+    store.put("inbox", "call.wav", encode(tone(1.5)))  # re-uploaded before the job ran
+    p.handle_job_stt(job)
+    stt = json.loads(store.read("staging", partial_key(job.job_id, "stt"))[0])
+    assert stt["status"] == "failed" and stt["error"]["code"] == "source_gone"
+
+
+def test_transient_store_faults_propagate_for_a_retry(env) -> None:
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(1.0)))
+
+    def broken(*args, **kwargs):
+        raise TransientError("storage unavailable")
+
+    store.write = broken
+    with pytest.raises(TransientError):
+        p.handle_job_stt(job)
+    assert bus.on("partials") == []
+
+
+def test_the_joiner_waits_until_both_partials_exist(env) -> None:
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(1.0)))
+    p.handle_job_stt(job)
+    assert p.handle_partial(from_dict(PartialReady, bus.on("partials")[-1])).status == "waiting"
+    assert store.stat("results", "call.wav.json") is None
+    p.handle_job_ser(job)
+    assert p.handle_partial(from_dict(PartialReady, bus.on("partials")[-1])).status == "done"

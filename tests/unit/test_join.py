@@ -1,0 +1,99 @@
+"""Segment ↔ window alignment, the whole-file summary, sentiment mapping, determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.contracts import Engine, EmotionWindow, Error, Segment, SerPartial, SttPartial, Timing, dumps
+from workers.errors import ConfigError
+from workers.jobs import make_job
+from workers.join import DEFAULT_SENTIMENT_MAP, merge, parse_sentiment_map
+
+JOB = make_job(bucket="b", name="call.wav", generation=5, size=10, content_type="audio/wav", source="upload",
+               submitted_at="2026-11-25T10:00:00.000Z")
+STT_ENGINE = Engine("faster-whisper", "m", "1", True)
+SER_ENGINE = Engine("transformers", "s", "1", False)
+LABELS = ["angry", "happy", "neutral"]
+
+
+def seg(i: int, start: float, end: float) -> Segment:
+    return Segment(i, start, end, f"segment {i}", -0.1, 0.01, [])
+
+
+def stt(*segments: Segment, status="ok", error=None) -> SttPartial:
+    return SttPartial(JOB.job_id, status, error, STT_ENGINE, "en", 0.99, 8.0, list(segments),
+                      Timing("2026-11-25T10:00:01Z", "2026-11-25T10:00:02Z", 1.0))
+
+
+def ser(windows: list[tuple[float, float, list[float]]], status="ok", error=None) -> SerPartial:
+    return SerPartial(JOB.job_id, status, error, SER_ENGINE, 2.0, 2.0, LABELS,
+                      [EmotionWindow(a, b, s) for a, b, s in windows], 8.0)
+
+
+WINDOWS = [(0.0, 2.0, [1.0, 0.0, 0.0]), (2.0, 4.0, [0.0, 1.0, 0.0]), (4.0, 8.0, [0.0, 0.0, 1.0])]
+
+
+def do_merge(stt_partial, ser_partial, completed_at="2026-11-25T10:00:03Z", mapping=DEFAULT_SENTIMENT_MAP):
+    return merge(JOB, stt_partial, ser_partial, sentiment_map=mapping, pipeline_version="t",
+                 completed_at=completed_at)
+
+
+def scores(result_segment) -> dict[str, float]:
+    return {s.label: s.score for s in result_segment.emotion.scores}
+
+
+def test_each_segment_gets_the_overlap_weighted_mean_of_its_windows() -> None:
+    result = do_merge(stt(seg(0, 0.0, 1.0), seg(1, 1.0, 3.0), seg(2, 3.5, 6.0)), ser(WINDOWS))
+    first, second, third = result.segments
+    assert scores(first) == {"angry": 1.0, "happy": 0.0, "neutral": 0.0}
+    assert scores(second) == pytest.approx({"angry": 0.5, "happy": 0.5, "neutral": 0.0})
+    assert scores(third) == pytest.approx({"angry": 0.0, "happy": 0.2, "neutral": 0.8})
+    assert (first.emotion.label, first.emotion.sentiment) == ("angry", "NEGATIVE")
+    assert (third.emotion.label, third.emotion.sentiment) == ("neutral", "NEUTRAL")
+
+
+def test_a_segment_past_the_last_window_takes_the_nearest_one() -> None:
+    result = do_merge(stt(seg(0, 8.2, 8.6)), ser(WINDOWS))
+    assert result.segments[0].emotion.label == "neutral"
+
+
+def test_summary_is_weighted_by_segment_duration() -> None:
+    # 1 s angry, 3 s neutral (4..7 s): the distribution is 25 % / 75 %.
+    result = do_merge(stt(seg(0, 0.0, 1.0), seg(1, 4.0, 7.0)), ser(WINDOWS))
+    dist = {s.label: s.score for s in result.summary.distribution}
+    assert dist == pytest.approx({"angry": 0.25, "happy": 0.0, "neutral": 0.75})
+    assert result.summary.dominant_emotion == "neutral"
+    assert result.summary.speech_seconds == pytest.approx(4.0)
+    by_sentiment = {s.label: s.score for s in result.summary.sentiment_distribution}
+    assert by_sentiment == pytest.approx({"POSITIVE": 0.0, "NEGATIVE": 0.25, "NEUTRAL": 0.75})
+
+
+def test_silence_has_no_segments_and_an_empty_summary() -> None:
+    result = do_merge(stt(), ser(WINDOWS))
+    assert result.status == "ok" and result.segments == []
+    assert result.summary.dominant_emotion is None and result.summary.distribution == []
+
+
+def test_sentiment_map_is_configurable() -> None:
+    mapping = parse_sentiment_map("neutral=POSITIVE, Angry=neutral")
+    result = do_merge(stt(seg(0, 0.0, 1.0), seg(1, 5.0, 6.0)), ser(WINDOWS), mapping=mapping)
+    assert [s.emotion.sentiment for s in result.segments] == ["NEUTRAL", "POSITIVE"]
+    with pytest.raises(ConfigError, match="label=POSITIVE"):
+        parse_sentiment_map("angry=FURIOUS")
+
+
+def test_same_partials_give_the_same_bytes_apart_from_timings() -> None:
+    a = do_merge(stt(seg(0, 0.0, 3.0)), ser(WINDOWS), completed_at="2026-11-25T10:00:03Z")
+    b = do_merge(stt(seg(0, 0.0, 3.0)), ser(WINDOWS), completed_at="2026-11-25T11:30:00Z")
+    assert dumps(a) != dumps(b)
+    assert dumps(a).split('"timings"')[0] == dumps(b).split('"timings"')[0]
+    assert dumps(a.__class__(**{**a.__dict__, "timings": b.timings})) == dumps(b)
+
+
+def test_a_failed_partial_fails_the_result_but_keeps_what_is_known() -> None:
+    error = Error("too_long", "audio is 20000 s long")
+    result = do_merge(stt(seg(0, 0.0, 1.0)), ser([], status="failed", error=error))
+    assert result.status == "failed" and result.error == error
+    assert result.segments[0].text == "segment 0" and result.segments[0].emotion is None
+    assert result.summary is None
+    assert result.engines.ser.trained is False

@@ -1,0 +1,100 @@
+"""The folder store keeps GCS generation semantics and never writes outside its root; the bus runs in parallel."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from workers.adapters.local import LocalBlobStore, LocalBus, decode_name, encode_name
+from workers.errors import NotFound, PreconditionFailed, TransientError
+
+
+@pytest.fixture
+def store(tmp_path):
+    (tmp_path / "in").mkdir()
+    return LocalBlobStore({"in": tmp_path / "in", "out": tmp_path / "in" / "out"})
+
+
+def test_if_generation_match_zero_writes_only_once(store) -> None:
+    g1 = store.write("out", "a.json", b"1", if_generation_match=0)
+    with pytest.raises(PreconditionFailed):
+        store.write("out", "a.json", b"2", if_generation_match=0)
+    assert store.read("out", "a.json") == (b"1", g1)
+
+
+def test_a_matching_generation_replaces_and_bumps_the_generation(store) -> None:
+    g1 = store.write("out", "a.json", b"1", if_generation_match=0)
+    g2 = store.write("out", "a.json", b"2", if_generation_match=g1)
+    assert g2 > g1
+    with pytest.raises(PreconditionFailed):
+        store.write("out", "a.json", b"3", if_generation_match=g1)
+
+
+def test_concurrent_create_only_writes_have_one_winner(store) -> None:
+    wins, barrier = [], threading.Barrier(8)
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            store.write("out", "race.json", str(i).encode(), if_generation_match=0)
+            wins.append(i)
+        except PreconditionFailed:
+            pass
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(wins) == 1
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a/../../b", "/abs/path", "a//b", ".", "..", "%2E%2E/x"])
+def test_object_names_never_escape_the_bucket_folder(store, tmp_path, name: str) -> None:
+    store.write("out", name, b"x", if_generation_match=0)
+    path = store.path("out", name)
+    assert (tmp_path / "in" / "out") in path.parents
+    assert decode_name(encode_name(name)) == name
+    assert [b.name for b in store.list("out")] == [name]
+
+
+def test_download_checks_the_generation(store, tmp_path) -> None:
+    g = store.write("in", "x.wav", b"abc", if_generation_match=None)
+    store.download("in", "x.wav", g, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == b"abc"
+    with pytest.raises(NotFound):
+        store.download("in", "x.wav", g + 1, tmp_path / "copy")
+
+
+def test_listing_a_bucket_skips_another_bucket_nested_inside_it(store) -> None:
+    store.write("in", "audio.wav", b"a", if_generation_match=None)
+    store.write("out", "audio.wav.json", b"{}", if_generation_match=None)
+    assert [b.name for b in store.list("in")] == ["audio.wav"]
+
+
+def test_bus_delivers_to_all_subscribers_at_once_and_dead_letters_after_retries() -> None:
+    bus = LocalBus(max_attempts=3, backoff_seconds=0.01)
+    running, overlap, attempts = set(), [], []
+
+    def worker(name: str):
+        def handle(message: dict) -> None:
+            running.add(name)
+            time.sleep(0.1)
+            overlap.append(set(running))
+            running.discard(name)
+        return handle
+
+    def flaky(message: dict) -> None:
+        attempts.append(1)
+        raise TransientError("down")
+
+    bus.subscribe("jobs", "stt", worker("stt"))
+    bus.subscribe("jobs", "ser", worker("ser"))
+    bus.subscribe("other", "flaky", flaky)
+    bus.publish("jobs", {"n": 1}, {})
+    bus.publish("other", {"n": 2}, {})
+    bus.drain(timeout=5)
+    assert {"stt", "ser"} in overlap
+    assert len(attempts) == 3
+    assert [(t, h, m) for t, h, m, _ in bus.dead_letters] == [("other", "flaky", {"n": 2})]
+    bus.close()

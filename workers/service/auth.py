@@ -1,0 +1,188 @@
+"""OIDC for the services: verify Pub/Sub push tokens, and fetch ID tokens for outgoing calls.
+
+Push verification checks the RS256 signature against Google's certificates (or those at
+OIDC_CERTS_URL, which tests point at 127.0.0.1), the expiry, the audience, the issuer and
+the push service account's email. The certificates are cached and fetched again when a
+token names a key id that is not in the cache (key rotation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+from google.auth import exceptions as gauth_exceptions
+from google.auth import jwt
+
+from workers.errors import BadRequestError, ConfigError, TransientError
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
+CLOCK_SKEW_SECONDS = 10
+CERTS_TTL_SECONDS = 3600.0
+# A token is used only while it has at least this long left (a call may take minutes).
+ID_TOKEN_REFRESH_MARGIN_SECONDS = 300.0
+
+
+class AuthError(BadRequestError):
+    """A push request without an acceptable token: 401 when it is not valid, 403 when it is
+    valid but not the expected caller's."""
+
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def emulators_in_use(settings: Settings) -> bool:
+    return bool(settings.pubsub_emulator_host or settings.storage_emulator_host)
+
+
+class PushVerifier:
+    def __init__(self, *, audience: str, service_account: str, certs_url: str = "",
+                 clock: Callable[[], float] = time.time) -> None:
+        if not audience or not service_account:
+            raise ConfigError("PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT must be set when PUSH_AUTH=on")
+        self.audience = audience
+        self.service_account = service_account
+        self.certs_url = certs_url or GOOGLE_CERTS_URL
+        self._clock = clock
+        self._certs: dict[str, str] = {}
+        self._fetched_at = float("-inf")
+        self._ttl = CERTS_TTL_SECONDS
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "PushVerifier | None":
+        """The verifier, or None when PUSH_AUTH=off, which only an emulator set-up may ask for."""
+        if settings.push_auth == "off":
+            if not emulators_in_use(settings):
+                raise ConfigError(
+                    "PUSH_AUTH=off is refused: push verification may only be off against emulators "
+                    "(PUBSUB_EMULATOR_HOST or STORAGE_EMULATOR_HOST set)"
+                )
+            log.warning("push authentication is OFF (emulator set-up)")
+            return None
+        return cls(audience=settings.push_audience, service_account=settings.push_service_account,
+                   certs_url=settings.oidc_certs_url)
+
+    async def verify(self, authorization: str | None, session: aiohttp.ClientSession) -> dict[str, Any]:
+        """Claims of a valid push token from the expected service account; raises AuthError."""
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError("missing bearer token")
+        token = authorization[len("Bearer "):].strip()
+        key_id = _key_id(token)
+        certs = await self._certificates(session, key_id)
+        try:
+            claims = jwt.decode(token, certs=certs, audience=self.audience,
+                                clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+        except (ValueError, gauth_exceptions.GoogleAuthError) as e:
+            raise AuthError(f"invalid token: {e}") from e
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            raise AuthError(f"token issuer {claims.get('iss')!r} is not Google")
+        if claims.get("email") != self.service_account or not claims.get("email_verified"):
+            raise AuthError(f"token is for {claims.get('email')!r}, not the push service account", status=403)
+        return claims
+
+    async def _certificates(self, session: aiohttp.ClientSession, key_id: str) -> dict[str, str]:
+        async with self._lock:
+            stale = self._clock() - self._fetched_at > self._ttl
+            if stale or key_id not in self._certs:
+                await self._fetch(session)
+            return self._certs
+
+    async def _fetch(self, session: aiohttp.ClientSession) -> None:
+        try:
+            async with session.get(self.certs_url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+                response.raise_for_status()
+                certs = await response.json(content_type=None)
+                self._ttl = _max_age(response.headers.get("Cache-Control", ""), CERTS_TTL_SECONDS)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+            if self._certs:
+                log.warning("could not refresh OIDC certificates (%s); keeping the cached ones", e)
+                return
+            raise TransientError(f"cannot fetch OIDC certificates from {self.certs_url}: {e}") from e
+        self._certs = {str(k): str(v) for k, v in certs.items()}
+        self._fetched_at = self._clock()
+
+
+def _key_id(token: str) -> str:
+    try:
+        header_b64 = token.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+        return str(header.get("kid", ""))
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError, AttributeError) as e:
+        raise AuthError(f"malformed token: {e}") from e
+
+
+def _max_age(cache_control: str, default: float) -> float:
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "max-age" and value.isdigit():
+            return float(value)
+    return default
+
+
+Fetcher = Callable[[str], str]
+
+
+def google_fetcher(audience: str) -> str:
+    """An ID token for ``audience`` from the metadata server or the local credentials (blocking)."""
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    return id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+
+
+class IdTokens:
+    """ID tokens per audience, cached until shortly before they expire.
+
+    ``fetch`` is blocking (google-auth uses requests) and so runs in a thread; one fetch per
+    audience at a time, however many requests wait for it.
+    """
+
+    def __init__(self, fetch: Fetcher = google_fetcher, *, clock: Callable[[], float] = time.time,
+                 margin_seconds: float = ID_TOKEN_REFRESH_MARGIN_SECONDS) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._margin = margin_seconds
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.fetches = 0
+
+    async def header(self, audience: str) -> dict[str, str]:
+        lock = self._locks.setdefault(audience, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(audience)
+            if cached is None or cached[1] - self._margin <= self._clock():
+                token = await asyncio.to_thread(self._fetch, audience)
+                self.fetches += 1
+                expiry = float(jwt.decode(token, verify=False).get("exp", 0))
+                cached = self._cache[audience] = (token, expiry)
+        return {"Authorization": f"Bearer {cached[0]}"}
+
+
+def id_tokens_from_settings(settings: Settings) -> Callable[[str], Awaitable[dict[str, str]]]:
+    """What the api role adds to each call: an ID token header, or nothing when ID_TOKENS=off
+    (refused unless both services are on the loopback)."""
+    if settings.id_tokens == "off":
+        hosts = {urlsplit(u).hostname for u in (settings.stt_url, settings.ser_url)}
+        if not hosts <= {"127.0.0.1", "localhost", "::1"}:
+            raise ConfigError("ID_TOKENS=off is refused unless STT_URL and SER_URL are on the loopback")
+
+        async def no_header(audience: str) -> dict[str, str]:
+            return {}
+
+        return no_header
+    return IdTokens().header
