@@ -118,6 +118,29 @@ def test_cpu_image_installs_no_torch_and_only_project_requirements():
     assert "requirements-cpu.txt" in runs and "requirements.txt " not in runs
 
 
+# Import name -> distribution in docker/requirements-cpu.txt.
+CPU_IMPORTS = {"aiohttp": "aiohttp", "av": "av", "google": "google-cloud-storage", "jsonschema": "jsonschema",
+               "numpy": "numpy", "requests": "requests", "tqdm": "tqdm"}
+
+
+def test_cpu_image_has_every_package_the_workers_modules_import_outside_the_engines():
+    """The joiner, api and jobs run from the CPU image: whatever workers/ imports at module level
+    (engines and the dev stack aside, which import torch and emulators lazily or never there)
+    must be installed in it."""
+    cpu = requirement_names(DOCKER / "requirements-cpu.txt")
+    missing = {}
+    for path in (REPO / "workers").rglob("*.py"):
+        if {"engines", "devstack"} & set(path.relative_to(REPO / "workers").parts):
+            continue
+        for name in top_level_imports(path):
+            root = name.split(".")[0]
+            if root in sys.stdlib_module_names or root in ("workers", "__future__"):
+                continue
+            if CPU_IMPORTS.get(root) not in cpu:
+                missing.setdefault(root, []).append(str(path.relative_to(REPO)))
+    assert not missing, f"imported but not in docker/requirements-cpu.txt: {missing}"
+
+
 def test_cloud_build_builds_and_pushes_both_images_with_model_build_args():
     build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
     built = {arg for step in build["steps"] for arg in step["args"] if arg.startswith("--file=")}
