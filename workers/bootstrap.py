@@ -114,3 +114,25 @@ def local_stack(settings: Settings, inbox_dir: Path, results_dir: Path, staging_
     bus.subscribe(settings.jobs_topic, "ser", lambda m: p.handle_job_ser(from_dict(JobMessage, m)))
     bus.subscribe(settings.partials_topic, "joiner", lambda m: p.handle_partial(from_dict(PartialReady, m)))
     return LocalStack(p, store, bus, inbox_bucket, settings.jobs_topic)
+
+
+def cloud_pipeline(settings: Settings, role: str) -> Pipeline | None:
+    """The Pipeline of one cloud service role over GCS and Pub/Sub (None for the api role,
+    which only calls the other services). STT and SER load their model here, once."""
+    from workers.adapters.gcs import GcsBlobStore, storage_client
+    from workers.adapters.pubsub import PubSubBus
+    from workers.errors import ConfigError
+
+    if role == "api":
+        return None
+    missing = [env for env, value in (("GOOGLE_CLOUD_PROJECT", settings.project),
+                                      ("STAGING_BUCKET", settings.staging_bucket),
+                                      ("RESULTS_BUCKET", settings.results_bucket if role == "joiner" else "-"))
+               if not value]
+    if missing:
+        raise ConfigError(f"the {role} service needs {', '.join(missing)}")
+    store = GcsBlobStore(storage_client(settings.project, settings.storage_emulator_host))
+    return pipeline(settings, store, PubSubBus(settings.project), staging_bucket=settings.staging_bucket,
+                    results_bucket=settings.results_bucket,
+                    stt=stt_engine(settings) if role == "stt" else None,
+                    ser=ser_engine(settings) if role == "ser" else None)

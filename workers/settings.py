@@ -78,7 +78,7 @@ class Settings:
         4 * 3600.0, "MAX_AUDIO_SECONDS", "Longer audio fails with a clear error (default 4 h)."
     )
     ignore_patterns: str = _setting(
-        ".DS_Store,Thumbs.db,desktop.ini,.*",
+        ".DS_Store,._*,Thumbs.db,desktop.ini",
         "IGNORE_PATTERNS",
         "Comma-separated globs (matched on the object name and on its base name) that never become jobs.",
     )

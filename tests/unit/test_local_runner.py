@@ -1,0 +1,141 @@
+"""The embedded default end to end: a folder of awkward files through the real models and handlers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.audio_factory import SAMPLES, encode, noise, png_bytes, tone, zip_bytes
+from workers import bootstrap
+from workers.runner import run_folder
+from workers.settings import REPO_ROOT
+
+SCHEMA = json.loads((REPO_ROOT / "schemas" / "result.schema.json").read_text())
+SPEECH = (SAMPLES / "en_support_call.flac").read_bytes()
+
+INVALID = {
+    "empty.wav": b"",
+    "random bytes.mp3": os.urandom(32 * 1024),
+    "notes.txt": b"Meeting notes: nothing to hear.\n" * 40,
+    "picture.png": png_bytes(),
+    "archive.flac": zip_bytes(),
+}
+VALID = {
+    "silence.wav": encode(tone(3.0, amplitude=0.0)),
+    "tenth of a second.wav": encode(tone(0.1)),
+    "hi-res 192k.wav": encode(tone(1.0, rate=192_000), rate=192_000),
+    "eight channels.wav": encode(noise(1.0, amplitude=0.1), channels=8),
+    "truncated.mp3": encode(tone(4.0), fmt="mp3")[:9000],
+    "spaces and ünïcödé/…call….flac": SPEECH,
+    "dots/..hidden..name.flac": SPEECH,
+}
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory, fast_settings):
+    inbox = tmp_path_factory.mktemp("inbox")
+    results = tmp_path_factory.mktemp("results")
+    for name, data in {**INVALID, **VALID}.items():
+        (inbox / name).parent.mkdir(parents=True, exist_ok=True)
+        (inbox / name).write_bytes(data)
+    (inbox / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    stack = bootstrap.local_stack(fast_settings, inbox, results)
+    try:
+        first = run_folder(stack, fast_settings, progress=False)
+        second = run_folder(stack, fast_settings, progress=False)
+    finally:
+        stack.close()
+    return inbox, results, first, second
+
+
+def load(results: Path, name: str) -> dict:
+    text = (results / (name + ".json")).read_text()
+    assert text.count("\n") == 1 and text.endswith("\n"), "one line of JSON"
+    record = json.loads(text)
+    jsonschema.validate(record, SCHEMA)
+    return record
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_invalid_input_gets_a_clear_failed_result(processed, name: str) -> None:
+    _, results, _, _ = processed
+    record = load(results, name)
+    assert record["status"] == "failed"
+    assert record["error"]["code"] in {"empty_file", "not_audio", "corrupt_audio", "no_audio_decoded"}
+    assert len(record["error"]["message"]) > 15
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_odd_but_valid_input_gets_an_ok_result(processed, name: str) -> None:
+    _, results, _, _ = processed
+    record = load(results, name)
+    assert record["status"] == "ok", record["error"]
+    assert record["job"]["name"] == name
+    assert record["engines"]["ser"]["trained"] is False
+
+
+def test_speech_under_odd_names_is_transcribed_with_an_emotion_per_segment(processed) -> None:
+    _, results, _, _ = processed
+    record = load(results, "spaces and ünïcödé/…call….flac")
+    text = " ".join(s["text"] for s in record["segments"]).lower()
+    assert "refund" in text and "replacement" in text
+    assert all(s["emotion"]["label"] and len(s["emotion"]["scores"]) == 7 for s in record["segments"])
+    assert record["summary"]["dominant_emotion"] in [s["label"] for s in record["summary"]["distribution"]]
+
+
+def test_silence_is_ok_with_no_segments(processed) -> None:
+    _, results, _, _ = processed
+    record = load(results, "silence.wav")
+    assert record["segments"] == [] and record["summary"]["dominant_emotion"] is None
+
+
+def test_no_output_escapes_the_results_folder_and_ignored_files_get_none(processed) -> None:
+    inbox, results, first, _ = processed
+    written = {p.relative_to(results).as_posix() for p in results.rglob("*.json") if ".staging" not in p.parts}
+    assert written == {name + ".json" for name in {**INVALID, **VALID}}
+    assert first.ignored == 1  # .DS_Store
+    assert not (inbox.parent / "hidden..name.flac.json").exists()
+
+
+def test_summary_counts_and_a_rerun_skips_what_is_done(processed) -> None:
+    _, _, first, second = processed
+    assert (first.ok, first.failed, first.errors) == (len(VALID), len(INVALID), [])
+    assert first.audio_seconds > 40
+    assert (second.ok, second.failed, second.already_done) == (0, 0, len(VALID) + len(INVALID))
+    assert any("untrained" in line for line in first.lines())
+
+
+def test_stt_and_ser_ran_concurrently(processed) -> None:
+    _, results, _, _ = processed
+    timings = load(results, "dots/..hidden..name.flac")["timings"]
+    span = {k: (datetime.fromisoformat(timings[k]["started_at"]), datetime.fromisoformat(timings[k]["finished_at"]))
+            for k in ("stt", "ser")}
+    overlap = min(span["stt"][1], span["ser"][1]) - max(span["stt"][0], span["ser"][0])
+    assert overlap.total_seconds() > 0, span
+
+
+def test_cli_analyze_prints_one_merged_result(fast_settings, tmp_path) -> None:
+    audio = tmp_path / "clip.flac"
+    audio.write_bytes(SPEECH)
+    env = {**os.environ, "MODELS_DIR": fast_settings.models_dir, "STT_MODEL": fast_settings.stt_model}
+    out = subprocess.run([sys.executable, "-m", "workers", "analyze", str(audio)], capture_output=True, text=True,
+                         env=env, cwd=REPO_ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    jsonschema.validate(record, SCHEMA)
+    assert record["status"] == "ok" and "refund" in " ".join(s["text"] for s in record["segments"]).lower()
+
+
+def test_cli_help_explains_every_option() -> None:
+    out = subprocess.run([sys.executable, "-m", "workers", "run", "--help"], capture_output=True, text=True,
+                         cwd=REPO_ROOT, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--stt-engine", "--ser-model", "--max-audio-seconds", "STT_MODEL", "--force"):
+        assert flag in out.stdout
