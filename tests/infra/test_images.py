@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from .hcl_config import REPO
 from workers.settings import settings_table
 
 DOCKER = REPO / "docker"

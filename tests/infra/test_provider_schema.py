@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import META_ARGUMENTS, MODULE, TERRAFORM, Config, unquote
+from .hcl_config import META_ARGUMENTS, MODULE, TERRAFORM, Config, unquote
 
 SCHEMA = json.loads((Path(__file__).with_name("google_provider_schema.json")).read_text())
 # Types of other providers: their arguments, checked the same way.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MODULE, REPO, TERRAFORM, Config, expression, sub_blocks, unquote
+from .hcl_config import MODULE, REPO, TERRAFORM, Config, expression, sub_blocks, unquote
 from workers.settings import settings_table
 
 SETTINGS_NAMES = {row[0] for row in settings_table()}

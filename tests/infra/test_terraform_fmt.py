@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import TERRAFORM
+from .hcl_config import TERRAFORM
 
 
 def test_terraform_files_are_formatted():
