@@ -1,0 +1,277 @@
+"""The web layer over in-memory ports: outcome → status code, envelopes, readiness, direct endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.audio_factory import encode, png_bytes, tone
+from workers.adapters.memory import MemoryBlobStore, MemoryBus
+from workers.adapters.pubsub import encode_push
+from workers.contracts import Engine, EmotionWindow, PartialReady, Segment, Word, to_dict
+from workers.engines.ser import EmotionTrack
+from workers.engines.stt import Transcript
+from workers.errors import ConfigError, TransientError
+from workers.handlers import Pipeline
+from workers.jobs import make_job, partial_key, result_key
+from workers.join import DEFAULT_SENTIMENT_MAP
+from workers.service.app import create_app
+from workers.settings import Settings
+
+EMULATED = Settings.from_env({}, push_auth="off", pubsub_emulator_host="127.0.0.1:1", project="p")
+
+
+class FakeStt:
+    engine = Engine("fake-stt", "fake", "0", True)
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.windows: list[tuple[float, float]] = []
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        t0 = time.time()
+        time.sleep(self.delay)
+        self.windows.append((t0, time.time()))
+        d = len(audio) / 16000
+        return Transcript("en", 0.9, d, [Segment(0, 0.1, d - 0.1, "hello.", -0.1, 0.0,
+                                                 [Word(0.1, d - 0.1, " hello.", 0.9)])])
+
+
+class FakeSer:
+    engine = Engine("fake-ser", "fake", "0", True)
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def classify(self, audio: np.ndarray) -> EmotionTrack:
+        time.sleep(self.delay)
+        d = len(audio) / 16000
+        return EmotionTrack(3.0, 1.5, ["happy", "sad"], [EmotionWindow(0.0, d, [0.8, 0.2])], d)
+
+
+def make_pipeline(store=None, bus=None, **engines) -> Pipeline:
+    return Pipeline(store=store or MemoryBlobStore(), bus=bus or MemoryBus(), staging_bucket="staging",
+                    results_bucket="results", partials_topic="partials", sentiment_map=DEFAULT_SENTIMENT_MAP,
+                    max_audio_seconds=60, stt=engines.get("stt"), ser=engines.get("ser"))
+
+
+def serve(app, scenario):
+    async def main():
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            await wait_ready(client)
+            return await scenario(client)
+
+    return asyncio.run(main())
+
+
+async def wait_ready(client: TestClient, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (await client.get("/healthz")).status != 200:
+        assert time.monotonic() < deadline, "service never became ready"
+        await asyncio.sleep(0.02)
+
+
+def upload(store: MemoryBlobStore, name: str, data: bytes):
+    generation = store.put("inbox", name, data)
+    return make_job(bucket="inbox", name=name, generation=generation, size=len(data), content_type=None,
+                    source="upload")
+
+
+WAV = encode(tone(2.0))
+
+
+def test_stt_push_stores_the_partial_announces_it_and_a_redelivery_is_a_duplicate():
+    store, bus = MemoryBlobStore(), MemoryBus()
+    job = upload(store, "a.wav", WAV)
+    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, bus, stt=FakeStt()))
+
+    async def scenario(client):
+        first = await client.post("/push/job", data=encode_push(to_dict(job)))
+        second = await client.post("/push/job", data=encode_push(to_dict(job)))
+        return first.status, first.headers["X-Outcome"], second.status, second.headers["X-Outcome"]
+
+    assert serve(app, scenario) == (204, "done", 204, "duplicate")
+    assert store.stat("staging", partial_key(job.job_id, "stt")) is not None
+    assert [m["kind"] for m in bus.on("partials")] == ["stt", "stt"]
+
+
+def test_bad_audio_is_recorded_as_a_failed_partial_and_acknowledged():
+    store = MemoryBlobStore()
+    job = upload(store, "picture.wav", png_bytes())
+    app = create_app(EMULATED, "ser", build=lambda: make_pipeline(store, ser=FakeSer()))
+
+    async def scenario(client):
+        r = await client.post("/push/job", data=encode_push(to_dict(job)))
+        return r.status, r.headers["X-Outcome"]
+
+    assert serve(app, scenario) == (204, "failed")
+    partial = json.loads(store.read("staging", partial_key(job.job_id, "ser"))[0])
+    assert partial["status"] == "failed" and partial["error"]["code"]
+
+
+@pytest.mark.parametrize("body", [
+    b"not json",
+    b'{"subscription": "s"}',
+    b'{"message": {"data": "!!!not base64"}}',
+    encode_push({"job_id": "x"}),  # not a job message
+    encode_push({"job_id": "x", "unexpected": 1}),
+])
+def test_malformed_push_is_a_400_and_nothing_is_written(body):
+    store = MemoryBlobStore()
+    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+
+    async def scenario(client):
+        r = await client.post("/push/job", data=body)
+        return r.status, (await r.json())["error"]["code"]
+
+    assert serve(app, scenario) == (400, "bad_request")
+    assert list(store.list("staging")) == []
+
+
+class FlakyStore(MemoryBlobStore):
+    def download(self, *args, **kwargs):
+        raise TransientError("storage is having a bad day")
+
+
+def test_transient_failure_is_a_500_so_pubsub_retries():
+    store = FlakyStore()
+    job = upload(store, "a.wav", WAV)
+    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+
+    async def scenario(client):
+        r = await client.post("/push/job", data=encode_push(to_dict(job)))
+        return r.status, (await r.json())["error"]["code"]
+
+    assert serve(app, scenario) == (500, "transient")
+
+
+def test_unexpected_exception_is_a_500_too():
+    class Broken(FakeStt):
+        def transcribe(self, audio):
+            raise RuntimeError("bug")
+
+    store = MemoryBlobStore()
+    job = upload(store, "a.wav", WAV)
+    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=Broken()))
+
+    async def scenario(client):
+        return (await client.post("/push/job", data=encode_push(to_dict(job)))).status
+
+    assert serve(app, scenario) == 500
+
+
+def test_healthz_and_push_answer_503_until_the_model_is_loaded():
+    loaded = threading.Event()
+
+    def slow_build():
+        loaded.wait(10)
+        return make_pipeline(stt=FakeStt())
+
+    app = create_app(EMULATED, "stt", build=slow_build)
+    job = upload(MemoryBlobStore(), "a.wav", WAV)
+
+    async def main():
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            before = (await client.get("/healthz")).status
+            push = (await client.post("/push/job", data=encode_push(to_dict(job)))).status
+            loaded.set()
+            await wait_ready(client)
+            return before, push
+
+    assert asyncio.run(main()) == (503, 503)
+
+
+def test_a_model_that_fails_to_load_makes_healthz_fail_and_is_reported():
+    errors = []
+
+    def broken_build():
+        raise ConfigError("no model at /nowhere")
+
+    app = create_app(EMULATED, "stt", build=broken_build, on_load_error=errors.append)
+
+    async def main():
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            for _ in range(200):
+                r = await client.get("/healthz")
+                if r.status != 503:
+                    return r.status
+                await asyncio.sleep(0.01)
+
+    assert asyncio.run(main()) == 500
+    assert len(errors) == 1
+
+
+def test_joiner_writes_one_result_when_both_partials_exist():
+    store, bus = MemoryBlobStore(), MemoryBus()
+    job = upload(store, "call.wav", WAV)
+    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
+    workers.handle_job_stt(job)
+    workers.handle_job_ser(job)
+    app = create_app(EMULATED, "joiner", build=lambda: make_pipeline(store, bus))
+    announcements = [encode_push(m) for m in bus.on("partials")]
+
+    async def scenario(client):
+        outcomes = []
+        for body in announcements * 3:
+            r = await client.post("/push/partial", data=body)
+            outcomes.append((r.status, r.headers["X-Outcome"]))
+        return outcomes
+
+    outcomes = serve(app, scenario)
+    assert {s for s, _ in outcomes} == {204}
+    assert [o for _, o in outcomes].count("done") == 1
+    assert json.loads(store.read("results", result_key("call.wav"))[0])["status"] == "ok"
+
+
+def test_joiner_waits_while_a_partial_is_missing():
+    store, bus = MemoryBlobStore(), MemoryBus()
+    job = upload(store, "call.wav", WAV)
+    make_pipeline(store, bus, stt=FakeStt()).handle_job_stt(job)
+    app = create_app(EMULATED, "joiner", build=lambda: make_pipeline(store, bus))
+    ready = PartialReady(job, "stt", "ok", "staging", partial_key(job.job_id, "stt"))
+
+    async def scenario(client):
+        r = await client.post("/push/partial", data=encode_push(to_dict(ready)))
+        return r.status, r.headers["X-Outcome"]
+
+    assert serve(app, scenario) == (204, "waiting")
+    assert store.stat("results", result_key("call.wav")) is None
+
+
+def test_direct_transcribe_returns_the_partial_and_bad_input_gets_a_clear_4xx():
+    settings = EMULATED.replace(max_request_bytes=len(WAV) + 10)
+    app = create_app(settings, "stt", build=lambda: make_pipeline(stt=FakeStt()))
+
+    async def scenario(client):
+        ok = await client.post("/v1/transcribe", data=WAV, headers={"Content-Type": "audio/wav"})
+        bad = await client.post("/v1/transcribe", data=png_bytes())
+        empty = await client.post("/v1/transcribe", data=b"")
+        big = await client.post("/v1/transcribe", data=WAV + b"x" * 100)
+        wrong_route = await client.post("/v1/emotions", data=WAV)
+        return (ok.status, await ok.json(), bad.status, await bad.json(), empty.status, big.status,
+                wrong_route.status)
+
+    ok, partial, bad, failed, empty, big, wrong_route = serve(app, scenario)
+    assert ok == 200 and partial["status"] == "ok" and partial["segments"][0]["text"] == "hello."
+    assert bad == 422 and failed["status"] == "failed" and failed["error"]["message"]
+    assert (empty, big, wrong_route) == (400, 413, 404)
+
+
+def test_push_auth_off_is_refused_unless_talking_to_emulators():
+    with pytest.raises(ConfigError, match="PUSH_AUTH=off"):
+        create_app(Settings.from_env({}, push_auth="off"), "stt", build=lambda: None)
+    with pytest.raises(ConfigError, match="PUSH_AUDIENCE"):
+        create_app(Settings.from_env({}), "joiner", build=lambda: None)
+    create_app(Settings.from_env({}, push_auth="off", storage_emulator_host="http://127.0.0.1:1"), "joiner",
+               build=lambda: None)
+
+
+def test_unknown_role_is_a_config_error():
+    with pytest.raises(ConfigError, match="ROLE"):
+        create_app(EMULATED, "transcoder", build=lambda: None)
