@@ -1,0 +1,1 @@
+"""Benchmarks: real-time factors, STT ∥ SER overlap and peak memory (`python -m bench --help`)."""

@@ -1,0 +1,74 @@
+"""One benchmark case in a fresh process (so peak RSS belongs to it): prints one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from workers import bootstrap
+from workers.audio import decode
+from workers.runner import RunSummary, process_one
+from workers.settings import Settings
+
+
+def _span(timing: dict) -> tuple[float, float]:
+    return (datetime.fromisoformat(timing["started_at"]).timestamp(),
+            datetime.fromisoformat(timing["finished_at"]).timestamp())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("audio", type=Path)
+    parser.add_argument("--stt-model", required=True)
+    parser.add_argument("--ser-model", required=True)
+    parser.add_argument("--stt-threads", type=int, default=0)
+    parser.add_argument("--ser-threads", type=int, default=0)
+    args = parser.parse_args()
+    settings = Settings.from_env(stt_model=args.stt_model, ser_model=args.ser_model,
+                                 stt_cpu_threads=args.stt_threads, ser_cpu_threads=args.ser_threads)
+    bootstrap.configure_logging(settings, default_level="WARNING")
+    stt, ser = bootstrap.stt_engine(settings), bootstrap.ser_engine(settings)
+    audio = decode(args.audio, max_seconds=settings.max_audio_seconds).samples
+    duration = len(audio) / 16_000
+    stt.transcribe(audio[: 16_000 * 5])  # warm-up: first-call allocations are not the steady state
+    ser.classify(audio[: 16_000 * 5])
+
+    t = time.perf_counter()
+    stt.transcribe(audio)
+    stt_alone = time.perf_counter() - t
+    t = time.perf_counter()
+    ser.classify(audio)
+    ser_alone = time.perf_counter() - t
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inbox = Path(tmp) / "inbox"
+        inbox.mkdir()
+        shutil.copy(args.audio, inbox / args.audio.name)
+        stack = bootstrap.local_stack(settings, inbox, Path(tmp) / "results")
+        t = time.perf_counter()
+        result = process_one(stack, stack.store.stat(stack.inbox_bucket, args.audio.name), RunSummary())
+        pipeline = time.perf_counter() - t
+        stack.close()
+    a, b = _span(result["timings"]["stt"]), _span(result["timings"]["ser"])
+    overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    print(json.dumps({
+        "audio_seconds": duration,
+        "stt_alone": stt_alone,
+        "ser_alone": ser_alone,
+        "pipeline": pipeline,
+        "stt_in_pipeline": a[1] - a[0],
+        "ser_in_pipeline": b[1] - b[0],
+        "overlap": overlap,
+        "segments": len(result["segments"]),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()
