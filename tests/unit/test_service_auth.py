@@ -1,0 +1,109 @@
+"""Push authentication with tokens signed by a local key (certs served on 127.0.0.1), and the
+api role's ID-token cache."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from google.auth import crypt, jwt
+
+from tests.oidc_factory import PUSH_SA, SigningKey, certs_page
+from tests.unit.test_service import WAV, FakeStt, make_pipeline, upload, wait_ready
+from workers.adapters.memory import MemoryBlobStore
+from workers.adapters.pubsub import encode_push
+from workers.contracts import to_dict
+from workers.service.app import create_app
+from workers.service.auth import IdTokens
+from workers.settings import Settings
+
+AUDIENCE = "https://stt-abc-uc.a.run.app/push/job"
+KEY = SigningKey.generate("key-1")
+ROTATED = SigningKey.generate("key-2")
+ATTACKER = SigningKey.generate("key-1")  # same key id, another private key
+
+
+def run_with_certs(scenario):
+    """Serve the certificate page, then the STT service verifying against it; run ``scenario``."""
+    served = {"page": certs_page(KEY)}
+
+    async def certs(request):
+        return web.json_response(served["page"], headers={"Cache-Control": "public, max-age=3600"})
+
+    async def main():
+        cert_app = web.Application()
+        cert_app.router.add_get("/certs", certs)
+        async with TestServer(cert_app, host="127.0.0.1") as cert_server:
+            settings = Settings.from_env({}, push_audience=AUDIENCE, push_service_account=PUSH_SA,
+                                         oidc_certs_url=str(cert_server.make_url("/certs")))
+            store = MemoryBlobStore()
+            job = upload(store, "a.wav", WAV)
+            app = create_app(settings, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+            async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+                await wait_ready(client)
+
+                async def push(token: str | None):
+                    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+                    r = await client.post("/push/job", data=encode_push(to_dict(job)), headers=headers)
+                    return r.status
+
+                return await scenario(push, served), store
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("token, status", [
+    (None, 401),
+    ("not-a-jwt", 401),
+    (ATTACKER.token(audience=AUDIENCE), 401),  # forged: signature does not verify
+    (KEY.token(audience=AUDIENCE, expires_in=-120), 401),  # expired
+    (KEY.token(audience="https://other-service.a.run.app/push/job"), 401),  # another audience
+    (KEY.token(audience=AUDIENCE, issuer="https://evil.example"), 401),
+    (KEY.token(audience=AUDIENCE, email="someone-else@local-dev.iam.gserviceaccount.com"), 403),
+])
+def test_bad_push_tokens_are_rejected_and_nothing_is_written(token, status):
+    async def scenario(push, served):
+        return await push(token)
+
+    got, store = run_with_certs(scenario)
+    assert got == status
+    assert list(store.list("staging")) == []
+
+
+def test_a_valid_push_token_is_accepted_and_a_rotated_key_is_fetched_again():
+    async def scenario(push, served):
+        first = await push(KEY.token(audience=AUDIENCE))
+        served["page"] = certs_page(KEY, ROTATED)
+        second = await push(ROTATED.token(audience=AUDIENCE))
+        return first, second
+
+    (first, second), store = run_with_certs(scenario)
+    assert (first, second) == (204, 204)
+    assert [b.name.rsplit("/", 1)[-1] for b in store.list("staging")] == ["stt.json"]
+
+
+def test_id_tokens_are_cached_per_audience_until_shortly_before_expiry():
+    now = [1_000_000.0]
+    fetched = []
+
+    def fetch_at_now(audience: str) -> str:
+        fetched.append(audience)
+        signer = crypt.RSASigner.from_string(KEY.private_pem, KEY.key_id)
+        return jwt.encode(signer, {"aud": audience, "exp": int(now[0]) + 3600}).decode()
+
+    tokens = IdTokens(fetch_at_now, clock=lambda: now[0], margin_seconds=300)
+
+    async def main():
+        a1 = await tokens.header("https://stt")
+        a2 = await tokens.header("https://stt")
+        b = await tokens.header("https://ser")
+        now[0] += 3600 - 299  # inside the margin: refresh
+        a3 = await tokens.header("https://stt")
+        return a1, a2, b, a3
+
+    a1, a2, b, a3 = asyncio.run(main())
+    assert a1 == a2 and a1["Authorization"].startswith("Bearer ")
+    assert b != a1 and a3 != a1
+    assert fetched == ["https://stt", "https://ser", "https://stt"]
