@@ -1,0 +1,74 @@
+"""The trigger: a Cloud Function fired by every finalized object in the inbox.
+
+Thin: apply the shared candidate rule, build the job message with the shared job id, publish
+it to the jobs topic. No model, no download. Deployed with the ``workers`` package beside it
+(only its light modules are imported here), so job ids and the candidate rule are the very
+code the workers and the backfill run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from workers import logs
+from workers.adapters.pubsub import PubSubBus
+from workers.contracts import JobMessage, to_dict
+from workers.jobs import make_job, skip_reason
+from workers.settings import Settings
+
+log = logging.getLogger("trigger")
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+# Built on the first event and kept for the instance's life (tests put their own in).
+_wiring: dict[str, Any] = {}
+
+
+def _settings_and_bus() -> tuple[Settings, Any]:
+    if not _wiring:
+        settings = Settings.from_env()
+        json_lines = settings.log_format == "json" or (settings.log_format == "auto" and "K_SERVICE" in os.environ)
+        logs.configure(json_lines=json_lines, level=settings.log_level)
+        _wiring.update(settings=settings, bus=PubSubBus(settings.project))
+    return _wiring["settings"], _wiring["bus"]
+
+
+def job_for(event_type: str, data: Mapping[str, Any], settings: Settings) -> JobMessage | str:
+    """The job for a storage event, or why the object is not one."""
+    if event_type != FINALIZED:
+        return f"event type {event_type} is not {FINALIZED}"
+    bucket, name = data.get("bucket"), data.get("name")
+    if not bucket or name is None or data.get("generation") in (None, ""):
+        return "event without bucket, name and generation"
+    if bucket in (settings.staging_bucket, settings.results_bucket):
+        return "an output of the pipeline"
+    if settings.inbox_bucket and bucket != settings.inbox_bucket:
+        return f"bucket {bucket} is not the inbox {settings.inbox_bucket}"
+    reason = skip_reason(name, prefix=settings.inbox_prefix, ignore=settings.ignore_globs)
+    if reason:
+        return reason
+    return make_job(bucket=bucket, name=name, generation=data["generation"], size=int(data.get("size") or 0),
+                    content_type=data.get("contentType"), source="upload")
+
+
+@functions_framework.cloud_event
+def on_finalized(event: CloudEvent) -> None:
+    settings, bus = _settings_and_bus()
+    data = event.data if isinstance(event.data, dict) else {}
+    job = job_for(event["type"], data, settings)
+    if isinstance(job, str):
+        log.info("skipped gs://%s/%s: %s", data.get("bucket"), data.get("name"), job,
+                 extra={"object": data.get("name")})
+        return
+    # A failed publish raises: the function answers 500 and Eventarc delivers the event again.
+    message_id = bus.publish(settings.jobs_topic, to_dict(job), {
+        "job_id": job.job_id, "bucket": job.bucket, "name": job.name, "generation": str(job.generation),
+        "source": job.source, "event_id": event["id"],
+    })
+    log.info("job published for gs://%s/%s#%s (message %s)", job.bucket, job.name, job.generation, message_id,
+             extra={"job_id": job.job_id, "object": job.name})
