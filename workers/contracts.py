@@ -133,14 +133,7 @@ class SegmentEmotion:
 
 
 @dataclass(frozen=True)
-class ResultSegment:
-    id: int
-    start: float
-    end: float
-    text: str
-    avg_logprob: float
-    no_speech_prob: float
-    words: list[Word]
+class ResultSegment(Segment):
     emotion: Optional[SegmentEmotion]
 
 
