@@ -34,15 +34,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
-    """Wait until ``url`` answers any HTTP status; fail early when ``proc`` exits."""
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log_path: Path | None = None,
+              *, ok_only: bool = False) -> None:
+    """Wait until ``url`` answers (with a 2xx when ``ok_only``); fail early when ``proc`` exits."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
         except urllib.error.HTTPError:
-            return
+            if not ok_only:
+                return
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
         if proc is not None and proc.poll() is not None:
@@ -66,12 +68,14 @@ class _Process:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
 
-    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=self.workdir, start_new_session=True,
+            env=env, cwd=cwd or self.workdir, start_new_session=True,
         )
         log.close()
         return self.proc

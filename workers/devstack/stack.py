@@ -1,0 +1,255 @@
+"""The cloud path on one machine: emulators, trigger, bridge and worker services, wired as in
+the cloud (push subscriptions with retry and dead-letter policies, a kept dead-letter pull
+subscription per topic). Used by ``python -m workers dev-stack`` and the end-to-end tests.
+
+Push authentication is off here: the Pub/Sub emulator attaches no OIDC token (the services
+accept that only because they are told they talk to emulators).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO, Sequence
+
+from workers.adapters.gcs import GcsBlobStore, storage_client
+from workers.devstack import emulators
+from workers.devstack.bridge import NotificationBridge
+from workers.errors import NotFound
+from workers.jobs import result_key
+from workers.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+NOTIFY_TOPIC = "gcs-notifications"
+SERVICE_ROLES = ("stt", "ser", "joiner")
+PUSH_PATHS = {"stt": "/push/job", "ser": "/push/job", "joiner": "/push/partial"}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings (only what differs from the defaults)."""
+    defaults = Settings()
+    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in fields(Settings)
+            if getattr(settings, f.name) != getattr(defaults, f.name)}
+
+
+@dataclass
+class Names:
+    """Buckets, topics and subscriptions of one stack (a prefix keeps stacks in one emulator apart)."""
+
+    prefix: str = ""
+
+    @property
+    def inbox(self) -> str:
+        return f"{self.prefix}inbox"
+
+    @property
+    def staging(self) -> str:
+        return f"{self.prefix}staging"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}results"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}jobs"
+
+    @property
+    def partials(self) -> str:
+        return f"{self.prefix}partials"
+
+    def dead_letter(self, topic: str) -> str:
+        return f"{topic}-dead-letter"
+
+
+class DevStack:
+    def __init__(self, settings: Settings, workdir: Path, *, pubsub_host_port: str, gcs_url: str,
+                 notify_topic: str = NOTIFY_TOPIC, prefix: str = "", max_delivery_attempts: int = 5,
+                 ack_deadline_seconds: int = 600) -> None:
+        self.names = Names(prefix)
+        self.workdir = workdir
+        self.pubsub_host_port = pubsub_host_port
+        self.gcs_url = gcs_url
+        self.notify_topic = notify_topic
+        self.max_delivery_attempts = max_delivery_attempts
+        self.ack_deadline_seconds = ack_deadline_seconds
+        self.settings = settings.replace(
+            project=emulators.PROJECT, inbox_bucket=self.names.inbox, staging_bucket=self.names.staging,
+            results_bucket=self.names.results, jobs_topic=self.names.jobs, partials_topic=self.names.partials,
+            push_auth="off", pubsub_emulator_host=pubsub_host_port, storage_emulator_host=gcs_url,
+        )
+        self.store = GcsBlobStore(storage_client(emulators.PROJECT, gcs_url))
+        self.urls: dict[str, str] = {}
+        self.processes: dict[str, emulators._Process] = {}
+        self.bridge: NotificationBridge | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self, timeout: float = 180.0) -> "DevStack":
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host_port
+        n = self.names
+        for bucket in (n.inbox, n.staging, n.results):
+            emulators.create_bucket(self.gcs_url, bucket)
+        for topic in (n.jobs, n.partials):
+            emulators.create_topic(topic)
+            emulators.create_topic(n.dead_letter(topic))
+            # The dead-letter topic's pull subscription keeps what lands there for inspection and redrive.
+            emulators.create_subscription(n.dead_letter(topic), n.dead_letter(topic))
+        for role in SERVICE_ROLES:
+            self.start_service(role)
+        self._start_trigger()
+        for role in SERVICE_ROLES:
+            emulators.wait_http(self.urls[role] + "/healthz", timeout, self.processes[role].proc,
+                                self.processes[role].log_path, ok_only=True)
+        emulators.wait_http(self.urls["trigger"] + "/", timeout, self.processes["trigger"].proc,
+                            self.processes["trigger"].log_path)
+        for role in SERVICE_ROLES:
+            topic = n.partials if role == "joiner" else n.jobs
+            emulators.create_subscription(
+                f"{topic}-{role}", topic, push_endpoint=self.urls[role] + PUSH_PATHS[role],
+                ack_deadline_seconds=self.ack_deadline_seconds, dead_letter_topic=n.dead_letter(topic),
+                max_delivery_attempts=self.max_delivery_attempts,
+            )
+        bridge_sub = emulators.create_subscription(f"{n.prefix}{self.notify_topic}-bridge", self.notify_topic)
+        self.bridge = NotificationBridge(bridge_sub, self.urls["trigger"] + "/", bucket=n.inbox).start()
+        return self
+
+    def start_service(self, role: str, port: int | None = None) -> None:
+        port = port or emulators.free_port()
+        self.urls[role] = f"http://{emulators.HOST}:{port}"
+        process = emulators._Process(role, self.workdir)
+        env = {**os.environ, **settings_env(self.settings), "ROLE": role, "PORT": str(port),
+               "PYTHONPATH": str(REPO_ROOT)}
+        # The caller's working directory: relative model paths in the settings mean the same.
+        process.spawn([sys.executable, "-m", "workers", "serve", "--host", emulators.HOST], env=env, cwd=Path.cwd())
+        self.processes[role] = process
+
+    def _start_trigger(self) -> None:
+        port = emulators.free_port()
+        self.urls["trigger"] = f"http://{emulators.HOST}:{port}"
+        process = emulators._Process("trigger", self.workdir)
+        env = {**os.environ, **settings_env(self.settings), "PYTHONPATH": str(REPO_ROOT)}
+        process.spawn([sys.executable, "-m", "functions_framework", "--target", "on_finalized",
+                       "--source", str(REPO_ROOT / "trigger" / "main.py"), "--signature-type", "cloudevent",
+                       "--host", emulators.HOST, "--port", str(port)], env=env)
+        self.processes["trigger"] = process
+
+    def kill(self, role: str) -> None:
+        """SIGKILL one service, as a crashed instance (its in-flight push is redelivered)."""
+        import signal
+
+        process = self.processes[role]
+        if process.proc is not None:
+            os.killpg(process.proc.pid, signal.SIGKILL)
+            process.proc.wait()
+
+    def restart(self, role: str, timeout: float = 120.0) -> None:
+        port = int(self.urls[role].rsplit(":", 1)[1])
+        self.start_service(role, port)
+        emulators.wait_http(self.urls[role] + "/healthz", timeout, self.processes[role].proc,
+                            self.processes[role].log_path, ok_only=True)
+
+    def stop(self) -> None:
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
+        for process in self.processes.values():
+            process.stop()
+
+    def __enter__(self) -> "DevStack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- use ----------------------------------------------------------------------------------------
+    def upload(self, path: Path, name: str | None = None) -> tuple[str, int]:
+        name = name or path.name
+        return name, self.store.put(self.names.inbox, name, path)
+
+    def result(self, name: str, generation: int | None = None) -> dict | None:
+        try:
+            data, _ = self.store.read(self.names.results, result_key(name))
+        except NotFound:
+            return None
+        result = json.loads(data)
+        if generation is not None and result["job"]["generation"] != generation:
+            return None
+        return result
+
+    def wait_result(self, name: str, generation: int | None = None, timeout: float = 300.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while (result := self.result(name, generation)) is None:
+            for role, process in self.processes.items():
+                if process.proc is not None and process.proc.poll() is not None:
+                    raise RuntimeError(f"the {role} process died:\n{process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no result for {name} within {timeout:.0f} s")
+            time.sleep(0.1)
+        return result
+
+    def log_tails(self) -> str:
+        return "\n".join(f"--- {role} ---\n{p.log_tail()}" for role, p in self.processes.items())
+
+
+def run_dev_stack(settings: Settings, *, files: Sequence[Path], timeout: float, workdir: Path | None,
+                  out: IO[str]) -> int:
+    """Start everything; with files, process them and print each result as a JSON line, then stop."""
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="dev-stack-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        if not path.is_file():
+            print(f"error: {path} is not a file", file=sys.stderr)
+            return 2
+    with emulators.PubSubEmulator(workdir / "pubsub") as pubsub:
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub.host_port
+        emulators.create_topic(NOTIFY_TOPIC)
+        with emulators.FakeGcsServer(workdir / "gcs", pubsub_host_port=pubsub.host_port,
+                                     notify_topic=NOTIFY_TOPIC) as gcs:
+            stack = DevStack(settings, workdir, pubsub_host_port=pubsub.host_port, gcs_url=gcs.url)
+            print(f"starting the dev stack (logs in {workdir})...", file=sys.stderr)
+            with stack:
+                if files:
+                    return _process(stack, files, timeout, out)
+                _explain(stack, pubsub.host_port, gcs.url)
+                try:
+                    while all(p.proc is None or p.proc.poll() is None for p in stack.processes.values()):
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+                print("stopping", file=sys.stderr)
+                return 0
+
+
+def _process(stack: DevStack, files: Sequence[Path], timeout: float, out: IO[str]) -> int:
+    uploaded = [stack.upload(path) for path in files]
+    for name, generation in uploaded:
+        try:
+            result = stack.wait_result(name, generation, timeout)
+        except (TimeoutError, RuntimeError) as e:
+            print(f"error: {e}\n{stack.log_tails()}", file=sys.stderr)
+            return 1
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
+def _explain(stack: DevStack, pubsub_host_port: str, gcs_url: str) -> None:
+    n = stack.names
+    print(f"""
+The cloud path is running on emulators (Ctrl-C stops everything):
+  GCS (fake-gcs-server)   STORAGE_EMULATOR_HOST={gcs_url}   buckets: {n.inbox}, {n.staging}, {n.results}
+  Pub/Sub emulator        PUBSUB_EMULATOR_HOST={pubsub_host_port}   topics: {n.jobs}, {n.partials} (+ dead-letter)
+  trigger                 {stack.urls['trigger']}
+  stt / ser / joiner      {stack.urls['stt']}  {stack.urls['ser']}  {stack.urls['joiner']}
+Upload a file to the inbox and watch its result appear:
+  curl -X POST --data-binary @samples/en_weather.flac -H 'Content-Type: audio/flac' \\
+      '{gcs_url}/upload/storage/v1/b/{n.inbox}/o?uploadType=media&name=en_weather.flac'
+  curl -s '{gcs_url}/storage/v1/b/{n.results}/o/en_weather.flac.json?alt=media'
+""", file=sys.stderr)
