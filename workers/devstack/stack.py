@@ -72,7 +72,7 @@ class Names:
 class DevStack:
     def __init__(self, settings: Settings, workdir: Path, *, pubsub_host_port: str, gcs_url: str,
                  notify_topic: str = NOTIFY_TOPIC, prefix: str = "", max_delivery_attempts: int = 5,
-                 ack_deadline_seconds: int = 600) -> None:
+                 ack_deadline_seconds: int = 600, backoff_seconds: tuple[float, float] = (1.0, 10.0)) -> None:
         self.names = Names(prefix)
         self.workdir = workdir
         self.pubsub_host_port = pubsub_host_port
@@ -80,6 +80,7 @@ class DevStack:
         self.notify_topic = notify_topic
         self.max_delivery_attempts = max_delivery_attempts
         self.ack_deadline_seconds = ack_deadline_seconds
+        self.backoff_seconds = backoff_seconds
         self.settings = settings.replace(
             project=emulators.PROJECT, inbox_bucket=self.names.inbox, staging_bucket=self.names.staging,
             results_bucket=self.names.results, jobs_topic=self.names.jobs, partials_topic=self.names.partials,
@@ -114,18 +115,19 @@ class DevStack:
             emulators.create_subscription(
                 f"{topic}-{role}", topic, push_endpoint=self.urls[role] + PUSH_PATHS[role],
                 ack_deadline_seconds=self.ack_deadline_seconds, dead_letter_topic=n.dead_letter(topic),
-                max_delivery_attempts=self.max_delivery_attempts,
+                max_delivery_attempts=self.max_delivery_attempts, min_backoff_seconds=self.backoff_seconds[0],
+                max_backoff_seconds=self.backoff_seconds[1],
             )
         bridge_sub = emulators.create_subscription(f"{n.prefix}{self.notify_topic}-bridge", self.notify_topic)
         self.bridge = NotificationBridge(bridge_sub, self.urls["trigger"] + "/", bucket=n.inbox).start()
         return self
 
-    def start_service(self, role: str, port: int | None = None) -> None:
+    def start_service(self, role: str, port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
         port = port or emulators.free_port()
         self.urls[role] = f"http://{emulators.HOST}:{port}"
         process = emulators._Process(role, self.workdir)
         env = {**os.environ, **settings_env(self.settings), "ROLE": role, "PORT": str(port),
-               "PYTHONPATH": str(REPO_ROOT)}
+               "PYTHONPATH": str(REPO_ROOT), **(extra_env or {})}
         # The caller's working directory: relative model paths in the settings mean the same.
         process.spawn([sys.executable, "-m", "workers", "serve", "--host", emulators.HOST], env=env, cwd=Path.cwd())
         self.processes[role] = process
