@@ -1,9 +1,11 @@
 """bqemulator (DuckDB behind the BigQuery REST API) for tests, offline.
 
 As shipped, bqemulator runs ``INSTALL spatial`` at start and refuses to start when DuckDB's
-extension repository cannot be reached, which is always the case here. Run as a script,
-this module starts the emulator with that step skipped (GEOGRAPHY is then unsupported; the
-results table has no GEOGRAPHY column). ``BigQueryEmulator`` starts that script as a child
+extension repository cannot be reached, which is always the case here. And it writes the
+fields of a RECORD unquoted into DuckDB's DDL, so a field named like a keyword (``end`` in
+the results schema's segments) is a syntax error. Run as a script, this module starts the
+emulator with both fixed: spatial is skipped (GEOGRAPHY is then unsupported; the results
+table has no GEOGRAPHY column) and nested field names are quoted. ``BigQueryEmulator`` starts that script as a child
 process on a free 127.0.0.1 port, waits for its REST API and stops it.
 
 ``load_table_from_uri("gs://BUCKET/KEY")`` is served from ``gcs_root/BUCKET/KEY`` on the
@@ -92,6 +94,28 @@ class BigQueryEmulator:
         self._proc = None
 
 
+def _quote_record_fields() -> None:
+    """Make bqemulator quote the names inside STRUCT(...) column types, as it does top-level ones."""
+    from bqemulator.api.routes import tables
+    from bqemulator.storage import type_map
+
+    unquoted = type_map.bq_schema_to_duckdb_columns
+
+    def columns(fields):
+        out = []
+        for f in fields:
+            if f["type"].upper() not in ("RECORD", "STRUCT"):
+                out.extend(unquoted([f]))
+                continue
+            spec = ", ".join(f'"{name}" {dtype}' for name, dtype in columns(f.get("fields", [])))
+            repeated = f.get("mode", "NULLABLE").upper() == "REPEATED"
+            out.append((f["name"], f"STRUCT({spec})" + ("[]" if repeated else "")))
+        return out
+
+    type_map.bq_schema_to_duckdb_columns = columns
+    tables.bq_schema_to_duckdb_columns = columns
+
+
 def _serve(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description="bqemulator without DuckDB's spatial extension")
     parser.add_argument("--port", type=int, required=True)
@@ -105,6 +129,7 @@ def _serve(argv: list[str]) -> None:
 
     # Offline there is no extension repository: skip spatial (GEOGRAPHY) instead of failing.
     DuckDBEngine._load_spatial = lambda self: None
+    _quote_record_fields()
     os.environ.setdefault("BQEMU_LOG_LEVEL", "warning")
     run_forever(Settings(
         rest_host="127.0.0.1",
