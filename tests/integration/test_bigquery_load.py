@@ -1,0 +1,102 @@
+"""The BigQuery load and MERGE against bqemulator (DuckDB behind the BigQuery REST API).
+
+Result files are the golden results with their job identity varied. They are written to the
+results bucket in fake-gcs-server (what the loader lists) and, byte for byte, under the
+emulator's BQEMU_GCS_LOCAL_ROOT, which is where bqemulator's load jobs read ``gs://`` URIs
+from (it does not talk to a GCS emulator).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.bq_emulator import BigQueryEmulator
+from workers.bq_load import BigQueryLoader, result_uris
+from workers.contracts import Result, dumps, loads
+from workers.devstack import emulators
+from workers.jobs import make_job_id, result_key
+
+GOLDEN = Path(__file__).parents[1] / "data" / "golden"
+DATASET = "speech"
+
+
+@pytest.fixture(scope="module")
+def bq(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bq")
+    try:
+        emulator = BigQueryEmulator(project=emulators.PROJECT, gcs_root=root / "gcs",
+                                    log_path=root / "bqemulator.log").start()
+    except RuntimeError as e:
+        pytest.fail(f"bqemulator did not start: {e}")
+    client = emulator.client()
+    client.create_dataset(DATASET, exists_ok=True)
+    try:
+        yield emulator, client
+    finally:
+        client.close()
+        emulator.stop()
+
+
+def _result(golden: str, *, bucket: str, name: str, generation: int, status_file: str = "") -> Result:
+    data = json.loads((GOLDEN / golden).read_text())
+    job = dict(data["job"], bucket=bucket, name=name, generation=generation,
+               job_id=make_job_id(bucket, name, generation))
+    return loads(Result, json.dumps(dict(data, job=job)))
+
+
+def _publish(results: list[Result], *, gcs_store, results_bucket: str, local_root: Path) -> None:
+    """Store each result where the pipeline would (the GCS emulator) and where bqemulator reads it."""
+    for r in results:
+        key = result_key(r.job.name)
+        body = (dumps(r) + "\n").encode()
+        gcs_store.write(results_bucket, key, body, if_generation_match=None)
+        path = local_root / results_bucket / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+
+
+def test_loading_the_same_results_twice_leaves_one_row_per_object_and_a_reupload_replaces_its_row(
+    bq, gcs_emulator, gcs_store, unique
+):
+    emulator, client = bq
+    inbox, results_bucket = f"inbox-{unique}", f"results-{unique}"
+    emulators.create_bucket(gcs_emulator, results_bucket)
+    first = [_result("result.json", bucket=inbox, name=f"calls/{i:03d}.flac", generation=1000 + i)
+             for i in range(20)]
+    failed = [_result("result_failed.json", bucket=inbox, name=f"calls/bad-{i}.png", generation=5000 + i)
+              for i in range(3)]
+    _publish(first + failed, gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
+
+    loader = BigQueryLoader(client, f"{emulators.PROJECT}.{DATASET}.results_{unique}")
+    loader.ensure_table()
+    uris = list(result_uris(gcs_store, results_bucket))
+    assert len(uris) == 23
+
+    once = loader.load(uris)
+    twice = loader.load(list(result_uris(gcs_store, results_bucket)))
+    assert (once.files, once.staged_rows, once.rows_before, once.rows_after) == (23, 23, 0, 23)
+    assert (twice.files, twice.staged_rows, twice.rows_before, twice.rows_after) == (23, 23, 23, 23)
+
+    # A re-upload of calls/007.flac (newer generation) replaces its row; only that file is loaded.
+    newer = _result("result_failed.json", bucket=inbox, name="calls/007.flac", generation=9999)
+    _publish([newer], gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
+    third = loader.load([f"gs://{results_bucket}/{result_key('calls/007.flac')}"])
+    assert (third.rows_before, third.rows_after) == (23, 23)
+    # Loading the older result again afterwards does not bring the old generation back.
+    older = _result("result.json", bucket=inbox, name="calls/007.flac", generation=1007)
+    _publish([older], gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
+    loader.load([f"gs://{results_bucket}/{result_key('calls/007.flac')}"])
+
+    rows = {r["name"]: r for r in client.query(
+        f"SELECT job.name AS name, job.generation AS generation, status, error.code AS code, "
+        f"ARRAY_LENGTH(segments) AS segments FROM `{loader.table}`").result()}
+    assert len(rows) == 23
+    assert (rows["calls/007.flac"]["generation"], rows["calls/007.flac"]["status"]) == (9999, "failed")
+    assert rows["calls/007.flac"]["code"] == "not_audio"
+    assert rows["calls/000.flac"]["segments"] == len(first[0].segments) > 0
+    assert sum(r["status"] == "failed" for r in rows.values()) == 4
+    leftovers = [t.table_id for t in client.list_tables(DATASET) if "_staging_" in t.table_id]
+    assert leftovers == []
