@@ -100,13 +100,18 @@ class LocalStack:
         self.bus.close()
 
 
-def local_stack(settings: Settings, inbox_dir: Path, results_dir: Path, staging_dir: Path | None = None) -> LocalStack:
+def local_store(inbox_dir: Path, results_dir: Path, staging_dir: Path | None = None) -> tuple[LocalBlobStore, str]:
+    """The folder store of the local stack and the name of its inbox bucket (the inbox's absolute path)."""
     inbox_bucket = str(inbox_dir.resolve())
-    store = LocalBlobStore({
+    return LocalBlobStore({
         inbox_bucket: inbox_dir,
         LOCAL_RESULTS: results_dir,
         LOCAL_STAGING: staging_dir or results_dir / ".staging",
-    })
+    }), inbox_bucket
+
+
+def local_stack(settings: Settings, inbox_dir: Path, results_dir: Path, staging_dir: Path | None = None) -> LocalStack:
+    store, inbox_bucket = local_store(inbox_dir, results_dir, staging_dir)
     bus = LocalBus()
     p = pipeline(settings, store, bus, staging_bucket=LOCAL_STAGING, results_bucket=LOCAL_RESULTS,
                  stt=stt_engine(settings), ser=ser_engine(settings))

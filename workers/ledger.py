@@ -40,6 +40,7 @@ class Marker:
     at: str  # RFC 3339: when the state was written
     generation: int  # of the marker object itself (GCS generations grow with time)
     message_id: str = ""
+    name: str = ""  # the inbox object
 
     def older_than(self, age: timedelta, now: datetime) -> bool:
         return datetime.fromisoformat(self.at.replace("Z", "+00:00")) < now - age
@@ -65,7 +66,7 @@ class Ledger:
         try:
             body = json.loads(data)
             return Marker(job_id, body["state"], body.get("run_id", ""), body["at"], generation,
-                          body.get("message_id", ""))
+                          body.get("message_id", ""), body.get("name", ""))
         except (ValueError, KeyError, TypeError):
             log.warning("ledger marker %s is unreadable; treating it as a stale claim", job_id)
             return Marker(job_id, "claimed", "", "1970-01-01T00:00:00Z", generation)

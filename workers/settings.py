@@ -139,6 +139,12 @@ class Settings:
     request_timeout_seconds: float = _setting(
         900.0, "REQUEST_TIMEOUT_SECONDS", "Timeout of the api role's calls to STT and SER.", "cloud"
     )
+    dead_letter_subscriptions: str = _setting(
+        "",
+        "DEAD_LETTER_SUBSCRIPTIONS",
+        "Comma-separated dead-letter pull subscriptions (status looks in them, redrive empties them).",
+        "cloud",
+    )
     bigquery_table: str = _setting(
         "", "BIGQUERY_TABLE", "Results table as project.dataset.table (load-bigquery).", "cloud"
     )
