@@ -103,7 +103,7 @@ class BackfillSummary:
             f"outside the time range: {self.outside_range}",
             f"already done: {self.done}   in flight (ledger): {self.in_flight}",
             f"to publish: {self.selected} ({reasons})",
-            f"total bytes: {self.bytes:,} ({self.bytes / 1e9:.2f} GB)   estimated audio: {hours:.1f} h   "
+            f"total bytes: {self.bytes:,} ({self.bytes / 1e9:.2f} GB)   estimated audio: {hours:.2f} h   "
             f"estimated GPU time: {hours / gpu_speed:.2f} h at {gpu_speed:g}x real time",
         ]
 

@@ -1,0 +1,368 @@
+"""Operations commands: backfill, load-bigquery, status, redrive, stuck.
+
+Each works on Google Cloud (buckets and topics from the settings; the emulators when
+PUBSUB_EMULATOR_HOST / STORAGE_EMULATOR_HOST are set) and, where it makes sense, on the
+local folder store (``--local-inbox DIR --local-results DIR``, the layout of ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Iterator
+
+from workers import bootstrap
+from workers.errors import ConfigError
+
+BACKFILL_EPILOG = """
+examples:
+  python -m workers backfill --dry-run                        what would be sent, bytes, audio hours, GPU time
+  python -m workers backfill --prefix calls/2026/ --rate 20   publish what has no result yet, 20 messages/s
+  python -m workers backfill --reprocess-older-than 0.2.0     also redo results of older pipeline versions
+  python -m workers backfill --local-inbox samples --local-results results
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from workers.__main__ import add_settings_options
+
+    p = sub.add_parser(
+        "backfill",
+        help="publish a job for every inbox object that has no result yet",
+        description="List the inbox, skip objects whose result exists for the same generation and jobs an "
+        "earlier or concurrent backfill already sent (the ledger in the staging bucket), and publish the rest "
+        "as job messages (source=backfill) at a bounded rate. Safe to rerun and to run twice at once.",
+        epilog=BACKFILL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--prefix", default="", help="only objects under this prefix (default: INBOX_PREFIX)")
+    p.add_argument("--glob", default="", help="only object names matching this glob, e.g. '*.wav'")
+    p.add_argument("--updated-since", metavar="WHEN",
+                   help="only objects updated at or after WHEN (RFC 3339, a date, or an age like 26h, 7d)")
+    p.add_argument("--updated-until", metavar="WHEN", help="only objects updated before WHEN")
+    p.add_argument("--force", action="store_true", help="publish even when a result or a ledger marker exists")
+    p.add_argument("--reprocess-older-than", metavar="VERSION", default="",
+                   help="also publish objects whose result has a pipeline_version older than VERSION")
+    p.add_argument("--rate", type=float, default=50.0, help="messages per second, 0 for no limit (default 50)")
+    p.add_argument("--concurrency", type=int, default=8, help="publishes in flight at once (default 8)")
+    p.add_argument("--limit", type=int, default=0, help="publish at most this many (default: all)")
+    p.add_argument("--stale-after", type=float, default=15.0, metavar="MINUTES",
+                   help="a ledger claim older than this whose run never published is taken over (default 15)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print object count, bytes, estimated audio hours and GPU time; publish nothing")
+    p.add_argument("--gpu-speed", type=float, default=40.0, metavar="X",
+                   help="seconds of audio one GPU does per second, STT and SER together, for --dry-run (default 40)")
+    _local_options(p, inbox=True)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every message")
+    add_settings_options(p, ("core", "cloud"))
+    p.set_defaults(handler=cmd_backfill)
+
+    p = sub.add_parser(
+        "load-bigquery",
+        help="load the results bucket into the BigQuery table, idempotently",
+        description="Load result files (NEWLINE_DELIMITED_JSON) into a staging table, then MERGE them into "
+        "BIGQUERY_TABLE on job.bucket + job.name keeping the newest job.generation: loading the same results "
+        "again leaves one row per audio object, and a re-upload replaces its row.",
+    )
+    p.add_argument("--prefix", default="", help="only result files under this prefix")
+    p.add_argument("--updated-since", metavar="WHEN", help="only results written at or after WHEN (e.g. 26h)")
+    p.add_argument("--updated-until", metavar="WHEN", help="only results written before WHEN")
+    p.add_argument("--create-table", action="store_true",
+                   help="create the table (partitioned on submitted_at) when missing; Terraform does in the cloud")
+    p.add_argument("--location", default=None, help="BigQuery location of the dataset (e.g. EU)")
+    p.add_argument("--dry-run", action="store_true", help="only count the result files that would be loaded")
+    p.add_argument("-v", "--verbose", action="store_true")
+    add_settings_options(p, ("cloud",))
+    p.set_defaults(handler=cmd_load_bigquery)
+
+    p = sub.add_parser(
+        "status",
+        help="where one upload stands: queued, STT/SER done, result ok/failed, dead-lettered",
+        description="Follow one inbox object through the backfill ledger, the STT and SER partials, the result "
+        "and the dead-letter subscriptions (read without acknowledging).",
+    )
+    p.add_argument("object", metavar="OBJECT", help="gs://BUCKET/NAME, or NAME in INBOX_BUCKET (or --local-inbox)")
+    _local_options(p, inbox=True)
+    p.add_argument("-v", "--verbose", action="store_true")
+    add_settings_options(p, ("cloud",))
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser(
+        "redrive",
+        help="republish what sits in the dead-letter subscriptions, after a fix",
+        description="Pull each dead-letter subscription, republish every message to the topic it came from "
+        "(job messages to JOBS_TOPIC, 'partial ready' to PARTIALS_TOPIC), then acknowledge it.",
+    )
+    p.add_argument("--subscription", action="append", default=[],
+                   help="a dead-letter subscription (repeatable; default DEAD_LETTER_SUBSCRIPTIONS)")
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many per subscription")
+    p.add_argument("--dry-run", action="store_true", help="count what would be republished; leave it there")
+    p.add_argument("-v", "--verbose", action="store_true")
+    add_settings_options(p, ("cloud",))
+    p.set_defaults(handler=cmd_redrive)
+
+    p = sub.add_parser(
+        "stuck",
+        help="report jobs with exactly one partial older than a threshold",
+        description="A job whose STT or SER partial exists but whose other partial never came is stuck: "
+        "nothing retries it once its message is dead-lettered or lost. Lists them (job id, object, age).",
+    )
+    p.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES", help="default 60")
+    _local_options(p, inbox=False)
+    p.add_argument("-v", "--verbose", action="store_true")
+    add_settings_options(p, ("cloud",))
+    p.set_defaults(handler=cmd_stuck)
+
+
+def _local_options(p: argparse.ArgumentParser, *, inbox: bool) -> None:
+    if inbox:
+        p.add_argument("--local-inbox", type=Path, metavar="DIR", help="use a local inbox folder instead of GCS")
+    p.add_argument("--local-results", type=Path, metavar="DIR",
+                   help="results folder of the local store (staging and ledger live in DIR/.staging)")
+
+
+def _settings(args: argparse.Namespace):
+    from workers.__main__ import settings_from_args
+
+    settings = settings_from_args(args)
+    bootstrap.configure_logging(settings, default_level="INFO" if args.verbose else "WARNING")
+    return settings
+
+
+def _require(**values: str) -> None:
+    missing = [env for env, value in values.items() if not value]
+    if missing:
+        raise ConfigError(f"set {', '.join(missing)} (environment or option)")
+
+
+@contextlib.contextmanager
+def _cloud_errors() -> Iterator[None]:
+    """Permission and missing-resource errors of the Google clients, said plainly."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    try:
+        yield
+    except (gexc.Forbidden, gexc.PermissionDenied) as e:
+        raise ConfigError(f"permission denied: {e.message if hasattr(e, 'message') else e}. The identity running "
+                          "this needs storage.objects.list/get on the buckets, object create on the staging "
+                          "bucket and pubsub.topics.publish on the jobs topic (or the BigQuery roles)") from e
+    except gexc.NotFound as e:
+        raise ConfigError(f"not found: {e}") from e
+    except auth_exc.DefaultCredentialsError as e:
+        raise ConfigError(f"no Google credentials: {e}") from e
+
+
+def _local_mode(args: argparse.Namespace) -> bool:
+    if (args.local_inbox is None) != (args.local_results is None):
+        raise ConfigError("--local-inbox and --local-results go together")
+    if args.local_inbox is None:
+        return False
+    if not args.local_inbox.is_dir():
+        raise ConfigError(f"inbox folder {args.local_inbox} does not exist")
+    args.local_results.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def _cloud_store(settings):
+    from workers.adapters.gcs import GcsBlobStore, storage_client
+
+    _require(GOOGLE_CLOUD_PROJECT=settings.project)
+    return GcsBlobStore(storage_client(settings.project, settings.storage_emulator_host))
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="msg", disable=not enabled or total == 0, file=sys.stderr)
+
+
+# --- backfill -----------------------------------------------------------------------------
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from workers.backfill import Backfill, BackfillOptions, BackfillSummary
+    from workers.bq_load import parse_when
+    from workers.ledger import Ledger
+
+    settings = _settings(args)
+    opts = BackfillOptions(
+        prefix=args.prefix, glob=args.glob,
+        updated_since=parse_when(args.updated_since) if args.updated_since else None,
+        updated_until=parse_when(args.updated_until) if args.updated_until else None,
+        force=args.force, reprocess_older_than=args.reprocess_older_than, rate=args.rate,
+        concurrency=args.concurrency, limit=args.limit,
+    )
+    run_id = uuid.uuid4().hex[:12]
+    stack = None
+    if _local_mode(args):
+        if args.dry_run:
+            store, inbox = bootstrap.local_store(args.local_inbox, args.local_results)
+            bus = None
+        else:
+            from workers.cli_local import ensure_models
+
+            ensure_models(settings)
+            stack = bootstrap.local_stack(settings, args.local_inbox, args.local_results)
+            store, inbox, bus = stack.store, stack.inbox_bucket, stack.bus
+        results, staging = bootstrap.LOCAL_RESULTS, bootstrap.LOCAL_STAGING
+    else:
+        _require(INBOX_BUCKET=settings.inbox_bucket, STAGING_BUCKET=settings.staging_bucket,
+                 RESULTS_BUCKET=settings.results_bucket)
+        store = _cloud_store(settings)
+        inbox, results, staging = settings.inbox_bucket, settings.results_bucket, settings.staging_bucket
+        bus = None
+        if not args.dry_run:
+            from workers.adapters.pubsub import PubSubBus
+
+            bus = PubSubBus(settings.project)
+    ledger = Ledger(store, staging, run_id=run_id, stale_after=timedelta(minutes=args.stale_after))
+    backfill = Backfill(store, bus, inbox, results, settings.jobs_topic, ledger,
+                        inbox_prefix=settings.inbox_prefix, ignore=settings.ignore_globs)
+    summary = BackfillSummary()
+    try:
+        with _cloud_errors():
+            selected = backfill.plan(opts, summary)
+            if args.dry_run:
+                for line in summary.plan_lines(args.gpu_speed):
+                    print(line)
+                return 0
+            with _progress(len(selected), not args.no_progress) as bar:
+                backfill.publish(selected, opts, summary, on_progress=lambda: bar.update(1))
+            if stack is not None:
+                print(f"processing {summary.published} file(s) locally...", file=sys.stderr)
+                stack.bus.drain()
+    finally:
+        if stack is not None:
+            stack.close()
+        elif bus is not None:
+            bus.close()
+    print(f"backfill run {run_id}")
+    for line in summary.lines():
+        print(line)
+    return 1 if summary.errors else 0
+
+
+# --- load-bigquery --------------------------------------------------------------------------
+
+def cmd_load_bigquery(args: argparse.Namespace) -> int:
+    from workers.bq_load import BigQueryLoader, parse_when, result_uris
+
+    settings = _settings(args)
+    _require(RESULTS_BUCKET=settings.results_bucket, BIGQUERY_TABLE=settings.bigquery_table)
+    store = _cloud_store(settings)
+    with _cloud_errors():
+        uris = list(result_uris(
+            store, settings.results_bucket, args.prefix,
+            since=parse_when(args.updated_since) if args.updated_since else None,
+            until=parse_when(args.updated_until) if args.updated_until else None,
+        ))
+        if args.dry_run:
+            print(f"result files to load: {len(uris)}")
+            return 0
+        from google.cloud import bigquery
+
+        loader = BigQueryLoader(bigquery.Client(project=settings.project), settings.bigquery_table,
+                                location=args.location)
+        if args.create_table:
+            loader.ensure_table()
+        report = loader.load(uris)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+# --- status, redrive, stuck ----------------------------------------------------------------
+
+def _subscriptions(settings, given: list[str]) -> tuple[str, ...]:
+    return tuple(given) or tuple(s.strip() for s in settings.dead_letter_subscriptions.split(",") if s.strip())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from workers.ledger import Ledger
+    from workers.ops import upload_status
+
+    settings = _settings(args)
+    queue = None
+    if _local_mode(args):
+        store, inbox = bootstrap.local_store(args.local_inbox, args.local_results)
+        results, staging = bootstrap.LOCAL_RESULTS, bootstrap.LOCAL_STAGING
+        bucket, name = inbox, args.object
+        subscriptions: tuple[str, ...] = ()
+    else:
+        _require(STAGING_BUCKET=settings.staging_bucket, RESULTS_BUCKET=settings.results_bucket)
+        store = _cloud_store(settings)
+        results, staging = settings.results_bucket, settings.staging_bucket
+        if args.object.startswith("gs://"):
+            bucket, _, name = args.object[5:].partition("/")
+        else:
+            _require(INBOX_BUCKET=settings.inbox_bucket)
+            bucket, name = settings.inbox_bucket, args.object
+        subscriptions = _subscriptions(settings, [])
+        if subscriptions:
+            from workers.adapters.pubsub_pull import PubSubDeadLetters
+
+            queue = PubSubDeadLetters(settings.project)
+    try:
+        with _cloud_errors():
+            status = upload_status(store, bucket=bucket, name=name, staging_bucket=staging, results_bucket=results,
+                                   ledger=Ledger(store, staging, run_id="status"), dead_letters=queue,
+                                   dead_letter_subscriptions=subscriptions)
+    finally:
+        if queue is not None:
+            queue.close()
+    for line in status.lines():
+        print(line)
+    if not subscriptions and args.local_inbox is None:
+        print("(dead letters not checked: set DEAD_LETTER_SUBSCRIPTIONS)", file=sys.stderr)
+    return 0 if status.generation is not None else 1
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from workers.adapters.pubsub import PubSubBus
+    from workers.adapters.pubsub_pull import PubSubDeadLetters
+    from workers.ops import redrive
+
+    settings = _settings(args)
+    subscriptions = _subscriptions(settings, args.subscription)
+    if not subscriptions:
+        raise ConfigError("name the dead-letter subscriptions: --subscription NAME or DEAD_LETTER_SUBSCRIPTIONS")
+    _require(GOOGLE_CLOUD_PROJECT=settings.project)
+    queue, bus = PubSubDeadLetters(settings.project), PubSubBus(settings.project)
+    try:
+        with _cloud_errors():
+            summary = redrive(queue, bus, subscriptions, jobs_topic=settings.jobs_topic,
+                              partials_topic=settings.partials_topic, limit=args.limit, dry_run=args.dry_run)
+    finally:
+        queue.close()
+        bus.close()
+    for line in summary.lines():
+        print(("would be " if args.dry_run else "") + line)
+    return 0
+
+
+def cmd_stuck(args: argparse.Namespace) -> int:
+    from workers.ledger import Ledger
+    from workers.ops import stuck_jobs
+
+    settings = _settings(args)
+    if args.local_results is not None:
+        if not args.local_results.is_dir():
+            raise ConfigError(f"folder {args.local_results} does not exist")
+        store, _ = bootstrap.local_store(args.local_results, args.local_results)
+        staging = bootstrap.LOCAL_STAGING
+    else:
+        _require(STAGING_BUCKET=settings.staging_bucket)
+        store, staging = _cloud_store(settings), settings.staging_bucket
+    with _cloud_errors():
+        found = stuck_jobs(store, staging, timedelta(minutes=args.older_than),
+                           ledger=Ledger(store, staging, run_id="stuck"))
+    for job in found:
+        print(f"{job.job_id}  has {job.present}, missing {job.missing}, for {job.age.total_seconds() / 3600:.1f} h"
+              f"  {job.name or '(object unknown: not sent by a backfill)'}")
+    print(f"{len(found)} job(s) with one partial older than {args.older_than:g} min", file=sys.stderr)
+    return 1 if found else 0

@@ -1,0 +1,268 @@
+"""Operations over the stores and the bus: where one upload stands, redrive, stuck jobs.
+
+``upload_status`` follows one object through every place the pipeline writes: the inbox
+generation, the backfill ledger, the two partials in the staging bucket, the result, and
+the dead-letter subscriptions (pulled without acknowledging, then handed straight back).
+``redrive`` pulls what sits in dead-letter subscriptions, republishes each message to the
+topic it came from (a job message to the jobs topic, a "partial ready" to the partials
+topic) and only then acknowledges it. ``stuck_jobs`` reports jobs with exactly one partial
+older than a threshold: the other worker never finished and nothing retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from workers.errors import NotFound
+from workers.jobs import make_job_id, partial_key, result_key
+from workers.ledger import Ledger
+from workers.ports import BlobStore, Bus
+
+log = logging.getLogger(__name__)
+
+# Attributes Pub/Sub adds when it dead-letters a message; not carried over on redrive.
+DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    subscription: str
+    ack_id: str
+    data: bytes
+    attributes: dict[str, str]
+
+    def json(self) -> dict | None:
+        try:
+            body = json.loads(self.data)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return body if isinstance(body, dict) else None
+
+
+class DeadLetterQueue(Protocol):
+    """Pull access to dead-letter subscriptions (adapters.pubsub_pull; a fake in tests)."""
+
+    def pull(self, subscription: str, max_messages: int) -> list[DeadLetter]:
+        """Up to ``max_messages`` waiting messages, leased (not acknowledged)."""
+
+    def ack(self, subscription: str, ack_ids: list[str]) -> None:
+        """Remove the messages for good."""
+
+    def nack(self, subscription: str, ack_ids: list[str]) -> None:
+        """Hand the messages back at once, untouched."""
+
+
+# --- status -------------------------------------------------------------------------------
+
+@dataclass
+class UploadStatus:
+    bucket: str
+    name: str
+    generation: int | None = None
+    job_id: str | None = None
+    ledger: str | None = None
+    stt: str | None = None
+    ser: str | None = None
+    result: str | None = None
+    result_error: str | None = None
+    result_generation: int | None = None
+    dead_lettered: list[str] = field(default_factory=list)
+
+    @property
+    def stage(self) -> str:
+        if self.generation is None:
+            return "not in the inbox"
+        if self.result_generation is not None and self.result_generation > self.generation:
+            return "superseded by a newer upload's result"
+        if self.result is not None and self.result_generation == self.generation:
+            return f"result {self.result}"
+        if self.dead_lettered:
+            return "dead-lettered"
+        if self.stt and self.ser:
+            return "STT and SER done, waiting for the joiner"
+        if self.stt:
+            return "STT done, SER pending"
+        if self.ser:
+            return "SER done, STT pending"
+        if self.ledger:
+            return f"queued by a backfill ({self.ledger})"
+        return "queued, or not picked up (no partial, no result, no backfill marker)"
+
+    def lines(self) -> list[str]:
+        rows = [
+            ("object", f"gs://{self.bucket}/{self.name}" + (f"#{self.generation}" if self.generation else "")),
+            ("job_id", self.job_id or "-"),
+            ("stage", self.stage),
+            ("backfill ledger", self.ledger or "-"),
+            ("STT partial", self.stt or "-"),
+            ("SER partial", self.ser or "-"),
+            ("result", "-" if self.result is None else f"{self.result} (source generation {self.result_generation})"
+             + (f": {self.result_error}" if self.result_error else "")),
+            ("dead letters", ", ".join(self.dead_lettered) or "none seen"),
+        ]
+        return [f"{k:>16}: {v}" for k, v in rows]
+
+
+def upload_status(store: BlobStore, *, bucket: str, name: str, staging_bucket: str, results_bucket: str,
+                  ledger: Ledger | None = None, dead_letters: DeadLetterQueue | None = None,
+                  dead_letter_subscriptions: tuple[str, ...] = (), peek_limit: int = 1000) -> UploadStatus:
+    status = UploadStatus(bucket, name)
+    info = store.stat(bucket, name)
+    if info is not None:
+        status.generation = info.generation
+        status.job_id = make_job_id(bucket, name, info.generation)
+        if ledger is not None:
+            marker = ledger.get(status.job_id)
+            if marker is not None:
+                status.ledger = f"{marker.state} at {marker.at} by run {marker.run_id or '?'}"
+        status.stt = _partial(store, staging_bucket, status.job_id, "stt")
+        status.ser = _partial(store, staging_bucket, status.job_id, "ser")
+    try:
+        body = json.loads(store.read(results_bucket, result_key(name))[0])
+        status.result = body.get("status")
+        status.result_generation = int(body["job"]["generation"])
+        if body.get("error"):
+            status.result_error = f"{body['error'].get('code')}: {body['error'].get('message')}"
+    except NotFound:
+        pass
+    except (ValueError, KeyError, TypeError):
+        status.result = "unreadable"
+    if dead_letters is not None and status.job_id:
+        for sub in dead_letter_subscriptions:
+            if any(_job_id_of(m) == status.job_id for m in peek(dead_letters, sub, peek_limit)):
+                status.dead_lettered.append(sub)
+    return status
+
+
+def _partial(store: BlobStore, bucket: str, job_id: str, kind: str) -> str | None:
+    try:
+        data, _ = store.read(bucket, partial_key(job_id, kind))
+    except NotFound:
+        return None
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return "unreadable"
+    error = body.get("error") or {}
+    return body.get("status", "?") + (f" ({error.get('code')}: {error.get('message')})" if error else "")
+
+
+def _job_id_of(message: DeadLetter) -> str | None:
+    if message.attributes.get("job_id"):
+        return message.attributes["job_id"]
+    body = message.json() or {}
+    return body.get("job_id") or (body.get("job") or {}).get("job_id")
+
+
+def peek(queue: DeadLetterQueue, subscription: str, limit: int) -> list[DeadLetter]:
+    """Read up to ``limit`` dead letters and hand them all back (nothing is acknowledged)."""
+    seen: list[DeadLetter] = []
+    try:
+        while len(seen) < limit:
+            batch = queue.pull(subscription, min(100, limit - len(seen)))
+            if not batch:
+                break
+            seen += batch
+    finally:
+        if seen:
+            queue.nack(subscription, [m.ack_id for m in seen])
+    return seen
+
+
+# --- redrive ------------------------------------------------------------------------------
+
+@dataclass
+class RedriveSummary:
+    republished: dict[str, int] = field(default_factory=dict)
+    unreadable: int = 0
+
+    def lines(self) -> list[str]:
+        per_topic = ", ".join(f"{t}: {n}" for t, n in sorted(self.republished.items())) or "nothing"
+        out = [f"republished: {per_topic}"]
+        if self.unreadable:
+            out.append(f"left in place (not a job or partial-ready message): {self.unreadable}")
+        return out
+
+
+def target_topic(message: DeadLetter, *, jobs_topic: str, partials_topic: str) -> str | None:
+    """The topic a dead letter came from, told by its shape: a job message or a "partial ready"."""
+    body = message.json()
+    if body is None:
+        return None
+    if "kind" in body and "staging_key" in body:
+        return partials_topic
+    if "job_id" in body and "generation" in body:
+        return jobs_topic
+    return None
+
+
+def redrive(queue: DeadLetterQueue, bus: Bus, subscriptions: tuple[str, ...], *, jobs_topic: str,
+            partials_topic: str, limit: int = 10_000, dry_run: bool = False) -> RedriveSummary:
+    summary = RedriveSummary()
+    for sub in subscriptions:
+        moved = 0
+        while moved < limit:
+            batch = queue.pull(sub, min(100, limit - moved))
+            if not batch:
+                break
+            done, keep = [], []
+            for message in batch:
+                topic = target_topic(message, jobs_topic=jobs_topic, partials_topic=partials_topic)
+                if topic is None or dry_run:
+                    keep.append(message.ack_id)
+                    summary.unreadable += topic is None
+                    if topic is not None:
+                        summary.republished[topic] = summary.republished.get(topic, 0) + 1
+                    continue
+                attributes = {k: v for k, v in message.attributes.items()
+                              if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
+                bus.publish(topic, message.json(), dict(attributes, redriven_from=sub))
+                done.append(message.ack_id)
+                summary.republished[topic] = summary.republished.get(topic, 0) + 1
+            if done:
+                queue.ack(sub, done)
+            if keep:
+                queue.nack(sub, keep)
+            moved += len(batch)
+            if not done:
+                break  # only messages left in place: pulling again would return the same ones
+    return summary
+
+
+# --- stuck jobs -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StuckJob:
+    job_id: str
+    present: str  # the partial that exists
+    missing: str
+    age: timedelta
+    name: str | None  # from the backfill ledger, when the job went through one
+
+
+def stuck_jobs(store: BlobStore, staging_bucket: str, older_than: timedelta, *, ledger: Ledger | None = None,
+               now: datetime | None = None) -> list[StuckJob]:
+    """Jobs with exactly one partial, written more than ``older_than`` ago."""
+    now = now or datetime.now(timezone.utc)
+    partials: dict[str, dict[str, str | None]] = {}
+    for info in store.list(staging_bucket):
+        job_id, _, file = info.name.partition("/")
+        if file in ("stt.json", "ser.json"):
+            partials.setdefault(job_id, {})[file[:3]] = info.updated
+    found = []
+    for job_id, kinds in sorted(partials.items()):
+        if len(kinds) != 1:
+            continue
+        (kind, updated), = kinds.items()
+        if not updated:
+            continue
+        age = now - datetime.fromisoformat(updated.replace("Z", "+00:00"))
+        if age > older_than:
+            marker = ledger.get(job_id) if ledger is not None else None
+            found.append(StuckJob(job_id, kind, "ser" if kind == "stt" else "stt", age,
+                                  marker.name if marker else None))
+    return found
