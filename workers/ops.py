@@ -204,32 +204,36 @@ def redrive(queue: DeadLetterQueue, bus: Bus, subscriptions: tuple[str, ...], *,
             partials_topic: str, limit: int = 10_000, dry_run: bool = False) -> RedriveSummary:
     summary = RedriveSummary()
     for sub in subscriptions:
-        moved = 0
-        while moved < limit:
-            batch = queue.pull(sub, min(100, limit - moved))
-            if not batch:
-                break
-            done, keep = [], []
-            for message in batch:
-                topic = target_topic(message, jobs_topic=jobs_topic, partials_topic=partials_topic)
-                if topic is None or dry_run:
-                    keep.append(message.ack_id)
-                    summary.unreadable += topic is None
-                    if topic is not None:
-                        summary.republished[topic] = summary.republished.get(topic, 0) + 1
-                    continue
-                attributes = {k: v for k, v in message.attributes.items()
-                              if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
-                bus.publish(topic, message.json(), dict(attributes, redriven_from=sub))
-                done.append(message.ack_id)
-                summary.republished[topic] = summary.republished.get(topic, 0) + 1
-            if done:
-                queue.ack(sub, done)
-            if keep:
-                queue.nack(sub, keep)
-            moved += len(batch)
-            if not done:
-                break  # only messages left in place: pulling again would return the same ones
+        # What stays (unplaceable, or everything in a dry run) is held until the end of this
+        # subscription and only then handed back, so a later pull cannot return it again.
+        kept: list[str] = []
+        try:
+            moved = 0
+            while moved < limit:
+                batch = queue.pull(sub, min(100, limit - moved))
+                if not batch:
+                    break
+                done = []
+                for message in batch:
+                    topic = target_topic(message, jobs_topic=jobs_topic, partials_topic=partials_topic)
+                    if topic is None:
+                        summary.unreadable += 1
+                        kept.append(message.ack_id)
+                        continue
+                    summary.republished[topic] = summary.republished.get(topic, 0) + 1
+                    if dry_run:
+                        kept.append(message.ack_id)
+                        continue
+                    attributes = {k: v for k, v in message.attributes.items()
+                                  if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
+                    bus.publish(topic, message.json(), dict(attributes, redriven_from=sub))
+                    done.append(message.ack_id)
+                if done:
+                    queue.ack(sub, done)
+                moved += len(batch)
+        finally:
+            if kept:
+                queue.nack(sub, kept)
     return summary
 
 

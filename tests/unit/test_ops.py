@@ -1,0 +1,121 @@
+"""status, redrive and the stuck-job report over the in-memory fakes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from workers.adapters.memory import MemoryBlobStore, MemoryBus
+from workers.jobs import make_job, make_job_id, partial_key, result_key
+from workers.ledger import Ledger
+from workers.ops import DeadLetter, redrive, stuck_jobs, upload_status
+
+
+class FakeDeadLetters:
+    def __init__(self, messages: dict[str, list[DeadLetter]]) -> None:
+        self.waiting = {k: list(v) for k, v in messages.items()}
+        self.leased: dict[str, dict[str, DeadLetter]] = {}
+        self.acked: list[str] = []
+
+    def pull(self, subscription, max_messages):
+        batch = self.waiting.get(subscription, [])[:max_messages]
+        self.waiting[subscription] = self.waiting.get(subscription, [])[len(batch):]
+        self.leased.setdefault(subscription, {}).update({m.ack_id: m for m in batch})
+        return batch
+
+    def ack(self, subscription, ack_ids):
+        for a in ack_ids:
+            self.leased[subscription].pop(a)
+            self.acked.append(a)
+
+    def nack(self, subscription, ack_ids):
+        self.waiting[subscription] += [self.leased[subscription].pop(a) for a in ack_ids]
+
+
+def _letter(sub, n, body, **attrs) -> DeadLetter:
+    return DeadLetter(sub, f"{sub}-{n}", json.dumps(body).encode() if body is not None else b"\xff", attrs)
+
+
+def _job(name="call.wav", generation=7):
+    return make_job(bucket="inbox", name=name, generation=generation, size=1, content_type=None, source="upload")
+
+
+def test_status_walks_an_upload_from_queued_to_result():
+    store = MemoryBlobStore()
+    generation = store.put("inbox", "call.wav", b"RIFF")
+    job_id = make_job_id("inbox", "call.wav", generation)
+
+    def stage():
+        return upload_status(store, bucket="inbox", name="call.wav", staging_bucket="staging",
+                             results_bucket="results", ledger=Ledger(store, "staging", run_id="r")).stage
+
+    assert stage().startswith("queued, or not picked up")
+    job = make_job(bucket="inbox", name="call.wav", generation=generation, size=4, content_type=None,
+                   source="backfill")
+    Ledger(store, "staging", run_id="r1").claim(job, if_generation_match=0)
+    assert stage().startswith("queued by a backfill (claimed")
+    store.write("staging", partial_key(job_id, "stt"), b'{"status":"ok"}', if_generation_match=0)
+    assert stage() == "STT done, SER pending"
+    store.write("staging", partial_key(job_id, "ser"), b'{"status":"failed","error":{"code":"x","message":"y"}}',
+                if_generation_match=0)
+    assert stage() == "STT and SER done, waiting for the joiner"
+    result = {"job": {"generation": generation}, "status": "failed", "error": {"code": "not_audio", "message": "m"}}
+    store.write("results", result_key("call.wav"), json.dumps(result).encode(), if_generation_match=0)
+    status = upload_status(store, bucket="inbox", name="call.wav", staging_bucket="staging", results_bucket="results")
+    assert status.stage == "result failed" and status.result_error == "not_audio: m"
+    assert status.ser == "failed (x: y)"
+    assert any("result" in line and "not_audio" in line for line in status.lines())
+    assert upload_status(store, bucket="inbox", name="gone.wav", staging_bucket="staging",
+                         results_bucket="results").stage == "not in the inbox"
+
+
+def test_status_finds_a_dead_letter_and_leaves_it_in_place():
+    store = MemoryBlobStore()
+    generation = store.put("inbox", "call.wav", b"RIFF")
+    job = _job(generation=generation)
+    queue = FakeDeadLetters({"stt-dl": [_letter("stt-dl", i, {"job_id": f"other{i}"}) for i in range(150)]
+                             + [_letter("stt-dl", 999, {"job_id": job.job_id, "generation": generation})]})
+    status = upload_status(store, bucket="inbox", name="call.wav", staging_bucket="staging", results_bucket="results",
+                           dead_letters=queue, dead_letter_subscriptions=("stt-dl",))
+    assert status.dead_lettered == ["stt-dl"] and status.stage == "dead-lettered"
+    assert len(queue.waiting["stt-dl"]) == 151 and queue.acked == []
+
+
+def test_redrive_sends_jobs_and_partials_back_to_their_topics_and_leaves_what_it_cannot_place():
+    job = _job()
+    ready = {"job": {"job_id": job.job_id}, "kind": "stt", "status": "ok", "staging_bucket": "s",
+             "staging_key": "k"}
+    queue = FakeDeadLetters({
+        "stt-dl": [_letter("stt-dl", 1, {"job_id": job.job_id, "generation": 7},
+                           job_id=job.job_id, CloudPubSubDeadLetterSourceSubscription="stt"),
+                   _letter("stt-dl", 2, None)],
+        "joiner-dl": [_letter("joiner-dl", 1, ready)],
+    })
+    bus = MemoryBus()
+    dry = redrive(queue, bus, ("stt-dl", "joiner-dl"), jobs_topic="jobs", partials_topic="partials", dry_run=True)
+    assert dry.republished == {"jobs": 1, "partials": 1} and bus.messages == [] and queue.acked == []
+
+    summary = redrive(queue, bus, ("stt-dl", "joiner-dl"), jobs_topic="jobs", partials_topic="partials")
+    assert summary.republished == {"jobs": 1, "partials": 1} and summary.unreadable == 1
+    assert [(t, a) for t, _, a in bus.messages] == [
+        ("jobs", {"job_id": job.job_id, "redriven_from": "stt-dl"}),
+        ("partials", {"redriven_from": "joiner-dl"}),
+    ]
+    assert sorted(queue.acked) == ["joiner-dl-1", "stt-dl-1"]
+    assert [m.ack_id for m in queue.waiting["stt-dl"]] == ["stt-dl-2"]
+
+
+def test_stuck_reports_jobs_with_one_partial_older_than_the_threshold():
+    store = MemoryBlobStore()
+    job = _job()
+    Ledger(store, "staging", run_id="r").claim(job, if_generation_match=0)
+    store.write("staging", partial_key(job.job_id, "stt"), b"{}", if_generation_match=0)
+    store.write("staging", partial_key("both", "stt"), b"{}", if_generation_match=0)
+    store.write("staging", partial_key("both", "ser"), b"{}", if_generation_match=0)
+    store.write("staging", partial_key("anon", "ser"), b"{}", if_generation_match=0)
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    found = stuck_jobs(store, "staging", timedelta(hours=1), ledger=Ledger(store, "staging", run_id="s"), now=later)
+    assert sorted((s.job_id, s.present, s.missing, s.name) for s in found) == sorted([
+        ("anon", "ser", "stt", None), (job.job_id, "stt", "ser", "call.wav"),
+    ])
+    assert stuck_jobs(store, "staging", timedelta(hours=3), now=later) == []
