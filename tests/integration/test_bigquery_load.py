@@ -100,3 +100,33 @@ def test_loading_the_same_results_twice_leaves_one_row_per_object_and_a_reupload
     assert sum(r["status"] == "failed" for r in rows.values()) == 4
     leftovers = [t.table_id for t in client.list_tables(DATASET) if "_staging_" in t.table_id]
     assert leftovers == []
+
+
+def _doc_queries() -> list[str]:
+    text = (Path(__file__).parents[2] / "docs" / "bigquery.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```sql\n")[1:]]
+    return [b for b in blocks if b.lstrip().startswith("SELECT")]
+
+
+def test_the_documented_example_queries_run_on_loaded_results(bq, gcs_emulator, gcs_store, unique):
+    emulator, client = bq
+    results_bucket = f"results-{unique}"
+    emulators.create_bucket(gcs_emulator, results_bucket)
+    rows = [_result("result.json", bucket="inbox", name="calls/2026/11/25/0001.wav", generation=1),
+            _result("result_failed.json", bucket="inbox", name="bad.png", generation=2)]
+    _publish(rows, gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
+    loader = BigQueryLoader(client, f"{emulators.PROJECT}.{DATASET}.docs_{unique}")
+    loader.ensure_table()
+    loader.load(list(result_uris(gcs_store, results_bucket)))
+
+    queries = _doc_queries()
+    assert len(queries) == 5
+    answers = []
+    for sql in queries:
+        sql = sql.replace("project.speech.results", loader.table).replace("INTERVAL 30 DAY", "INTERVAL 36500 DAY")
+        answers.append([dict(r) for r in client.query(sql).result()])
+    negative, per_sentence, _, failures, versions = answers
+    assert negative[0]["file"] == "calls/2026/11/25/0001.wav" and negative[0]["segments"] == len(rows[0].segments)
+    assert len(per_sentence) == len(rows[0].segments)
+    assert failures[0]["code"] == "not_audio" and failures[0]["files"] == 1
+    assert sum(v["files"] for v in versions) == 2
