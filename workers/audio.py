@@ -73,8 +73,7 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
     # sums channels with gains (a 7.1 tone comes out at over 4x its level and clips).
     # Packed samples: PyAV mishandles planar frames of more than 8 channels.
     resampler = av.AudioResampler(format="flt", rate=SAMPLE_RATE)
-    chunks: list[np.ndarray] = []
-    total = 0
+    buffer = _Samples(int((declared or 60.0) * SAMPLE_RATE * 1.02) + SAMPLE_RATE, limit)
     errors = 0
     try:
         for packet in container.demux(stream):
@@ -82,40 +81,56 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
                 frames = packet.decode()
             except av.error.FFmpegError as e:
                 errors += 1
-                if errors > 50 and not chunks:
+                if errors > 50 and not buffer.size:
                     raise PermanentError(f"the audio stream does not decode ({e})", code="corrupt_audio") from e
                 continue
             for frame in frames:
                 for out in resampler.resample(frame):
-                    total += _append(chunks, out)
-            if total > limit:
+                    buffer.append(out)
+            if buffer.size > limit:
                 raise PermanentError(
                     f"audio is longer than the limit of {max_seconds:.0f} s (MAX_AUDIO_SECONDS)",
                     code="too_long",
                 )
         for out in resampler.resample(None):
-            total += _append(chunks, out)
+            buffer.append(out)
     except av.error.FFmpegError as e:
-        if not chunks:
+        if not buffer.size:
             raise PermanentError(f"the audio stream does not decode ({e})", code="corrupt_audio") from e
-        log.warning("audio ends early after %.1f s: %s", total / SAMPLE_RATE, e)
+        log.warning("audio ends early after %.1f s: %s", buffer.size / SAMPLE_RATE, e)
     if errors:
         log.warning("skipped %d undecodable packet(s)", errors)
-    if total == 0:
+    if buffer.size == 0:
         raise PermanentError(f"no audio could be decoded from the {fmt!r} content", code="no_audio_decoded")
-    samples = np.concatenate(chunks)[:limit] if len(chunks) > 1 else chunks[0][:limit]
-    samples = np.nan_to_num(samples.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
     channels = stream.codec_context.channels if stream.codec_context else None
-    return DecodedAudio(np.ascontiguousarray(samples), fmt, stream.rate or None, channels)
+    return DecodedAudio(buffer.result(), fmt, stream.rate or None, channels)
 
 
-def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
-    channels = len(frame.layout.channels)
-    packed = np.frombuffer(frame.planes[0], dtype=np.float32)[: frame.samples * channels]
-    data = packed.reshape(-1, channels).mean(axis=1, dtype=np.float32) if channels > 1 else packed.copy()
-    if data.size:
-        chunks.append(data)
-    return int(data.size)
+class _Samples:
+    """A growing float32 buffer: one copy of the audio in memory, not a list of chunks plus their join."""
+
+    def __init__(self, expected: int, limit: int) -> None:
+        self._data = np.empty(min(expected, limit + SAMPLE_RATE), dtype=np.float32)
+        self.size = 0
+
+    def append(self, frame: av.AudioFrame) -> None:
+        channels = len(frame.layout.channels)
+        packed = np.frombuffer(frame.planes[0], dtype=np.float32)[: frame.samples * channels]
+        mono = packed.reshape(-1, channels).mean(axis=1, dtype=np.float32) if channels > 1 else packed
+        end = self.size + len(mono)
+        if end > len(self._data):
+            grown = np.empty(max(end, int(len(self._data) * 1.5)), dtype=np.float32)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : end] = mono
+        self.size = end
+
+    def result(self) -> np.ndarray:
+        samples = self._data[: self.size]
+        if len(self._data) - self.size > SAMPLE_RATE * 10:
+            samples = samples.copy()  # do not keep a mostly empty buffer alive
+        np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        return samples
 
 
 def _declared_seconds(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:

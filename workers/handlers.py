@@ -108,12 +108,22 @@ class Pipeline:
         failed: Callable[[Error], SttPartial | SerPartial],
     ) -> Outcome:
         key = partial_key(job.job_id, kind)
-        existing = self.store.stat(self.staging_bucket, key)
-        if existing is not None:
-            status = loads(_PARTIAL_TYPES[kind], self.store.read(self.staging_bucket, key)[0]).status
-            self._announce(job, kind, status, key)
-            log.info("%s partial already stored; announced again", kind, extra={"job_id": job.job_id})
-            return Outcome("duplicate", f"{kind} partial exists")
+        engine = (self.stt if kind == "stt" else self.ser).engine  # type: ignore[union-attr]
+        match = 0
+        try:
+            data, generation = self.store.read(self.staging_bucket, key)
+        except NotFound:
+            pass
+        else:
+            stored = loads(_PARTIAL_TYPES[kind], data)
+            if stored.engine == engine:
+                self._announce(job, kind, stored.status, key)
+                log.info("%s partial already stored; announced again", kind, extra={"job_id": job.job_id})
+                return Outcome("duplicate", f"{kind} partial exists")
+            # Made by another model or engine version: a reprocessing run redoes it.
+            log.info("%s partial was made by %s; redoing it with %s", kind, stored.engine, engine,
+                     extra={"job_id": job.job_id})
+            match = generation
 
         started, t0 = self.clock(), time.perf_counter()
         try:
@@ -125,7 +135,7 @@ class Pipeline:
         timing = Timing(started, self.clock(), time.perf_counter() - t0)
         partial = _with_timing(partial, timing)
         try:
-            self.store.write(self.staging_bucket, key, dumps(partial).encode(), if_generation_match=0)
+            self.store.write(self.staging_bucket, key, dumps(partial).encode(), if_generation_match=match)
         except PreconditionFailed:
             log.info("%s partial written concurrently by another delivery", kind, extra={"job_id": job.job_id})
             return Outcome("duplicate", f"{kind} partial written concurrently")
@@ -184,11 +194,11 @@ class Pipeline:
             existing = self.store.stat(self.results_bucket, key)
             match = 0
             if existing is not None:
-                stored_generation = _stored_source_generation(self.store, self.results_bucket, key)
-                if stored_generation is not None and stored_generation >= job.generation:
-                    status: OutcomeStatus = "duplicate" if stored_generation == job.generation else "superseded"
-                    log.info("result already stored (%s)", status, extra={"job_id": job.job_id})
-                    return Outcome(status, f"result for generation {stored_generation} exists")
+                stored = _stored_result(self.store, self.results_bucket, key)
+                verdict = _compare_with_stored(result, stored)
+                if verdict is not None:
+                    log.info("result already stored (%s)", verdict, extra={"job_id": job.job_id})
+                    return Outcome(verdict, f"result for generation {stored['job']['generation']} exists")
                 match = existing.generation
             try:
                 self.store.write(self.results_bucket, key, body, if_generation_match=match)
@@ -208,14 +218,41 @@ def _with_timing(partial: SttPartial | SerPartial, timing: Timing) -> SttPartial
     return replace(partial, timing=timing)
 
 
-def _stored_source_generation(store: BlobStore, bucket: str, key: str) -> int | None:
-    """Source generation recorded in a stored result; None when it cannot be read (rewrite it)."""
+def _stored_result(store: BlobStore, bucket: str, key: str) -> dict | None:
+    """The stored result as plain data; None when it is gone or unreadable (then it is replaced)."""
     try:
         data, _ = store.read(bucket, key)
-        return int(json.loads(data)["job"]["generation"])
+        stored = json.loads(data)
+        int(stored["job"]["generation"])
+        return stored
     except NotFound:
         return None
     except (ValueError, KeyError, TypeError):
         log.warning("stored result %s is unreadable; it will be replaced", key)
         return None
 
+
+def _compare_with_stored(result: Result, stored: dict | None) -> OutcomeStatus | None:
+    """Why ``result`` must not replace ``stored`` ("duplicate"/"superseded"), or None to write it.
+
+    A newer source generation always wins. For the same generation the stored result stays,
+    unless the new one was made by other engines or another pipeline version *and* from
+    partials at least as recent as the stored one's: that is a reprocessing run, and a late
+    joiner holding older partials can never undo it.
+    """
+    if stored is None:
+        return None
+    stored_generation = int(stored["job"]["generation"])
+    if stored_generation > result.job.generation:
+        return "superseded"
+    if stored_generation < result.job.generation:
+        return None
+    new = to_dict(result)
+    if (new["engines"], new["pipeline_version"]) == (stored.get("engines"), stored.get("pipeline_version")):
+        return "duplicate"
+    for kind in ("stt", "ser"):
+        mine = (new["timings"].get(kind) or {}).get("finished_at") or ""
+        theirs = ((stored.get("timings") or {}).get(kind) or {}).get("finished_at") or ""
+        if mine < theirs:
+            return "duplicate"
+    return None

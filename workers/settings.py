@@ -49,7 +49,7 @@ class Settings:
     )
     stt_beam_size: int = _setting(5, "STT_BEAM_SIZE", "Beam size for decoding (1 is greedy).")
     stt_language: str = _setting("", "STT_LANGUAGE", "Force a language code (e.g. en); empty detects it.")
-    stt_cpu_threads: int = _setting(0, "STT_CPU_THREADS", "CPU threads for STT; 0 lets the engine decide.")
+    stt_cpu_threads: int = _setting(0, "STT_CPU_THREADS", "CPU threads for STT; 0 uses every CPU this process may run on.")
     segment_max_seconds: float = _setting(
         12.0,
         "SEGMENT_MAX_SECONDS",

@@ -165,3 +165,47 @@ def test_the_joiner_waits_until_both_partials_exist(env) -> None:
     assert store.stat("results", "call.wav.json") is None
     p.handle_job_ser(job)
     assert p.handle_partial(from_dict(PartialReady, bus.on("partials")[-1])).status == "done"
+
+
+def test_a_new_model_version_reprocesses_the_same_upload_once(env) -> None:
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(2.0)))
+    run_job(p, bus, job)
+    stale_ready = from_dict(PartialReady, bus.on("partials")[-1])
+    before = result_of(store, "call.wav")
+
+    upgraded = CountingStt()
+    upgraded.engine = Engine("fake-stt", "fake", "1", True)
+    p.stt = upgraded
+    outcomes = run_job(p, bus, job)
+    assert [o.status for o in outcomes[:2]] == ["done", "duplicate"]  # STT redone, SER kept
+    after = result_of(store, "call.wav")
+    assert before["engines"]["stt"]["version"] == "0" and after["engines"]["stt"]["version"] == "1"
+    assert upgraded.calls == 1 and p.ser.calls == 1
+
+    assert p.handle_job_stt(job).status == "duplicate"  # and only once
+    # A joiner that only now reads the partials merges the same new result: nothing changes.
+    assert p.handle_partial(stale_ready).status == "duplicate"
+    assert result_of(store, "call.wav") == after
+
+
+def test_a_late_joiner_holding_older_partials_cannot_undo_a_reprocessing(env) -> None:
+    import dataclasses
+
+    from workers.contracts import loads
+    from workers.contracts import Result as ResultRecord
+    from workers.handlers import _compare_with_stored
+
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(2.0)))
+    run_job(p, bus, job)
+    stored = result_of(store, "call.wav")
+    newer_engines = dataclasses.replace(loads(ResultRecord, json.dumps(stored)).engines,
+                                        stt=Engine("fake-stt", "fake", "9", True))
+    result = dataclasses.replace(loads(ResultRecord, json.dumps(stored)), engines=newer_engines)
+    assert _compare_with_stored(result, stored) is None  # other engines, same partial times: replace
+    older = dataclasses.replace(result, timings=dataclasses.replace(
+        result.timings, stt=dataclasses.replace(result.timings.stt, finished_at="2000-01-01T00:00:00.000Z")))
+    assert _compare_with_stored(older, stored) == "duplicate"
+    assert _compare_with_stored(dataclasses.replace(result, job=dataclasses.replace(job, generation=1)), stored) \
+        == "superseded"

@@ -10,6 +10,7 @@ the longest pause between words, so every segment can carry its own emotion.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -73,8 +74,10 @@ class FasterWhisperEngine:
         self.device = resolve_device(device)
         if compute_type == "auto":
             compute_type = "float16" if self.device == "cuda" else "int8"
+        # CTranslate2's own default is 4 threads, which oversubscribes small machines.
+        threads = cpu_threads or len(os.sched_getaffinity(0))
         self._model = faster_whisper.WhisperModel(
-            str(model_path), device=self.device, compute_type=compute_type, cpu_threads=cpu_threads
+            str(model_path), device=self.device, compute_type=compute_type, cpu_threads=threads
         )
         self._batched = faster_whisper.BatchedInferencePipeline(self._model) if batch_size > 0 else None
         self._batch_size = batch_size
