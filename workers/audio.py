@@ -73,7 +73,7 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
     # sums channels with gains (a 7.1 tone comes out at over 4x its level and clips).
     # Packed samples: PyAV mishandles planar frames of more than 8 channels.
     resampler = av.AudioResampler(format="flt", rate=SAMPLE_RATE)
-    buffer = _Samples(int((declared or 60.0) * SAMPLE_RATE * 1.02) + SAMPLE_RATE, limit)
+    buffer = _Samples(int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE, limit)
     errors = 0
     try:
         for packet in container.demux(stream):
@@ -127,9 +127,10 @@ class _Samples:
 
     def result(self) -> np.ndarray:
         samples = self._data[: self.size]
-        if len(self._data) - self.size > SAMPLE_RATE * 10:
+        if len(self._data) - self.size > max(SAMPLE_RATE * 10, len(self._data) // 10):
             samples = samples.copy()  # do not keep a mostly empty buffer alive
-        np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        if not np.isfinite(samples).all():  # rare; nan_to_num's temporaries cost several copies
+            np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
         return samples
 
 

@@ -41,14 +41,14 @@ def _set_torch_threads(n: int) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _stt(engine: str, path: str, device: str, compute_type: str, batch: int, beam: int, language: str,
-         threads: int, max_seconds: float) -> SpeechToText:
+         threads: int, max_seconds: float, block_seconds: float) -> SpeechToText:
     if engine == "openai-whisper":
         _set_torch_threads(threads)
         return OpenAIWhisperEngine(Path(path), device=device, beam_size=beam, language=language,
                                    segment_max_seconds=max_seconds)
     return FasterWhisperEngine(Path(path), device=device, compute_type=compute_type, batch_size=batch,
                                beam_size=beam, language=language, cpu_threads=threads,
-                               segment_max_seconds=max_seconds)
+                               segment_max_seconds=max_seconds, block_seconds=block_seconds)
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,7 +63,7 @@ def _ser(path: str, device: str, window: float, hop: float, batch: int, threads:
 
 def stt_engine(s: Settings) -> SpeechToText:
     return _stt(s.stt_engine, str(s.stt_model_path), s.stt_device, s.stt_compute_type, s.stt_batch_size,
-                s.stt_beam_size, s.stt_language, s.stt_cpu_threads, s.segment_max_seconds)
+                s.stt_beam_size, s.stt_language, s.stt_cpu_threads, s.segment_max_seconds, s.stt_block_seconds)
 
 
 def ser_engine(s: Settings) -> EmotionClassifier:

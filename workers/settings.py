@@ -50,6 +50,12 @@ class Settings:
     stt_beam_size: int = _setting(5, "STT_BEAM_SIZE", "Beam size for decoding (1 is greedy).")
     stt_language: str = _setting("", "STT_LANGUAGE", "Force a language code (e.g. en); empty detects it.")
     stt_cpu_threads: int = _setting(0, "STT_CPU_THREADS", "CPU threads for STT; 0 uses every CPU this process may run on.")
+    stt_block_seconds: float = _setting(
+        120.0,
+        "STT_BLOCK_SECONDS",
+        "Long audio is transcribed in blocks of about this length, cut at quiet points; memory "
+        "grows with the block, not the file. A GPU fills its batches better with 240 or more.",
+    )
     segment_max_seconds: float = _setting(
         12.0,
         "SEGMENT_MAX_SECONDS",

@@ -11,7 +11,7 @@ from tests.audio_factory import SAMPLES
 from tests.wer import word_error_rate
 from workers.audio import SAMPLE_RATE, decode
 from workers.contracts import Segment, Word
-from workers.engines.stt import OpenAIWhisperEngine, split_segments
+from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, block_bounds, split_segments
 
 EN_REFERENCE = (
     "Good morning everyone. Thank you for calling the customer support line. I understand that your order "
@@ -55,6 +55,22 @@ def test_the_whole_file_is_transcribed_not_just_the_first_30_seconds(tiny_stt) -
     assert word_error_rate(" ".join([EN_REFERENCE] * 3), text) <= 0.2
     assert t.segments[-1].end > 55.0
     assert "shipping" in t.segments[-1].text.lower() or "cost" in t.segments[-1].text.lower()
+    check_timestamps(t.segments, t.duration)
+
+
+def test_long_audio_is_transcribed_in_blocks_cut_at_quiet_points(fast_settings) -> None:
+    speech = load("en_support_call.flac")
+    gap = np.zeros(int(3 * SAMPLE_RATE), dtype=np.float32)
+    audio = np.concatenate([speech, gap, speech, gap, speech])
+    bounds = block_bounds(audio, 20 * SAMPLE_RATE, search=3 * SAMPLE_RATE)
+    assert len(bounds) == 3 and bounds[0][0] == 0 and bounds[-1][1] == len(audio)
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    for _, cut in bounds[:-1]:
+        assert np.abs(audio[cut - 800 : cut + 800]).max() < 0.01, "cut inside a pause"
+    engine = FasterWhisperEngine(fast_settings.stt_model_path, device="cpu", block_seconds=20)
+    t = engine.transcribe(audio)
+    assert word_error_rate(" ".join([EN_REFERENCE] * 3), " ".join(s.text for s in t.segments)) <= 0.2
+    assert t.language == "en" and t.segments[-1].end > 55.0
     check_timestamps(t.segments, t.duration)
 
 

@@ -17,6 +17,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from workers.audio import SAMPLE_RATE
 from workers.contracts import Engine, Segment, Word
 from workers.errors import ConfigError
 
@@ -63,6 +64,7 @@ class FasterWhisperEngine:
         language: str = "",
         cpu_threads: int = 0,
         segment_max_seconds: float = 12.0,
+        block_seconds: float = 120.0,
     ) -> None:
         import faster_whisper
 
@@ -84,20 +86,42 @@ class FasterWhisperEngine:
         self._beam_size = beam_size
         self._language = language or None
         self._max_seconds = segment_max_seconds
+        self._block_seconds = block_seconds
         self.engine = Engine("faster-whisper", model_path.name, faster_whisper.__version__, True)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        options = dict(
-            language=self._language,
-            beam_size=self._beam_size,
-            word_timestamps=True,
-            vad_filter=True,
+        """The whole file, in blocks of about ``block_seconds`` cut at quiet points.
+
+        faster-whisper runs its VAD over everything it is given at once, with memory growing
+        with the length; blocks keep a 4-hour file in the memory of a 2-minute one. The first
+        block with speech fixes the language for the rest (unless STT_LANGUAGE sets it).
+        """
+        detected: tuple[str, float] | None = None  # from the first block with speech
+        first_guess: tuple[str, float] | None = None
+        raw: list[Segment] = []
+        for start, end in block_bounds(audio, int(self._block_seconds * SAMPLE_RATE)):
+            language = self._language or (detected[0] if detected else None)
+            segments, info = self._transcribe_block(audio[start:end], language)
+            guess = (info.language, info.language_probability)
+            first_guess = first_guess or guess
+            if detected is None and segments:
+                detected = guess
+            raw += [_shifted(seg, start / SAMPLE_RATE) for seg in segments]
+        language, probability = detected or first_guess or (self._language, None)
+        return Transcript(
+            language=language,
+            language_probability=probability,
+            duration=len(audio) / SAMPLE_RATE,
+            segments=split_segments(raw, self._max_seconds),
         )
+
+    def _transcribe_block(self, audio: np.ndarray, language: str | None) -> tuple[list[Segment], object]:
+        options = dict(language=language, beam_size=self._beam_size, word_timestamps=True, vad_filter=True)
         if self._batched is not None:
             segments, info = self._batched.transcribe(audio, batch_size=self._batch_size, **options)
         else:
             segments, info = self._model.transcribe(audio, condition_on_previous_text=False, **options)
-        raw = [
+        found = [
             Segment(
                 id=0,
                 start=s.start,
@@ -109,12 +133,36 @@ class FasterWhisperEngine:
             )
             for s in segments
         ]
-        return Transcript(
-            language=info.language,
-            language_probability=info.language_probability,
-            duration=len(audio) / 16_000,
-            segments=split_segments(raw, self._max_seconds),
-        )
+        return found, info
+
+
+def _shifted(segment: Segment, offset: float) -> Segment:
+    if not offset:
+        return segment
+    return replace(
+        segment,
+        start=segment.start + offset,
+        end=segment.end + offset,
+        words=[replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words],
+    )
+
+
+def block_bounds(audio: np.ndarray, block: int, search: int = 15 * SAMPLE_RATE) -> list[tuple[int, int]]:
+    """Sample ranges of about ``block`` samples, each cut at the quietest 100 ms near its end."""
+    n = len(audio)
+    if n <= block + block // 5:
+        return [(0, n)]
+    frame = SAMPLE_RATE // 10
+    bounds, start = [], 0
+    while n - start > block + block // 5:
+        lo, hi = start + block - search, min(start + block + search, n - frame)
+        frames = audio[lo : lo + (hi - lo) // frame * frame].reshape(-1, frame)
+        quietest = int(np.argmin(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))))
+        cut = lo + quietest * frame + frame // 2
+        bounds.append((start, cut))
+        start = cut
+    bounds.append((start, n))
+    return bounds
 
 
 class OpenAIWhisperEngine:
@@ -179,7 +227,7 @@ class OpenAIWhisperEngine:
             )
             for s in result["segments"]
         ]
-        return Transcript(language, probability, len(audio) / 16_000, split_segments(raw, self._max_seconds))
+        return Transcript(language, probability, len(audio) / SAMPLE_RATE, split_segments(raw, self._max_seconds))
 
 
 def split_segments(segments: Sequence[Segment], max_seconds: float) -> list[Segment]:
