@@ -1,16 +1,11 @@
-# Results table from the repository's own schema file. Partitioned by day on the first of
-# completed_at / submitted_at that the schema has as a top-level TIMESTAMP (ingestion time if
-# neither), clustered on status; partitions expire with the results bucket's retention
-# (transcripts are personal data).
+# Results table from the repository's own schema file. Partitioned by day on submitted_at (the
+# top-level copy of job.submitted_at that results carry for this purpose), clustered on status;
+# partitions expire with the results bucket's retention (transcripts are personal data).
 locals {
-  bigquery_schema_path = "${path.module}/../../schemas/bigquery/results.json"
-  bigquery_field_types = { for f in jsondecode(file(local.bigquery_schema_path)) : f.name => upper(f.type) }
-  bigquery_dataset_id  = coalesce(var.bigquery_dataset_id, replace("${local.prefix}_speech", "-", "_"))
-  bigquery_table       = "${var.project_id}.${local.bigquery_dataset_id}.results"
-  bigquery_partition_field = try([
-    for name in ["completed_at", "submitted_at"] : name
-    if lookup(local.bigquery_field_types, name, "") == "TIMESTAMP"
-  ][0], null)
+  bigquery_schema_path     = "${path.module}/../../schemas/bigquery/results.json"
+  bigquery_dataset_id      = coalesce(var.bigquery_dataset_id, replace("${local.prefix}_speech", "-", "_"))
+  bigquery_table           = "${var.project_id}.${local.bigquery_dataset_id}.results"
+  bigquery_partition_field = "submitted_at"
 }
 
 resource "google_bigquery_dataset" "speech" {
@@ -36,7 +31,7 @@ resource "google_bigquery_table" "results" {
   description         = "One row per audio object (bucket + name), newest generation."
   schema              = file(local.bigquery_schema_path)
   deletion_protection = var.deletion_protection
-  clustering          = contains(keys(local.bigquery_field_types), "status") ? ["status"] : null
+  clustering          = ["status"]
   labels              = local.labels
 
   time_partitioning {

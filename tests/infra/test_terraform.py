@@ -272,10 +272,11 @@ def test_bigquery_table_schema_is_the_repository_schema_file(root):
     schema_file = Path(path).resolve()
     assert schema_file == REPO / "schemas" / "bigquery" / "results.json"
     fields = {f["name"]: f["type"] for f in json.loads(schema_file.read_text())}
-    assert "status" in fields, "the table is clustered on status"
-    assert any(fields.get(c) == "TIMESTAMP" for c in ("completed_at", "submitted_at")), (
-        "no top-level TIMESTAMP to partition on: the table falls back to ingestion time"
-    )
+    partition = unquote(root.locals()["bigquery_partition_field"])
+    assert fields.get(partition) == "TIMESTAMP", f"partition column {partition} is not a top-level TIMESTAMP"
+    (partitioning,) = sub_blocks(table, "time_partitioning")
+    assert expression(partitioning["field"]) == "local.bigquery_partition_field"
+    assert all(unquote(c) in fields for c in table["clustering"]), "clustered on a column the schema lacks"
 
 
 # --- buckets --------------------------------------------------------------------------------
