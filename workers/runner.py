@@ -84,7 +84,9 @@ def run_folder(stack: LocalStack, settings: Settings, *, force: bool = False, pr
     with logging_redirect_tqdm():
         for info in bar:
             bar.set_postfix_str(_short(info.name))
-            process_one(stack, info, summary, force=force)
+            result = process_one(stack, info, summary, force=force)
+            if progress and result is not None:
+                bar.write(describe(result))
     summary.wall_seconds = time.perf_counter() - started
     summary.ser_trained = stack.pipeline.ser.engine.trained if stack.pipeline.ser else None
     return summary
@@ -116,6 +118,19 @@ def process_one(stack: LocalStack, info: BlobInfo, summary: RunSummary, *, force
         summary.failures.append((info.name, f"{result['error']['code']}: {result['error']['message']}"))
     summary.audio_seconds += result.get("duration") or 0.0
     return result
+
+
+def describe(result: dict) -> str:
+    """One human line per processed file."""
+    name = result["job"]["name"]
+    if result["status"] != "ok":
+        return f"FAILED {name}: {result['error']['code']}: {result['error']['message']}"
+    summary = result.get("summary") or {}
+    emotion = summary.get("dominant_emotion") or "-"
+    if not result["engines"]["ser"]["trained"]:
+        emotion += " (untrained model)"
+    return (f"ok     {name}: {result['duration']:.1f} s, language {result['language']}, "
+            f"{len(result['segments'])} segments, dominant emotion {emotion}")
 
 
 def _done_generation(stack: LocalStack, name: str) -> int | None:

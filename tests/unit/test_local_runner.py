@@ -139,3 +139,13 @@ def test_cli_help_explains_every_option() -> None:
     assert out.returncode == 0
     for flag in ("--stt-engine", "--ser-model", "--max-audio-seconds", "STT_MODEL", "--force"):
         assert flag in out.stdout
+
+
+def test_each_processed_file_gets_a_readable_line(processed) -> None:
+    from workers.runner import describe
+
+    _, results, _, _ = processed
+    ok = describe(load(results, "spaces and ünïcödé/…call….flac"))
+    assert ok.startswith("ok ") and "language en" in ok and "(untrained model)" in ok
+    failed = describe(load(results, "picture.png"))
+    assert failed.startswith("FAILED picture.png: not_audio")
