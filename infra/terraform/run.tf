@@ -10,7 +10,13 @@ locals {
     MAX_AUDIO_SECONDS = tostring(var.max_audio_seconds)
     INBOX_PREFIX      = var.inbox_prefix
   })
-  stt_env    = merge(local.gpu_worker_env, { ROLE = "stt", STT_ENGINE = var.stt_engine, STT_DEVICE = "cuda" })
+  stt_env = merge(local.gpu_worker_env, {
+    ROLE       = "stt"
+    STT_ENGINE = var.stt_engine
+    STT_DEVICE = "cuda"
+    # Bigger blocks than the CPU default fill the GPU's batches (8 x 30 s per batch).
+    STT_BLOCK_SECONDS = tostring(var.stt_block_seconds)
+  })
   ser_env    = merge(local.gpu_worker_env, { ROLE = "ser", SER_DEVICE = "cuda" })
   joiner_env = merge(local.common_env, { ROLE = "joiner", STAGING_BUCKET = local.staging_bucket, RESULTS_BUCKET = local.results_bucket })
   api_env = merge(local.common_env, {

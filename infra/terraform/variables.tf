@@ -77,6 +77,12 @@ variable "stt_engine" {
   default     = "faster-whisper"
 }
 
+variable "stt_block_seconds" {
+  description = "STT_BLOCK_SECONDS for the GPU STT service: long audio is transcribed in blocks of about this many seconds; larger blocks fill GPU batches, smaller ones bound memory."
+  type        = number
+  default     = 480
+}
+
 variable "max_audio_seconds" {
   description = "MAX_AUDIO_SECONDS: longer audio gets a failed result. Sized so STT on one L4 finishes well inside ack_deadline_seconds (see docs/deploy.md)."
   type        = number
