@@ -51,6 +51,29 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def finish_command(
+    parser: argparse.ArgumentParser,
+    handler: Callable[[argparse.Namespace], int],
+    groups: tuple[str, ...] = ("core",),
+    *,
+    verbose: bool = True,
+) -> None:
+    """The options every command ends with: -v (when it logs steps) and its settings."""
+    if verbose:
+        parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    add_settings_options(parser, groups)
+    parser.set_defaults(handler=handler)
+
+
+def command_settings(args: argparse.Namespace) -> Settings:
+    """Settings for a one-shot command, with logging at INFO under -v and WARNING otherwise."""
+    from workers import bootstrap
+
+    settings = settings_from_args(args)
+    bootstrap.configure_logging(settings, default_level="INFO" if getattr(args, "verbose", False) else "WARNING")
+    return settings
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workers",

@@ -12,7 +12,7 @@ from workers import bootstrap
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from workers.__main__ import add_settings_options
+    from workers.__main__ import finish_command
 
     p = sub.add_parser(
         "serve",
@@ -23,8 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the model is loaded. Logs are JSON lines on Cloud Run.",
     )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0, as Cloud Run needs)")
-    add_settings_options(p, groups=("core", "cloud", "logging"))
-    p.set_defaults(handler=cmd_serve)
+    finish_command(p, cmd_serve, ("core", "cloud", "logging"), verbose=False)
 
     p = sub.add_parser(
         "dev-stack",
@@ -38,8 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--process", nargs="+", type=Path, metavar="FILE", help="files to run through the stack")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the results (--process)")
     p.add_argument("--workdir", type=Path, default=None, help="where logs go (default: a temporary folder)")
-    add_settings_options(p, groups=("core",))
-    p.set_defaults(handler=cmd_dev_stack)
+    finish_command(p, cmd_dev_stack, ("core",), verbose=False)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

