@@ -4,8 +4,8 @@ Every result file is one line of JSON that is a valid row of ``schemas/bigquery/
 A load lists the result files (a prefix, a range of update times), loads them with load jobs
 (``NEWLINE_DELIMITED_JSON``) into a staging table of its own, then ``MERGE``s the staging
 table into the results table on ``job.bucket`` + ``job.name``: per audio object the row with
-the newest ``job.generation`` wins, so loading the same files twice leaves one row per
-object and a re-upload replaces its row. The staging table is dropped afterwards and expires
+the newest ``job.generation`` (then the latest merge) wins, so loading the same files twice
+leaves one row per object, and a re-upload or a reprocessing run replaces its row. The staging table is dropped afterwards and expires
 after a day if a load dies half-way.
 
 The BigQuery client is passed in (the CLI builds it); the listing goes through the BlobStore
@@ -52,7 +52,9 @@ def merge_sql(table: str, staging: str, columns: Iterable[str]) -> str:
 
     Within the staging table the newest generation (then the latest completion) is picked
     first, so a batch holding two generations of one object still merges one row. A row is
-    replaced only by a strictly newer generation: reloading the same results changes nothing.
+    replaced by a newer generation, or by the same generation merged later: a reprocessing
+    run (``backfill --reprocess-older-than``) rewrites the result file in place, and its row
+    follows. Reloading the same results changes nothing; an older file never wins.
     """
     cols = list(columns)
     updates = ", ".join(f"`{c}` = S.`{c}`" for c in cols)
@@ -67,7 +69,8 @@ def merge_sql(table: str, staging: str, columns: Iterable[str]) -> str:
         f"    PARTITION BY job.bucket, job.name ORDER BY job.generation DESC, timings.completed_at DESC) = 1\n"
         f") S\n"
         f"ON T.job.bucket = S.job.bucket AND T.job.name = S.job.name\n"
-        f"WHEN MATCHED AND S.job.generation > T.job.generation THEN\n"
+        f"WHEN MATCHED AND (S.job.generation > T.job.generation OR (S.job.generation = T.job.generation\n"
+        f"                  AND S.timings.completed_at > T.timings.completed_at)) THEN\n"
         f"  UPDATE SET {updates}\n"
         f"WHEN NOT MATCHED THEN\n"
         f"  INSERT ({names}) VALUES ({values})"

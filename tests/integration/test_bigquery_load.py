@@ -40,11 +40,17 @@ def bq(tmp_path_factory):
         emulator.stop()
 
 
-def _result(golden: str, *, bucket: str, name: str, generation: int, status_file: str = "") -> Result:
+def _result(golden: str, *, bucket: str, name: str, generation: int, completed_at: str = "",
+            pipeline_version: str = "") -> Result:
     data = json.loads((GOLDEN / golden).read_text())
     job = dict(data["job"], bucket=bucket, name=name, generation=generation,
                job_id=make_job_id(bucket, name, generation))
-    return loads(Result, json.dumps(dict(data, job=job)))
+    data = dict(data, job=job)
+    if completed_at:
+        data["timings"] = dict(data["timings"], completed_at=completed_at)
+    if pipeline_version:
+        data["pipeline_version"] = pipeline_version
+    return loads(Result, json.dumps(data))
 
 
 def _publish(results: list[Result], *, gcs_store, results_bucket: str, local_root: Path) -> None:
@@ -58,7 +64,7 @@ def _publish(results: list[Result], *, gcs_store, results_bucket: str, local_roo
         path.write_bytes(body)
 
 
-def test_loading_the_same_results_twice_leaves_one_row_per_object_and_a_reupload_replaces_its_row(
+def test_loading_twice_leaves_one_row_per_object_and_a_reupload_or_reprocessing_replaces_its_row(
     bq, gcs_emulator, gcs_store, unique
 ):
     emulator, client = bq
@@ -90,10 +96,20 @@ def test_loading_the_same_results_twice_leaves_one_row_per_object_and_a_reupload
     _publish([older], gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
     loader.load([f"gs://{results_bucket}/{result_key('calls/007.flac')}"])
 
+    # A reprocessing run rewrites calls/003.flac's result for the same generation: its row follows,
+    # and loading the earlier merge again afterwards does not bring it back.
+    reprocessed = _result("result.json", bucket=inbox, name="calls/003.flac", generation=1003,
+                          completed_at="2026-12-01T08:00:00.000Z", pipeline_version="9.9.9")
+    for result in (reprocessed, first[3]):
+        _publish([result], gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
+        loader.load([f"gs://{results_bucket}/{result_key('calls/003.flac')}"])
+
     rows = {r["name"]: r for r in client.query(
         f"SELECT job.name AS name, job.generation AS generation, status, error.code AS code, "
-        f"ARRAY_LENGTH(segments) AS segments FROM `{loader.table}`").result()}
+        f"ARRAY_LENGTH(segments) AS segments, pipeline_version FROM `{loader.table}`").result()}
     assert len(rows) == 23
+    assert (rows["calls/003.flac"]["generation"], rows["calls/003.flac"]["pipeline_version"]) == (1003, "9.9.9")
+    assert rows["calls/004.flac"]["pipeline_version"] == first[4].pipeline_version != "9.9.9"
     assert (rows["calls/007.flac"]["generation"], rows["calls/007.flac"]["status"]) == (9999, "failed")
     assert rows["calls/007.flac"]["code"] == "not_audio"
     assert rows["calls/000.flac"]["segments"] == len(first[0].segments) > 0

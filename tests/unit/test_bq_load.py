@@ -10,11 +10,12 @@ from workers.bq_load import merge_sql, parse_when, split_table_id, table_schema
 from workers.errors import ConfigError
 
 
-def test_merge_keys_on_the_audio_object_and_replaces_only_with_a_newer_generation():
+def test_merge_keys_on_the_audio_object_and_replaces_with_a_newer_generation_or_a_later_merge():
     columns = [f["name"] for f in table_schema()]
     sql = merge_sql("p.d.t", "p.d.t_staging_1", columns)
     assert "ON T.job.bucket = S.job.bucket AND T.job.name = S.job.name" in sql
-    assert "WHEN MATCHED AND S.job.generation > T.job.generation" in sql
+    assert "WHEN MATCHED AND (S.job.generation > T.job.generation OR (S.job.generation = T.job.generation" in sql
+    assert "AND S.timings.completed_at > T.timings.completed_at)) THEN" in sql
     assert "PARTITION BY job.bucket, job.name ORDER BY job.generation DESC" in sql
     assert all(f"`{c}` = S.`{c}`" in sql for c in columns) and "submitted_at" in columns
 
