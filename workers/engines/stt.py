@@ -76,6 +76,7 @@ class FasterWhisperEngine:
         self.device = resolve_device(device)
         if compute_type == "auto":
             compute_type = "float16" if self.device == "cuda" else "int8"
+        self.compute_type = compute_type
         # CTranslate2's own default is 4 threads, which oversubscribes small machines.
         threads = cpu_threads or len(os.sched_getaffinity(0))
         self._model = faster_whisper.WhisperModel(

@@ -1,0 +1,54 @@
+"""The engines on CUDA: float16 Whisper and the SER model give what they give on the CPU.
+
+Marked ``gpu``: these run only where a CUDA device is visible (the GPU worker image, or a lent
+GPU machine) and skip with the reason elsewhere; CI never needs a GPU. The CPU side of the same
+automatic choice is checked without one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.audio_factory import SAMPLES
+from tests.wer import word_error_rate
+from workers import bootstrap
+from workers.audio import decode
+from workers.engines.stt import resolve_device
+
+from .test_stt import EN_REFERENCE
+
+CUDA = resolve_device("auto") == "cuda"
+needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device visible to CTranslate2")
+
+
+def test_auto_device_means_int8_whisper_and_cpu_ser_without_a_gpu(tiny_stt, tiny_ser) -> None:
+    if CUDA:
+        pytest.skip("a CUDA device is visible; the gpu tests cover this machine")
+    assert (tiny_stt.device, tiny_stt.compute_type, tiny_ser.device) == ("cpu", "int8", "cpu")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_whisper_on_cuda_is_float16_and_transcribes_the_sample(fast_settings) -> None:
+    stt = bootstrap.stt_engine(fast_settings)
+    assert (stt.device, stt.compute_type) == ("cuda", "float16")
+    t = stt.transcribe(decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples)
+    assert word_error_rate(EN_REFERENCE, " ".join(s.text for s in t.segments)) <= 0.15
+    assert t.language == "en"
+
+
+@pytest.mark.gpu
+def test_ser_on_cuda_scores_like_the_cpu(fast_settings) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device (or is the CPU build)")
+    audio = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
+    ser = bootstrap.ser_engine(fast_settings)
+    assert ser.device == "cuda"
+    on_gpu = ser.classify(audio)
+    on_cpu = bootstrap.ser_engine(fast_settings.replace(ser_device="cpu")).classify(audio)
+    assert [(w.start, w.end) for w in on_gpu.windows] == [(w.start, w.end) for w in on_cpu.windows]
+    gpu, cpu = (np.array([w.scores for w in t.windows]) for t in (on_gpu, on_cpu))
+    assert np.allclose(gpu, cpu, atol=1e-3)
