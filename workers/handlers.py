@@ -137,7 +137,12 @@ class Pipeline:
         try:
             self.store.write(self.staging_bucket, key, dumps(partial).encode(), if_generation_match=match)
         except PreconditionFailed:
-            log.info("%s partial written concurrently by another delivery", kind, extra={"job_id": job.job_id})
+            # Another delivery stored it first. Announce what is stored: that delivery may have
+            # died before its own announcement, and the joiner ignores repeats.
+            data, _ = self.store.read(self.staging_bucket, key)
+            self._announce(job, kind, loads(_PARTIAL_TYPES[kind], data).status, key)
+            log.info("%s partial written concurrently by another delivery; announced", kind,
+                     extra={"job_id": job.job_id})
             return Outcome("duplicate", f"{kind} partial written concurrently")
         self._announce(job, kind, partial.status, key)
         log.info(

@@ -13,7 +13,7 @@ from workers.adapters.memory import MemoryBlobStore, MemoryBus
 from workers.contracts import Engine, EmotionWindow, JobMessage, PartialReady, Segment, Word, from_dict, to_dict
 from workers.engines.ser import EmotionTrack
 from workers.engines.stt import Transcript
-from workers.errors import TransientError
+from workers.errors import NotFound, TransientError
 from workers.handlers import Pipeline
 from workers.jobs import make_job, partial_key
 from workers.join import DEFAULT_SENTIMENT_MAP
@@ -155,6 +155,36 @@ def test_transient_store_faults_propagate_for_a_retry(env) -> None:
     with pytest.raises(TransientError):
         p.handle_job_stt(job)
     assert bus.on("partials") == []
+
+
+def test_a_delivery_that_loses_the_partial_race_announces_the_stored_partial(env) -> None:
+    p, store, bus = env
+    job = upload(store, "race.wav", encode(tone(2.0)))
+    key = partial_key(job.job_id, "stt")
+
+    class DeadBus(MemoryBus):
+        def publish(self, *args, **kwargs):
+            raise TransientError("instance stopped before announcing")
+
+    # Delivery A stores the STT partial, then dies before its announcement.
+    a = Pipeline(store=store, bus=DeadBus(), staging_bucket="staging", results_bucket="results",
+                 partials_topic="partials", sentiment_map=DEFAULT_SENTIMENT_MAP, max_audio_seconds=60,
+                 stt=CountingStt(), ser=CountingSer())
+    # Delivery B had looked for the partial before A stored it, so it computes too and loses the write.
+    read, looked = store.read, []
+
+    def read_as_b_saw_it(bucket: str, name: str):
+        if name == key and not looked:
+            looked.append(name)
+            with pytest.raises(TransientError):
+                a.handle_job_stt(job)
+            raise NotFound(key)
+        return read(bucket, name)
+
+    store.read = read_as_b_saw_it
+    assert p.handle_job_stt(job).status == "duplicate"
+    announced = [m for m in bus.on("partials") if m["kind"] == "stt"]
+    assert len(announced) == 1 and announced[0]["status"] == "ok"
 
 
 def test_the_joiner_waits_until_both_partials_exist(env) -> None:
