@@ -72,7 +72,7 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
     # Keep the channels through resampling and average them afterwards: FFmpeg's own downmix
     # sums channels with gains (a 7.1 tone comes out at over 4x its level and clips).
     # Packed samples: PyAV mishandles planar frames of more than 8 channels.
-    resampler = av.AudioResampler(format="flt", rate=SAMPLE_RATE)
+    resampler, shape = av.AudioResampler(format="flt", rate=SAMPLE_RATE), None
     buffer = _Samples(int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE, limit)
     errors = 0
     try:
@@ -85,6 +85,14 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
                     raise PermanentError(f"the audio stream does not decode ({e})", code="corrupt_audio") from e
                 continue
             for frame in frames:
+                # Joined files and chained Ogg change rate or layout mid-stream; a resampler
+                # only takes the shape it was set up with, so flush it and start another.
+                if shape != (frame.format.name, frame.layout.name, frame.sample_rate):
+                    if shape is not None:
+                        for out in resampler.resample(None):
+                            buffer.append(out)
+                        resampler = av.AudioResampler(format="flt", rate=SAMPLE_RATE)
+                    shape = (frame.format.name, frame.layout.name, frame.sample_rate)
                 for out in resampler.resample(frame):
                     buffer.append(out)
             if buffer.size > limit:

@@ -39,6 +39,16 @@ def test_many_channels_and_high_rates_become_mono_16k() -> None:
     assert np.abs(audio.samples).max() == pytest.approx(0.3, abs=0.05)
 
 
+def test_a_stream_that_changes_rate_and_layout_midway_decodes_whole() -> None:
+    # Two mp3 files joined end to end, as `cat a.mp3 b.mp3` makes them.
+    joined = encode(tone(2.0, rate=44_100), rate=44_100, fmt="mp3", channels=1) + encode(
+        tone(2.0, rate=22_050), rate=22_050, fmt="mp3", channels=2
+    )
+    audio = decode(joined, max_seconds=LIMIT)
+    assert audio.duration == pytest.approx(4.0, abs=0.15)
+    assert np.abs(audio.samples[int(3.0 * SAMPLE_RATE):]).max() > 0.1  # the second file is there
+
+
 def test_a_tenth_of_a_second_decodes() -> None:
     assert decode(encode(tone(0.1)), max_seconds=LIMIT).duration == pytest.approx(0.1, abs=0.01)
 
