@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -49,13 +50,38 @@ def test_concurrent_create_only_writes_have_one_winner(store) -> None:
     assert len(wins) == 1
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "a/../../b", "/abs/path", "a//b", ".", "..", "%2E%2E/x"])
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "a/../../b", "/abs/path", "a//b", ".", "..", "%2E%2E/x", "%25/%00", "%/x%y"]
+)
 def test_object_names_never_escape_the_bucket_folder(store, tmp_path, name: str) -> None:
     store.write("out", name, b"x", if_generation_match=0)
     path = store.path("out", name)
     assert (tmp_path / "in" / "out") in path.parents
     assert decode_name(encode_name(name)) == name
     assert [b.name for b in store.list("out")] == [name]
+
+
+@pytest.mark.parametrize("name", ["100% sure.flac", "50%25 off/%20.wav", "%/a%b.mp3"])
+def test_files_put_in_the_folder_by_hand_are_found_under_their_listed_names(store, tmp_path, name: str) -> None:
+    path = tmp_path / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"audio")
+    [info] = [b for b in store.list("in") if b.name != "out"]
+    assert store.stat("in", info.name) == info
+    store.download("in", info.name, info.generation, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == b"audio"
+
+
+def test_name_mapping_reverses_exactly_for_object_names_and_for_real_file_names() -> None:
+    rng = random.Random(7)
+    alphabet = ["%", "2", "5", "E", "0", ".", "a", "/", "%25", "%2E", "%00"]
+    for _ in range(5000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        assert decode_name(encode_name(name)) == name
+        segments = [seg for seg in name.split("/") if seg not in ("", ".", "..")]  # what a disk can hold
+        real = "/".join(segments)
+        if real:
+            assert encode_name(decode_name(real)) == real
 
 
 def test_download_checks_the_generation(store, tmp_path) -> None:

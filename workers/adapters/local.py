@@ -35,20 +35,30 @@ _ESCAPES = {"": "%00", ".": "%2E", "..": "%2E%2E"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 
 
+def _token_like(seg: str) -> bool:
+    """An escape, or an escape with its leading ``%`` itself escaped (any number of times)."""
+    return seg in _UNESCAPES or (seg.startswith("%25") and _token_like("%" + seg[3:]))
+
+
 def encode_name(name: str) -> str:
-    """Object name → relative path that cannot escape its root (reversible)."""
-    parts = []
-    for seg in name.split("/"):
-        seg = seg.replace("%", "%25")
-        parts.append(_ESCAPES.get(seg, seg))
-    return "/".join(parts)
+    """Object name → relative path that cannot escape its root.
+
+    The segments ``""``, ``.`` and ``..`` become escapes (``%00``, ``%2E``, ``%2E%2E``); a
+    segment that merely looks like an escape gets its leading ``%`` written as ``%25``. Every
+    other name is its own path, so files a user puts in the folder (``100% sure.flac``) are
+    found under the names they are listed with, and the mapping reverses exactly both ways.
+    """
+    return "/".join(_ESCAPES.get(seg) or ("%25" + seg[1:] if _token_like(seg) else seg) for seg in name.split("/"))
 
 
 def decode_name(rel: str) -> str:
     parts = []
     for seg in rel.split("/"):
-        seg = _UNESCAPES.get(seg, seg)
-        parts.append(seg.replace("%25", "%"))
+        if seg in _UNESCAPES:
+            seg = _UNESCAPES[seg]
+        elif seg.startswith("%25") and _token_like("%" + seg[3:]):
+            seg = "%" + seg[3:]
+        parts.append(seg)
     return "/".join(parts)
 
 
