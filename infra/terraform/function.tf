@@ -42,7 +42,7 @@ resource "google_cloudfunctions2_function" "trigger" {
 
   build_config {
     runtime           = "python312"
-    entry_point       = "on_object_finalized"
+    entry_point       = "on_finalized"
     service_account   = google_service_account.component["fnbuild"].id
     docker_repository = google_artifact_registry_repository.images.id
     source {

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -121,6 +122,20 @@ def test_pubsub_service_agent_may_forward_dead_letters(root, module):
     assert "@gcp-sa-pubsub.iam.gserviceaccount.com" in root.locals()["pubsub_agent"]
     for name, call in push_worker_calls(root).items():
         assert expression(call["pubsub_service_agent"]) == "local.pubsub_agent", name
+
+
+def test_function_entry_point_is_the_cloud_event_function_in_trigger_main(root):
+    (function,) = root.resources("google_cloudfunctions2_function").values()
+    (build,) = function["build_config"]
+    entry = unquote(build["entry_point"])
+    tree = ast.parse((REPO / "trigger" / "main.py").read_text())
+    decorated = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any("cloud_event" in ast.unparse(decorator) for decorator in node.decorator_list)
+    }
+    assert entry in decorated, f"entry point {entry!r} is not one of the CloudEvent functions {decorated}"
 
 
 def test_push_endpoints_match_the_services_routes(root):
