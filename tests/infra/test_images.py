@@ -103,9 +103,13 @@ def test_gpu_image_fetches_models_at_build_time_and_runs_offline():
     assert "STT_MODEL_REPO" in args and "SER_MODEL_REPO" in args, "models are build arguments"
 
 
-def test_gpu_image_installs_the_pinned_torch_and_openai_whisper_without_deps():
-    runs = " ".join(r for k, r in instructions(DOCKERFILES["gpu"]) if k == "RUN")
-    assert "pip install -r requirements.txt" in runs
+def test_gpu_image_installs_the_pinned_torch_in_a_cuda_12_build_and_openai_whisper_without_deps():
+    steps = instructions(DOCKERFILES["gpu"])
+    runs = " ".join(r for k, r in steps if k == "RUN")
+    # torch first, from a CUDA 12 index (PyPI's wheel is CUDA 13), then everything else.
+    assert re.search(r"ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu12\d", " ".join(
+        f"{k} {r}" for k, r in steps))
+    assert runs.index('--index-url "${TORCH_INDEX_URL}"') < runs.index("pip install -r requirements.txt")
     assert "--no-deps -r requirements-nodeps.txt" in runs
     assert "torch==" in (REPO / "requirements.txt").read_text()
 
