@@ -23,4 +23,7 @@ resource "google_kms_crypto_key_iam_member" "service_agents" {
   crypto_key_id = var.kms_key_name
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
   member        = each.value
+
+  # The Pub/Sub and Artifact Registry service agents exist once their APIs are enabled.
+  depends_on = [google_project_service.apis]
 }

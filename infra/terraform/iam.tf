@@ -19,14 +19,14 @@ locals {
     ["inbox", "roles/storage.objectViewer", "stt"],
     ["inbox", "roles/storage.objectViewer", "ser"],
     ["inbox", "roles/storage.objectViewer", "backfill"],
-    # Partials are written once (if-generation-match=0) and read back; never overwritten.
-    ["staging", "roles/storage.objectCreator", "stt"],
-    ["staging", "roles/storage.objectViewer", "stt"],
-    ["staging", "roles/storage.objectCreator", "ser"],
-    ["staging", "roles/storage.objectViewer", "ser"],
+    # Partials are written with if-generation-match and read back. A partial made by another
+    # model or engine version is replaced when the job is reprocessed, and the backfill moves
+    # its ledger markers from "claimed" to "published"/"failed": overwriting needs delete,
+    # which objectUser has and objectCreator lacks.
+    ["staging", "roles/storage.objectUser", "stt"],
+    ["staging", "roles/storage.objectUser", "ser"],
     ["staging", "roles/storage.objectViewer", "joiner"],
-    ["staging", "roles/storage.objectCreator", "backfill"],
-    ["staging", "roles/storage.objectViewer", "backfill"],
+    ["staging", "roles/storage.objectUser", "backfill"],
     # The joiner replaces a result when a newer generation of the upload arrives: overwrite
     # needs delete, which objectUser has and objectCreator lacks.
     ["results", "roles/storage.objectUser", "joiner"],
@@ -121,6 +121,19 @@ resource "google_project_iam_member" "fnbuild_writes_logs" {
   project = var.project_id
   role    = "roles/logging.logWriter"
   member  = google_service_account.component["fnbuild"].member
+}
+
+# Gen2 functions copy the source into Google's gcf-v2-sources-<number>-<region> bucket and
+# build from there: the build account reads those buckets and no other.
+resource "google_project_iam_member" "fnbuild_reads_function_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.component["fnbuild"].member
+
+  condition {
+    title      = "gcf-v2-sources buckets only"
+    expression = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
+  }
 }
 
 resource "google_artifact_registry_repository_iam_member" "fnbuild_pushes_image" {

@@ -72,9 +72,14 @@ variable "gpu_zonal_redundancy_disabled" {
 }
 
 variable "stt_engine" {
-  description = "STT_ENGINE of the STT service: faster-whisper or openai-whisper."
+  description = "STT_ENGINE of the STT service. The GPU image bakes a CTranslate2 model, which only faster-whisper loads; openai-whisper needs an image with a .pt checkpoint as STT_MODEL."
   type        = string
   default     = "faster-whisper"
+
+  validation {
+    condition     = var.stt_engine == "faster-whisper"
+    error_message = "The GPU image carries a CTranslate2 Whisper model (faster-whisper). For openai-whisper, build an image whose STT_MODEL is a .pt checkpoint and change this validation with it."
+  }
 }
 
 variable "stt_block_seconds" {

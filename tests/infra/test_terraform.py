@@ -217,13 +217,19 @@ def test_one_service_account_per_component_and_no_broad_roles(root):
     components = set(root.locals()["components"]) - {"__is_block__"}
     assert {"trigger", "stt", "ser", "joiner", "api", "push", "backfill", "loader", "scheduler"} <= components
     assert not re.search(r"roles/(owner|editor|viewer|storage\.admin|pubsub\.admin|run\.admin)\"", ALL_TF_TEXT)
-    project_roles = {unquote(b["role"]) for b in root.resources("google_project_iam_member").values()}
-    assert project_roles <= {
+    project_grants = root.resources("google_project_iam_member").values()
+    unconditional = {unquote(b["role"]) for b in project_grants if not b.get("condition")}
+    assert unconditional <= {
         "roles/eventarc.eventReceiver",
         "roles/pubsub.publisher",  # the GCS service agent, for Eventarc storage triggers
         "roles/bigquery.jobUser",
         "roles/logging.logWriter",
     }
+    # Storage at project level only under a condition naming Google's function-source buckets.
+    for grant in (b for b in project_grants if b.get("condition")):
+        (condition,) = grant["condition"]
+        assert unquote(grant["role"]) == "roles/storage.objectViewer"
+        assert 'startsWith(\\"projects/_/buckets/gcf-v2-sources-\\")' in str(condition["expression"])
 
 
 def test_workers_get_bucket_roles_only_on_their_own_buckets(root):
