@@ -17,13 +17,14 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Literal
+
+from packaging.version import InvalidVersion, Version
 
 from workers.bq_load import updated_between
 from workers.contracts import to_dict
@@ -115,9 +116,16 @@ class BackfillSummary:
         return out + [f"  ERROR: {e}" for e in self.errors[:20]]
 
 
-def version_key(version: str) -> tuple:
-    """'0.10.1' > '0.9' : numeric parts compare as numbers, the rest as text."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+]", version.strip()))
+def version_key(version: str) -> tuple[int, Version]:
+    """Order of pipeline versions (PEP 440: 0.9 < 0.10, 1.0 == 1.0.0, 1.0rc1 < 1.0, v1.2 == 1.2).
+
+    An empty or unreadable version sorts before every real one, so results that do not say
+    which version made them are reprocessed too.
+    """
+    try:
+        return (1, Version(version.strip().removeprefix("v")))
+    except InvalidVersion:
+        return (0, Version("0"))
 
 
 def estimate_audio_seconds(info: BlobInfo) -> float:
@@ -204,11 +212,17 @@ class Backfill:
                 if not (opts.reprocess_older_than
                         and version_key(stored[1]) < version_key(opts.reprocess_older_than)):
                     return "done"
-                # The marker of the first run is older than the result; a newer one is this redo.
-                return "in flight" if marker > result.generation else Selected(info, "reprocess", marker)
+                # The marker of the first run is older than the result; a newer one is this redo,
+                # in flight unless its publish failed or its run died before publishing.
+                if marker <= result.generation:
+                    return Selected(info, "reprocess", marker)
+                return self._retry_or_in_flight(info, job_id)
             reason = "re-upload" if stored is not None else "new"
         if not marker:
             return Selected(info, reason, 0)
+        return self._retry_or_in_flight(info, job_id)
+
+    def _retry_or_in_flight(self, info: BlobInfo, job_id: str) -> Selected | str:
         found = self.ledger.get(job_id)
         if found is not None and self.ledger.abandoned(found, datetime.now(timezone.utc)):
             return Selected(info, "retry", found.generation)
@@ -239,11 +253,17 @@ class Backfill:
         lock = threading.Lock()
         started = time.perf_counter()
 
+        denied = threading.Event()
+
         def send(item: Selected) -> None:
             try:
                 outcome = self._send(item)
             except PipelineError as e:
                 outcome = f"gs://{item.info.bucket}/{item.info.name}: {e}"
+            except Exception as e:  # noqa: BLE001 - a worker thread: whatever fails must reach the summary
+                if type(e).__name__ in ("Forbidden", "PermissionDenied"):
+                    denied.set()
+                outcome = f"gs://{item.info.bucket}/{item.info.name}: {type(e).__name__}: {e}"
             finally:
                 slots.release()
             with lock:
@@ -258,6 +278,11 @@ class Backfill:
         with ThreadPoolExecutor(max_workers=opts.concurrency, thread_name_prefix="backfill") as pool:
             for item in selected:
                 slots.acquire()
+                if denied.is_set():  # the same error awaits every other item: stop, a rerun resumes
+                    slots.release()
+                    summary.errors.append(f"stopped after a permission error; {len(selected) - summary.published}"
+                                          " object(s) left for the next run")
+                    break
                 limiter.wait()
                 pool.submit(send, item)
         summary.seconds = time.perf_counter() - started
@@ -275,8 +300,12 @@ class Backfill:
                 "job_id": job.job_id, "bucket": job.bucket, "name": job.name, "generation": str(job.generation),
                 "source": job.source, "reason": item.reason,
             })
-        except PipelineError:
-            self.ledger.release(job, claim)
+        except Exception:
+            try:
+                self.ledger.release(job, claim)
+            except Exception as e:  # noqa: BLE001 - the publish error is the one to report
+                log.warning("could not mark %s failed (%s); the next run takes its claim over once stale",
+                            info.name, e, extra={"job_id": job.job_id})
             raise
         self.ledger.published(job, claim, message_id)
         log.info("published %s (%s)", info.name, item.reason, extra={"job_id": job.job_id})

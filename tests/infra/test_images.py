@@ -124,7 +124,7 @@ def test_cpu_image_installs_no_torch_and_only_project_requirements():
 
 # Import name -> distribution in docker/requirements-cpu.txt.
 CPU_IMPORTS = {"aiohttp": "aiohttp", "av": "av", "google": "google-cloud-storage", "jsonschema": "jsonschema",
-               "numpy": "numpy", "requests": "requests", "tqdm": "tqdm"}
+               "numpy": "numpy", "packaging": "packaging", "requests": "requests", "tqdm": "tqdm"}
 
 
 def test_cpu_image_has_every_package_the_workers_modules_import_outside_the_engines():

@@ -177,5 +177,43 @@ def test_rate_limiter_spaces_messages_and_options_are_checked():
         BackfillOptions(concurrency=0)
 
 
-def test_versions_compare_by_number():
+def test_versions_compare_as_release_numbers():
     assert version_key("0.9.0") < version_key("0.10.0") < version_key("1.0") < version_key("1.0.1")
+    assert version_key("1.0") == version_key("1.0.0") == version_key("v1.0.0")
+    assert version_key("1.0.0rc1") < version_key("1.0.0")
+    assert version_key("") < version_key("0.0.1") and version_key("garbage!") < version_key("0.0.1")
+
+
+class Forbidden(Exception):
+    """What google-api-core raises on a 403: not one of the pipeline's errors."""
+
+
+class DeniedBus(MemoryBus):
+    def __init__(self):
+        super().__init__()
+        self.attempts = 0
+
+    def publish(self, topic, message, attributes):
+        self.attempts += 1
+        raise Forbidden("403 caller lacks pubsub.topics.publish")
+
+
+def test_a_permission_error_in_a_publish_thread_is_reported_and_stops_the_run(store):
+    bus = DeniedBus()
+    summary = _run(store, bus, BackfillOptions(rate=0, concurrency=1))
+    assert summary.published == 0 and bus.attempts == 1
+    assert "Forbidden" in summary.errors[0] and "stopped after a permission error" in summary.errors[1]
+    # The claim was released as failed, so the next run (with the permission fixed) sends all of them.
+    again = _run(store, MemoryBus())
+    assert again.published == 10 and again.reasons == {"new": 9, "retry": 1}
+
+
+def test_a_reprocess_whose_publish_failed_is_retried_by_the_next_run(store):
+    for i in range(10):
+        _result(store, f"calls/{i}.wav", store.stat(INBOX, f"calls/{i}.wav").generation, version="0.9.0")
+    opts = BackfillOptions(rate=0, reprocess_older_than="0.10.0")
+    first = _run(store, FlakyBus({"calls/4.wav"}), opts)
+    assert first.published == 9 and len(first.errors) == 1
+    bus = MemoryBus()
+    second = _run(store, bus, opts)
+    assert [j["name"] for j in bus.on(TOPIC)] == ["calls/4.wav"] and second.in_flight == 9
