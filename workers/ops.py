@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import Iterator, Protocol
 
 from workers.errors import NotFound
 from workers.jobs import make_job_id, partial_key, result_key
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 # Attributes Pub/Sub adds when it dead-letters a message; not carried over on redrive.
 DEAD_LETTER_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
+# Pub/Sub may answer a pull with nothing while messages wait: only this many empty pulls in a
+# row, a short pause apart, count as "the subscription is empty".
+EMPTY_PULLS = 3
+EMPTY_PULL_PAUSE_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -158,14 +163,28 @@ def _job_id_of(message: DeadLetter) -> str | None:
     return body.get("job_id") or (body.get("job") or {}).get("job_id")
 
 
+def batches(queue: DeadLetterQueue, subscription: str, limit: int) -> Iterator[list[DeadLetter]]:
+    """Batches of up to 100 until ``limit`` messages, or until EMPTY_PULLS pulls in a row came
+    back empty: a single empty pull does not prove a subscription empty."""
+    got, empties = 0, 0
+    while got < limit:
+        batch = queue.pull(subscription, min(100, limit - got))
+        if not batch:
+            empties += 1
+            if empties >= EMPTY_PULLS:
+                return
+            time.sleep(EMPTY_PULL_PAUSE_SECONDS)
+            continue
+        empties = 0
+        got += len(batch)
+        yield batch
+
+
 def peek(queue: DeadLetterQueue, subscription: str, limit: int) -> list[DeadLetter]:
     """Read up to ``limit`` dead letters and hand them all back (nothing is acknowledged)."""
     seen: list[DeadLetter] = []
     try:
-        while len(seen) < limit:
-            batch = queue.pull(subscription, min(100, limit - len(seen)))
-            if not batch:
-                break
+        for batch in batches(queue, subscription, limit):
             seen += batch
     finally:
         if seen:
@@ -208,29 +227,29 @@ def redrive(queue: DeadLetterQueue, bus: Bus, subscriptions: tuple[str, ...], *,
         # subscription and only then handed back, so a later pull cannot return it again.
         kept: list[str] = []
         try:
-            moved = 0
-            while moved < limit:
-                batch = queue.pull(sub, min(100, limit - moved))
-                if not batch:
-                    break
-                done = []
-                for message in batch:
-                    topic = target_topic(message, jobs_topic=jobs_topic, partials_topic=partials_topic)
-                    if topic is None:
-                        summary.unreadable += 1
-                        kept.append(message.ack_id)
-                        continue
-                    summary.republished[topic] = summary.republished.get(topic, 0) + 1
-                    if dry_run:
-                        kept.append(message.ack_id)
-                        continue
-                    attributes = {k: v for k, v in message.attributes.items()
-                                  if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
-                    bus.publish(topic, message.json(), dict(attributes, redriven_from=sub))
-                    done.append(message.ack_id)
-                if done:
-                    queue.ack(sub, done)
-                moved += len(batch)
+            for batch in batches(queue, sub, limit):
+                done: list[str] = []
+                try:
+                    for message in batch:
+                        topic = target_topic(message, jobs_topic=jobs_topic, partials_topic=partials_topic)
+                        if topic is None:
+                            summary.unreadable += 1
+                            kept.append(message.ack_id)
+                            continue
+                        if dry_run:
+                            summary.republished[topic] = summary.republished.get(topic, 0) + 1
+                            kept.append(message.ack_id)
+                            continue
+                        attributes = {k: v for k, v in message.attributes.items()
+                                      if not k.startswith(DEAD_LETTER_ATTRIBUTE_PREFIX)}
+                        bus.publish(topic, message.json(), dict(attributes, redriven_from=sub))
+                        summary.republished[topic] = summary.republished.get(topic, 0) + 1
+                        done.append(message.ack_id)
+                finally:
+                    # What was republished leaves the dead-letter subscription even if a later
+                    # publish of the batch fails; the rest is redelivered there as it was.
+                    if done:
+                        queue.ack(sub, done)
         finally:
             if kept:
                 queue.nack(sub, kept)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 from datetime import datetime, timedelta, timezone
 
+from workers import ops
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
+from workers.errors import TransientError
 from workers.jobs import make_job, make_job_id, partial_key, result_key
 from workers.ledger import Ledger
 from workers.ops import DeadLetter, redrive, stuck_jobs, upload_status
+
+
+@pytest.fixture(autouse=True)
+def no_pause_between_empty_pulls(monkeypatch):
+    monkeypatch.setattr(ops, "EMPTY_PULL_PAUSE_SECONDS", 0.0)
 
 
 class FakeDeadLetters:
@@ -103,6 +112,46 @@ def test_redrive_sends_jobs_and_partials_back_to_their_topics_and_leaves_what_it
     ]
     assert sorted(queue.acked) == ["joiner-dl-1", "stt-dl-1"]
     assert [m.ack_id for m in queue.waiting["stt-dl"]] == ["stt-dl-2"]
+
+
+class HesitantDeadLetters(FakeDeadLetters):
+    """Answers every other pull with nothing, as Pub/Sub may while messages wait."""
+
+    def __init__(self, messages) -> None:
+        super().__init__(messages)
+        self.pulls = 0
+
+    def pull(self, subscription, max_messages):
+        self.pulls += 1
+        return [] if self.pulls % 2 else super().pull(subscription, min(max_messages, 1))
+
+
+def test_redrive_does_not_stop_at_one_empty_pull():
+    jobs = [_job(f"{i}.wav") for i in range(5)]
+    queue = HesitantDeadLetters({"stt-dl": [_letter("stt-dl", i, {"job_id": j.job_id, "generation": 7})
+                                            for i, j in enumerate(jobs)]})
+    summary = redrive(queue, MemoryBus(), ("stt-dl",), jobs_topic="jobs", partials_topic="partials")
+    assert summary.republished == {"jobs": 5} and queue.waiting["stt-dl"] == []
+
+
+class BrokenAfter(MemoryBus):
+    def __init__(self, good: int) -> None:
+        super().__init__()
+        self.good = good
+
+    def publish(self, topic, message, attributes):
+        if len(self.messages) >= self.good:
+            raise TransientError("topic unavailable")
+        return super().publish(topic, message, attributes)
+
+
+def test_redrive_acks_what_it_republished_before_a_publish_failed():
+    jobs = [_job(f"{i}.wav") for i in range(4)]
+    queue = FakeDeadLetters({"stt-dl": [_letter("stt-dl", i, {"job_id": j.job_id, "generation": 7})
+                                        for i, j in enumerate(jobs)]})
+    with pytest.raises(TransientError):
+        redrive(queue, BrokenAfter(2), ("stt-dl",), jobs_topic="jobs", partials_topic="partials")
+    assert queue.acked == ["stt-dl-0", "stt-dl-1"]  # a rerun will not send these two again
 
 
 def test_stuck_reports_jobs_with_one_partial_older_than_the_threshold():
