@@ -268,8 +268,12 @@ def test_push_auth_off_is_refused_unless_talking_to_emulators():
         create_app(Settings.from_env({}, push_auth="off"), "stt", build=lambda: None)
     with pytest.raises(ConfigError, match="PUSH_AUDIENCE"):
         create_app(Settings.from_env({}), "joiner", build=lambda: None)
-    create_app(Settings.from_env({}, push_auth="off", storage_emulator_host="http://127.0.0.1:1"), "joiner",
-               build=lambda: None)
+    # Only a Pub/Sub emulator on this machine makes unsigned pushes acceptable.
+    for elsewhere in ({"storage_emulator_host": "http://127.0.0.1:1"}, {"pubsub_emulator_host": "10.0.0.5:8085"}):
+        with pytest.raises(ConfigError, match="PUSH_AUTH=off"):
+            create_app(Settings.from_env({}, push_auth="off", **elsewhere), "joiner", build=lambda: None)
+    for local in ("127.0.0.1:8085", "localhost:8085", "[::1]:8085"):
+        create_app(Settings.from_env({}, push_auth="off", pubsub_emulator_host=local), "joiner", build=lambda: None)
 
 
 def test_unknown_role_is_a_config_error():

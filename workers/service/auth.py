@@ -45,8 +45,13 @@ class AuthError(BadRequestError):
         self.status = status
 
 
-def emulators_in_use(settings: Settings) -> bool:
-    return bool(settings.pubsub_emulator_host or settings.storage_emulator_host)
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def pushes_come_from_an_emulator(settings: Settings) -> bool:
+    """Pushes come from Pub/Sub: only a Pub/Sub emulator on this machine sends them unsigned."""
+    host = settings.pubsub_emulator_host.rsplit(":", 1)[0].strip("[]") if settings.pubsub_emulator_host else ""
+    return host in LOOPBACK
 
 
 class PushVerifier:
@@ -67,10 +72,10 @@ class PushVerifier:
     def from_settings(cls, settings: Settings) -> "PushVerifier | None":
         """The verifier, or None when PUSH_AUTH=off, which only an emulator set-up may ask for."""
         if settings.push_auth == "off":
-            if not emulators_in_use(settings):
+            if not pushes_come_from_an_emulator(settings):
                 raise ConfigError(
-                    "PUSH_AUTH=off is refused: push verification may only be off against emulators "
-                    "(PUBSUB_EMULATOR_HOST or STORAGE_EMULATOR_HOST set)"
+                    "PUSH_AUTH=off is refused: push verification may only be off when the pushes come "
+                    "from a Pub/Sub emulator on the loopback (PUBSUB_EMULATOR_HOST=127.0.0.1:PORT)"
                 )
             log.warning("push authentication is OFF (emulator set-up)")
             return None
@@ -178,7 +183,7 @@ def id_tokens_from_settings(settings: Settings) -> Callable[[str], Awaitable[dic
     (refused unless both services are on the loopback)."""
     if settings.id_tokens == "off":
         hosts = {urlsplit(u).hostname for u in (settings.stt_url, settings.ser_url)}
-        if not hosts <= {"127.0.0.1", "localhost", "::1"}:
+        if not hosts <= LOOPBACK:
             raise ConfigError("ID_TOKENS=off is refused unless STT_URL and SER_URL are on the loopback")
 
         async def no_header(audience: str) -> dict[str, str]:
