@@ -105,7 +105,8 @@ class Settings:
     push_auth: str = _setting(
         "on",
         "PUSH_AUTH",
-        "Verify the OIDC token on Pub/Sub push requests: on, or off (refused unless PUBSUB_EMULATOR_HOST is on the loopback).",
+        "Verify the OIDC token on Pub/Sub push requests: on, or off (refused unless PUBSUB_EMULATOR_HOST "
+        "is on the loopback).",
         "cloud",
     )
     push_audience: str = _setting("", "PUSH_AUDIENCE", "Expected audience of push OIDC tokens.", "cloud")
