@@ -76,3 +76,25 @@ def test_analyze_answers_502_when_a_service_is_down():
             return r.status
 
     assert asyncio.run(main()) == 502
+
+
+def test_when_one_service_fails_the_call_to_the_other_is_cancelled():
+    async def main():
+        ser_app = create_app(EMULATED, "ser", build=lambda: make_pipeline(ser=FakeSer(delay=3.0)))
+        async with TestServer(ser_app, host="127.0.0.1") as ser:
+            settings = EMULATED.replace(stt_url="http://127.0.0.1:9", ser_url=str(ser.make_url("")))
+
+            async def no_token(audience):
+                return {}
+
+            api = create_app(settings, "api", id_token_header=no_token)
+            async with TestClient(TestServer(api, host="127.0.0.1")) as client:
+                await wait_ready(client)
+                r = await client.post("/v1/analyze", data=WAV)
+                await asyncio.sleep(0.1)  # a cancelled task finishes on the loop's next turns
+                calls_left = [t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_call" and not t.done()]
+                return r.status, calls_left
+
+    status, calls_left = asyncio.run(main())
+    # STT is down: a 502, and the SER call (3 s to go) no longer holds a connection for nobody.
+    assert status == 502 and calls_left == []

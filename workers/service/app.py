@@ -300,19 +300,30 @@ async def analyze(request: web.Request) -> web.Response:
     state = request.app[STATE]
     settings = state.settings
     body = await _audio_body(request)
-    job = api_job(body, request.content_type, request.headers.get("X-Filename"))
-    calls = (
-        _call(state, settings.stt_url, "/v1/transcribe", settings.stt_audience or settings.stt_url, body,
-              request.content_type, SttPartial),
-        _call(state, settings.ser_url, "/v1/emotions", settings.ser_audience or settings.ser_url, body,
-              request.content_type, SerPartial),
-    )
-    (stt, stt_window), (ser, ser_window) = await asyncio.gather(*calls)
+    # Hashing up to MAX_REQUEST_BYTES and merging are CPU work: off the event loop, which keeps
+    # serving the other requests and /healthz meanwhile.
+    job = await asyncio.to_thread(api_job, body, request.content_type, request.headers.get("X-Filename"))
+    calls = [
+        asyncio.ensure_future(_call(state, settings.stt_url, "/v1/transcribe", settings.stt_audience or
+                                    settings.stt_url, body, request.content_type, SttPartial)),
+        asyncio.ensure_future(_call(state, settings.ser_url, "/v1/emotions", settings.ser_audience or
+                                    settings.ser_url, body, request.content_type, SerPartial)),
+    ]
+    try:
+        (stt, stt_window), (ser, ser_window) = await asyncio.gather(*calls)
+    finally:
+        for call in calls:  # one failed (or the client left): the other's answer would go unread
+            call.cancel()
     log.info("analyze: stt call %.3f-%.3f s, ser call %.3f-%.3f s", *stt_window, *ser_window,
              extra={"job_id": job.job_id})
-    result = merge(job, stt, ser, sentiment_map=parse_sentiment_map(settings.sentiment_map),
-                   pipeline_version=PIPELINE_VERSION, completed_at=now_rfc3339())
-    return web.Response(text=dumps(result), status=200 if result.status == "ok" else 422, content_type=JSON)
+
+    def merged() -> tuple[str, str]:
+        result = merge(job, stt, ser, sentiment_map=parse_sentiment_map(settings.sentiment_map),
+                       pipeline_version=PIPELINE_VERSION, completed_at=now_rfc3339())
+        return dumps(result), result.status
+
+    text, status = await asyncio.to_thread(merged)
+    return web.Response(text=text, status=200 if status == "ok" else 422, content_type=JSON)
 
 
 async def _call(state: ServiceState, base_url: str, path: str, audience: str, body: bytes,
