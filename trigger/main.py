@@ -52,8 +52,14 @@ def job_for(event_type: str, data: Mapping[str, Any], settings: Settings) -> Job
     reason = skip_reason(name, prefix=settings.inbox_prefix, ignore=settings.ignore_globs)
     if reason:
         return reason
-    return make_job(bucket=bucket, name=name, generation=data["generation"], size=int(data.get("size") or 0),
-                    content_type=data.get("contentType"), source="upload")
+    try:
+        generation, size = int(data["generation"]), int(data.get("size") or 0)
+    except (TypeError, ValueError):
+        # Retrying cannot fix the event itself: say so and let it go.
+        return f"malformed event: generation {data.get('generation')!r}, size {data.get('size')!r}"
+    # Submitted when the object was created: every delivery of this event makes the same job.
+    return make_job(bucket=bucket, name=name, generation=generation, size=size, content_type=data.get("contentType"),
+                    source="upload", submitted_at=data.get("timeCreated") or None)
 
 
 @functions_framework.cloud_event

@@ -188,6 +188,11 @@ class Settings:
             )
         if self.max_audio_seconds <= 0:
             raise ConfigError("MAX_AUDIO_SECONDS must be positive")
+        if self.inbox_bucket and self.inbox_bucket in (self.staging_bucket, self.results_bucket):
+            raise ConfigError(
+                f"INBOX_BUCKET {self.inbox_bucket!r} is also the staging or results bucket: outputs would be "
+                "taken for uploads, so the pipeline needs separate buckets"
+            )
         if self.push_auth not in ("on", "off"):
             raise ConfigError(f"PUSH_AUTH must be on or off, got {self.push_auth!r}")
         if self.id_tokens not in ("on", "off"):

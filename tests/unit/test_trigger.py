@@ -13,6 +13,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
 from workers.adapters.memory import MemoryBus
+from workers.errors import ConfigError
 from workers.jobs import make_job_id
 from workers.settings import REPO_ROOT, Settings
 
@@ -79,11 +80,26 @@ def test_folder_markers_outside_prefix_ignored_names_and_own_outputs_are_skipped
     assert any("skipped" in r.getMessage() for r in caplog.records)
 
 
-def test_the_same_event_delivered_twice_gives_the_same_job_id(trigger):
+def test_the_same_event_delivered_twice_gives_the_same_job_message(trigger):
     client, bus = trigger
     for _ in range(2):
         post_structured(client, event("finalized_audio.json"))
-    assert len({m["job_id"] for _, m, _ in bus.messages}) == 1
+    first, second = (m for _, m, _ in bus.messages)
+    assert first == second and first["submitted_at"] == "2026-11-25T10:00:00.120Z"  # the object's creation
+
+
+def test_a_malformed_event_is_logged_and_acknowledged_not_retried(trigger, caplog):
+    client, bus = trigger
+    body = event("finalized_audio.json")
+    body["data"]["generation"] = "not-a-number"
+    with caplog.at_level("INFO", logger="trigger"):
+        assert post_structured(client, body).status_code == 200
+    assert bus.messages == [] and "malformed event" in caplog.text
+
+
+def test_an_inbox_that_is_also_an_output_bucket_is_refused():
+    with pytest.raises(ConfigError, match="separate buckets"):
+        Settings.from_env({}, inbox_bucket="b", results_bucket="b")
 
 
 def test_the_trigger_loads_no_engine_model_library_or_handler():
