@@ -95,6 +95,10 @@ def test_gpu_image_fetches_models_at_build_time_and_runs_offline():
     downloads = [rest for keyword, rest in steps if "snapshot_download" in rest]
     assert downloads and all(k == "RUN" for k, rest in steps if "snapshot_download" in rest)
     assert "/models/" in downloads[0]
+    # Each model folder names its weights (repo@commit) for the results: workers.engines.identity.
+    from workers.engines.identity import MODEL_ID_FILE
+
+    assert f'(folder / "{MODEL_ID_FILE}").write_text' in downloads[0] and "revision=commit" in downloads[0]
     runtime = env_names(final_stage(DOCKERFILES["gpu"]))
     assert runtime["HF_HUB_OFFLINE"] == "1"
     assert runtime["STT_MODEL"] == "/models/stt" and runtime["SER_MODEL"] == "/models/ser"

@@ -19,6 +19,7 @@ import numpy as np
 
 from workers.audio import SAMPLE_RATE
 from workers.contracts import EmotionWindow, Engine
+from workers.engines.identity import model_id
 from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class TransformersEmotionEngine:
         self._batch_size = max(1, batch_size)
         self.window_seconds, self.hop_seconds = window_seconds, hop_seconds
         trained = not bool(getattr(config, "untrained", False))
-        self.engine = Engine("transformers", model_path.name, transformers.__version__, trained)
+        self.engine = Engine("transformers", model_id(model_path), transformers.__version__, trained)
         if not trained:
             log.warning("SER model %s is UNTRAINED (random weights): its emotions are meaningless", model_path)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from workers.audio import SAMPLE_RATE
 from workers.contracts import Engine, Segment, Word
+from workers.engines.identity import model_id
 from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class FasterWhisperEngine:
         self._language = language or None
         self._max_seconds = segment_max_seconds
         self._block_seconds = block_seconds
-        self.engine = Engine("faster-whisper", model_path.name, faster_whisper.__version__, True)
+        self.engine = Engine("faster-whisper", model_id(model_path), faster_whisper.__version__, True)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """The whole file, in blocks of about ``block_seconds`` cut at quiet points.
@@ -189,7 +190,7 @@ class OpenAIWhisperEngine:
         self._beam_size = beam_size
         self._language = language or None
         self._max_seconds = segment_max_seconds
-        self.engine = Engine("openai-whisper", model_path.stem, whisper.__version__, True)
+        self.engine = Engine("openai-whisper", model_id(model_path), whisper.__version__, True)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         whisper = self._whisper
