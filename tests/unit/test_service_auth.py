@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -16,7 +18,7 @@ from workers.adapters.memory import MemoryBlobStore
 from workers.adapters.pubsub import encode_push
 from workers.contracts import to_dict
 from workers.service.app import create_app
-from workers.service.auth import IdTokens
+from workers.service.auth import UNKNOWN_KEY_REFETCH_SECONDS, AuthError, IdTokens, PushVerifier
 from workers.settings import Settings
 
 AUDIENCE = "https://stt-abc-uc.a.run.app/push/job"
@@ -82,6 +84,33 @@ def test_a_valid_push_token_is_accepted_and_a_rotated_key_is_fetched_again():
     (first, second), store = run_with_certs(scenario)
     assert (first, second) == (204, 204)
     assert [b.name.rsplit("/", 1)[-1] for b in store.list("staging")] == ["stt.json"]
+
+
+def test_tokens_with_unknown_key_ids_cannot_make_every_request_fetch_the_certificates():
+    fetches = []
+    now = [1000.0]
+
+    async def certs(request):
+        fetches.append(now[0])
+        return web.json_response(certs_page(KEY), headers={"Cache-Control": "public, max-age=3600"})
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/certs", certs)
+        async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+            verifier = PushVerifier(audience=AUDIENCE, service_account=PUSH_SA,
+                                    certs_url=str(server.make_url("/certs")), clock=lambda: now[0])
+            await verifier.verify(f"Bearer {KEY.token(audience=AUDIENCE)}", session)
+            for i in range(5):
+                forged = SigningKey.generate(f"made-up-{i}")
+                with pytest.raises(AuthError):
+                    await verifier.verify(f"Bearer {forged.token(audience=AUDIENCE)}", session)
+            now[0] += UNKNOWN_KEY_REFETCH_SECONDS
+            with pytest.raises(AuthError):
+                await verifier.verify(f"Bearer {ROTATED.token(audience=AUDIENCE)}", session)
+
+    asyncio.run(main())
+    assert fetches == [1000.0, 1000.0, 1000.0 + UNKNOWN_KEY_REFETCH_SECONDS]  # first use, one unknown id, later one
 
 
 def test_id_tokens_are_cached_per_audience_until_shortly_before_expiry():

@@ -30,6 +30,7 @@ GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 CLOCK_SKEW_SECONDS = 10
 CERTS_TTL_SECONDS = 3600.0
+UNKNOWN_KEY_REFETCH_SECONDS = 30.0
 # A token is used only while it has at least this long left (a call may take minutes).
 ID_TOKEN_REFRESH_MARGIN_SECONDS = 300.0
 
@@ -65,6 +66,7 @@ class PushVerifier:
         self._clock = clock
         self._certs: dict[str, str] = {}
         self._fetched_at = float("-inf")
+        self._unknown_key_fetch_at = float("-inf")
         self._ttl = CERTS_TTL_SECONDS
         self._lock = asyncio.Lock()
 
@@ -102,8 +104,13 @@ class PushVerifier:
 
     async def _certificates(self, session: aiohttp.ClientSession, key_id: str) -> dict[str, str]:
         async with self._lock:
-            stale = self._clock() - self._fetched_at > self._ttl
-            if stale or key_id not in self._certs:
+            now = self._clock()
+            if now - self._fetched_at > self._ttl:
+                await self._fetch(session)
+            elif key_id not in self._certs and now - self._unknown_key_fetch_at >= UNKNOWN_KEY_REFETCH_SECONDS:
+                # A key Google rotated in since the last fetch. At most one such fetch per interval,
+                # so tokens with made-up key ids cannot make every request fetch the certificates.
+                self._unknown_key_fetch_at = now
                 await self._fetch(session)
             return self._certs
 
