@@ -104,10 +104,11 @@ def test_loading_twice_leaves_one_row_per_object_and_a_reupload_or_reprocessing_
         _publish([result], gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
         loader.load([f"gs://{results_bucket}/{result_key('calls/003.flac')}"])
 
-    rows = {r["name"]: r for r in client.query(
+    listed = list(client.query(
         f"SELECT job.name AS name, job.generation AS generation, status, error.code AS code, "
-        f"ARRAY_LENGTH(segments) AS segments, pipeline_version FROM `{loader.table}`").result()}
-    assert len(rows) == 23
+        f"ARRAY_LENGTH(segments) AS segments, pipeline_version FROM `{loader.table}`").result())
+    rows = {r["name"]: r for r in listed}
+    assert len(listed) == len(rows) == 23, "one row per audio object after five loads"
     assert (rows["calls/003.flac"]["generation"], rows["calls/003.flac"]["pipeline_version"]) == (1003, "9.9.9")
     assert rows["calls/004.flac"]["pipeline_version"] == first[4].pipeline_version != "9.9.9"
     assert (rows["calls/007.flac"]["generation"], rows["calls/007.flac"]["status"]) == (9999, "failed")
