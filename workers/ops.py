@@ -99,7 +99,9 @@ class UploadStatus:
 
     def lines(self) -> list[str]:
         rows = [
-            ("object", f"gs://{self.bucket}/{self.name}" + (f"#{self.generation}" if self.generation else "")),
+            # A local store's buckets are folders: show a path there, a gs:// URI otherwise.
+            ("object", (f"{self.bucket}/{self.name}" if self.bucket.startswith("/") else
+                        f"gs://{self.bucket}/{self.name}") + (f"#{self.generation}" if self.generation else "")),
             ("job_id", self.job_id or "-"),
             ("stage", self.stage),
             ("backfill ledger", self.ledger or "-"),
