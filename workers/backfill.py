@@ -9,7 +9,8 @@ time, publishes nothing twice: done jobs have a result, jobs in flight have a ma
 
 ``--force`` republishes whatever the rules selected regardless of results and markers;
 ``--reprocess-older-than VERSION`` also selects objects whose result was merged by an
-older pipeline version (a marker newer than that result means the redo is in flight).
+older pipeline version (a marker newer than that result means the redo is in flight, until
+it is a day old with the result unchanged: then it is sent again).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable, Literal
 
 from packaging.version import InvalidVersion, Version
@@ -48,6 +49,10 @@ DEFAULT_BYTES_PER_SECOND = 16_000
 # Seconds of audio one GPU processes per second of its time for one job (STT and SER
 # together). An assumption to size a run; measure yours (bench/) and pass --gpu-speed.
 DEFAULT_GPU_SPEED = 40.0
+# A reprocessing message published this long ago whose result is still the old version was
+# lost (dead-lettered, or met workers not yet upgraded): the next run sends it again. Harmless
+# if it was not lost: the workers keep what the new version already made.
+REDO_EXPIRES_AFTER = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -216,15 +221,20 @@ class Backfill:
                 # in flight unless its publish failed or its run died before publishing.
                 if marker <= result.generation:
                     return Selected(info, "reprocess", marker)
-                return self._retry_or_in_flight(info, job_id)
+                return self._retry_or_in_flight(info, job_id, published_expires=REDO_EXPIRES_AFTER)
             reason = "re-upload" if stored is not None else "new"
         if not marker:
             return Selected(info, reason, 0)
         return self._retry_or_in_flight(info, job_id)
 
-    def _retry_or_in_flight(self, info: BlobInfo, job_id: str) -> Selected | str:
-        found = self.ledger.get(job_id)
-        if found is not None and self.ledger.abandoned(found, datetime.now(timezone.utc)):
+    def _retry_or_in_flight(self, info: BlobInfo, job_id: str,
+                            published_expires: timedelta | None = None) -> Selected | str:
+        found, now = self.ledger.get(job_id), datetime.now(timezone.utc)
+        if found is None:
+            return "in flight"
+        if self.ledger.abandoned(found, now) or (
+            published_expires is not None and found.state == "published" and found.older_than(published_expires, now)
+        ):
             return Selected(info, "retry", found.generation)
         return "in flight"
 

@@ -88,6 +88,21 @@ def test_reprocess_older_than_selects_results_of_older_versions_once(store):
     assert _run(store, bus, opts).in_flight == 2
 
 
+def test_a_reprocess_published_a_day_ago_whose_result_never_changed_is_sent_again(store):
+    for i in range(10):
+        _result(store, f"calls/{i}.wav", store.stat(INBOX, f"calls/{i}.wav").generation, version="0.9.0")
+    opts = BackfillOptions(rate=0, reprocess_older_than="0.10.0")
+    assert _run(store, MemoryBus(), opts).published == 10
+    assert _run(store, MemoryBus(), opts).in_flight == 10  # within the day: still in flight
+    info = store.stat(INBOX, "calls/2.wav")
+    key = ledger_key(make_job_id(INBOX, info.name, info.generation))
+    marker = json.loads(store.read(STAGING, key)[0])
+    store.write(STAGING, key, json.dumps(dict(marker, at="2020-01-01T00:00:00Z")).encode(), if_generation_match=None)
+    bus = MemoryBus()
+    again = _run(store, bus, opts)
+    assert [j["name"] for j in bus.on(TOPIC)] == ["calls/2.wav"] and again.reasons == {"retry": 1}
+
+
 def test_two_overlapping_backfills_publish_each_job_exactly_once(store):
     for i in range(10, 200):
         store.put(INBOX, f"calls/{i}.wav", b"x")
