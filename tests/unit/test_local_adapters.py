@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -82,6 +83,17 @@ def test_name_mapping_reverses_exactly_for_object_names_and_for_real_file_names(
         real = "/".join(segments)
         if real:
             assert encode_name(decode_name(real)) == real
+
+
+def test_a_file_replaced_by_one_with_an_older_modification_time_is_a_newer_generation(store, tmp_path) -> None:
+    path = tmp_path / "in" / "call.flac"
+    path.write_bytes(b"first recording")
+    before = store.stat("in", "call.flac").generation
+    replacement = tmp_path / "unpacked.flac"
+    replacement.write_bytes(b"second recording")
+    os.utime(replacement, ns=(1_577_836_800_000_000_000,) * 2)  # 2020, as `cp -p` of an old file keeps it
+    os.replace(replacement, path)
+    assert store.stat("in", "call.flac").generation > before
 
 
 def test_download_checks_the_generation(store, tmp_path) -> None:

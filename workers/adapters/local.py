@@ -2,9 +2,10 @@
 
 The folder store maps object names to paths without ever leaving its root: ``..``, ``.``
 and empty path segments are escaped, so an object called ``../../etc/passwd`` is stored
-as ``%2E%2E/%2E%2E/etc/passwd`` under the root. A file's generation is its mtime in
-nanoseconds, bumped when needed so every write gets a larger one; if-generation-match
-writes are atomic across threads and processes (a lock file, then ``os.replace``).
+as ``%2E%2E/%2E%2E/etc/passwd`` under the root. A file's generation is the later of its
+modification and change times in nanoseconds, bumped when needed so every write gets a larger
+one; if-generation-match writes are atomic across threads and processes (a lock file, then
+``os.replace``).
 """
 
 from __future__ import annotations
@@ -126,10 +127,10 @@ class LocalBlobStore:
                         f"{bucket}/{name}: generation is {live}, expected {if_generation_match}"
                     )
                 os.replace(tmp, path)
-                generation = path.stat().st_mtime_ns
+                generation = _generation(path.stat())
                 if generation <= live:
-                    generation = live + 1
-                    os.utime(path, ns=(generation, generation))
+                    os.utime(path, ns=(live + 1, live + 1))
+                    generation = _generation(path.stat())
                 return generation
         finally:
             tmp.unlink(missing_ok=True)
@@ -174,10 +175,17 @@ class _FileLock:
         self._thread_lock.release()
 
 
+def _generation(st: os.stat_result) -> int:
+    """Grows with every change of the file. The modification time alone can go back (``cp -p``,
+    ``rsync -t``, an unpacked archive keep an older one), so a replaced file would look older
+    than the result of the file it replaced; the change time cannot be set back."""
+    return max(st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _info(bucket: str, name: str, path: Path, st: os.stat_result) -> BlobInfo:
     updated = datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z")
     content_type = mimetypes.guess_type(path.name)[0]
-    return BlobInfo(bucket, name, st.st_mtime_ns, st.st_size, content_type, updated)
+    return BlobInfo(bucket, name, _generation(st), st.st_size, content_type, updated)
 
 
 Handler = Callable[[dict[str, Any]], Any]
