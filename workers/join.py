@@ -8,6 +8,7 @@ the same partials always give the same result, apart from ``timings``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from workers.contracts import (
     EmotionWindow,
     Engines,
+    Error,
     JobMessage,
     LabelScore,
     Result,
@@ -87,6 +89,11 @@ def merge(
     completed_at: str,
 ) -> Result:
     failed = next((p.error for p in (stt, ser) if p.status == "failed"), None)
+    if ser.status == "ok" and any(len(w.scores) != len(ser.labels) for w in ser.windows):
+        # A partial that contradicts itself: say so in a failed result rather than crash the joiner.
+        failed = failed or Error("invalid_ser_partial", f"emotion windows do not carry one score for each of "
+                                                        f"the {len(ser.labels)} labels {list(ser.labels)}")
+        ser = replace(ser, status="failed", windows=[])
     emotions_ok = ser.status == "ok" and bool(ser.windows)
     matrix = np.array([w.scores for w in ser.windows], dtype=np.float64) if emotions_ok else None
 
@@ -98,7 +105,7 @@ def merge(
             weights = window_weights(seg.start, seg.end, ser.windows)
             scores = weights @ matrix / weights.sum()
             emotion = _emotion(scores, ser.labels, sentiment_map)
-            segment_scores.append((max(seg.end - seg.start, 1e-3), scores))
+            segment_scores.append((seg.end - seg.start, scores))
         segments.append(
             ResultSegment(
                 seg.id, seg.start, seg.end, seg.text, seg.avg_logprob, seg.no_speech_prob, seg.words, emotion
@@ -131,15 +138,18 @@ def _summary(
     if not segment_scores:
         return Summary(None, None, [], [], 0.0)
     durations = np.array([d for d, _ in segment_scores])
-    distribution = np.stack([s for _, s in segment_scores]).T @ durations / durations.sum()
+    weights = np.maximum(durations, 1e-3)  # a zero-length segment still counts, a little
+    distribution = np.stack([s for _, s in segment_scores]).T @ weights / weights.sum()
     by_sentiment = {s: 0.0 for s in SENTIMENTS}
     for label, score in zip(labels, distribution):
         by_sentiment[sentiment_of(label, mapping)] += float(score)
     dominant = labels[int(np.argmax(distribution))]
     return Summary(
         dominant_emotion=dominant,
+        # The sentiment of the dominant emotion, as each segment's is of its own top label;
+        # sentiment_distribution has the shares (capped at 1: multi-label scores need not sum to 1).
         sentiment=sentiment_of(dominant, mapping),
         distribution=[LabelScore(label, float(s)) for label, s in zip(labels, distribution)],
-        sentiment_distribution=[LabelScore(s, v) for s, v in by_sentiment.items()],
+        sentiment_distribution=[LabelScore(s, min(1.0, v)) for s, v in by_sentiment.items()],
         speech_seconds=float(durations.sum()),
     )

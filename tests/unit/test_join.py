@@ -97,3 +97,20 @@ def test_a_failed_partial_fails_the_result_but_keeps_what_is_known() -> None:
     assert result.segments[0].text == "segment 0" and result.segments[0].emotion is None
     assert result.summary is None
     assert result.engines.ser.trained is False
+
+
+def test_a_ser_partial_whose_windows_do_not_match_its_labels_gives_a_failed_result() -> None:
+    broken = ser([(0.0, 2.0, [1.0, 0.0]), (2.0, 4.0, [0.0, 1.0, 0.0])])
+    result = do_merge(stt(seg(0, 0.0, 3.0)), broken)
+    assert result.status == "failed" and result.error.code == "invalid_ser_partial"
+    assert [s.text for s in result.segments] == ["segment 0"] and result.segments[0].emotion is None
+
+
+def test_sentiment_shares_stay_within_one_and_speech_seconds_are_real() -> None:
+    # Multi-label scores (sigmoid) need not sum to 1: two negative labels at 0.9 each.
+    multi = SerPartial(JOB.job_id, "ok", None, SER_ENGINE, 2.0, 2.0, ["angry", "sad", "neutral"],
+                       [EmotionWindow(0.0, 8.0, [0.9, 0.9, 0.1])], 8.0)
+    result = do_merge(stt(seg(0, 1.0, 3.0), seg(1, 4.0, 4.0)), multi)
+    shares = {s.label: s.score for s in result.summary.sentiment_distribution}
+    assert shares["NEGATIVE"] == 1.0 and 0 <= shares["NEUTRAL"] <= 1
+    assert result.summary.speech_seconds == 2.0  # the zero-length segment adds no speech

@@ -111,4 +111,5 @@ class TransformersEmotionEngine:
         with torch.inference_mode():
             logits = self._model(**inputs).logits.float()
         probs = torch.sigmoid(logits) if self._multi_label else torch.softmax(logits, dim=-1)
-        return probs.cpu().numpy().astype(np.float64)
+        # float16 on a GPU can overflow into NaN; JSON and BigQuery take finite numbers only.
+        return np.nan_to_num(probs.cpu().numpy().astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)

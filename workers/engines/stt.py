@@ -10,6 +10,7 @@ the longest pause between words, so every segment can carry its own emotion.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,13 +130,18 @@ class FasterWhisperEngine:
                 start=s.start,
                 end=s.end,
                 text=s.text.strip(),
-                avg_logprob=s.avg_logprob,
-                no_speech_prob=s.no_speech_prob,
-                words=[Word(w.start, w.end, w.word, w.probability) for w in (s.words or [])],
+                avg_logprob=finite(s.avg_logprob, -100.0),
+                no_speech_prob=finite(s.no_speech_prob, 1.0),
+                words=[Word(w.start, w.end, w.word, finite(w.probability, 0.0)) for w in (s.words or [])],
             )
             for s in segments
         ]
         return found, info
+
+
+def finite(value: float, instead: float) -> float:
+    """JSON and BigQuery take finite numbers only; a decoder can report -inf or NaN."""
+    return float(value) if math.isfinite(value) else instead
 
 
 def _shifted(segment: Segment, offset: float) -> Segment:
@@ -220,10 +226,10 @@ class OpenAIWhisperEngine:
                 start=float(s["start"]),
                 end=float(s["end"]),
                 text=s["text"].strip(),
-                avg_logprob=float(s["avg_logprob"]),
-                no_speech_prob=float(s["no_speech_prob"]),
+                avg_logprob=finite(s["avg_logprob"], -100.0),
+                no_speech_prob=finite(s["no_speech_prob"], 1.0),
                 words=[
-                    Word(float(w["start"]), float(w["end"]), w["word"], float(w["probability"]))
+                    Word(float(w["start"]), float(w["end"]), w["word"], finite(w["probability"], 0.0))
                     for w in s.get("words", [])
                 ],
             )
