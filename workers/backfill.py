@@ -72,6 +72,8 @@ class BackfillOptions:
             raise ConfigError(f"--rate must be 0 (no limit) or positive, got {self.rate}")
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.reprocess_older_than and version_key(self.reprocess_older_than)[0] == 0:
+            raise ConfigError(f"--reprocess-older-than {self.reprocess_older_than!r} is not a version like 0.2.0")
 
 
 @dataclass(frozen=True)
@@ -269,10 +271,10 @@ class Backfill:
             try:
                 outcome = self._send(item)
             except PipelineError as e:
+                if isinstance(e, ConfigError):  # a missing grant: every other item would meet it too
+                    denied.set()
                 outcome = f"gs://{item.info.bucket}/{item.info.name}: {e}"
             except Exception as e:  # noqa: BLE001 - a worker thread: whatever fails must reach the summary
-                if type(e).__name__ in ("Forbidden", "PermissionDenied"):
-                    denied.set()
                 outcome = f"gs://{item.info.bucket}/{item.info.name}: {type(e).__name__}: {e}"
             finally:
                 slots.release()
@@ -290,8 +292,8 @@ class Backfill:
                 slots.acquire()
                 if denied.is_set():  # the same error awaits every other item: stop, a rerun resumes
                     slots.release()
-                    summary.errors.append(f"stopped after a permission error; {len(selected) - summary.published}"
-                                          " object(s) left for the next run")
+                    summary.errors.append(f"stopped after a permission or configuration error; "
+                                          f"{len(selected) - summary.published} object(s) left for the next run")
                     break
                 limiter.wait()
                 pool.submit(send, item)

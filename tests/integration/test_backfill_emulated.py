@@ -84,7 +84,7 @@ def test_status_sees_a_dead_letter_and_redrive_republishes_it_to_the_jobs_topic(
     for topic in (jobs, dead):
         emulators.create_topic(topic)
     emulators.create_subscription(f"{jobs}-count", jobs)
-    emulators.create_subscription(dead, dead)
+    emulators.create_subscription(dead, dead, ack_deadline_seconds=10)  # Pub/Sub's shortest lease
     generation = gcs_store.write(inbox, "call.wav", b"RIFF", if_generation_match=None)
     job = make_job(bucket=inbox, name="call.wav", generation=generation, size=4, content_type=None, source="upload")
     gcs_store.write(staging, f"{job.job_id}/ser.json", json.dumps({"status": "ok"}).encode(), if_generation_match=0)
@@ -108,4 +108,5 @@ def test_status_sees_a_dead_letter_and_redrive_republishes_it_to_the_jobs_topic(
     assert [json.loads(m.data)["job_id"] for m in moved] == [job.job_id]
     assert "CloudPubSubDeadLetterSourceSubscription" not in moved[0].attributes
     assert moved[0].attributes["redriven_from"] == dead
-    assert emulators.pull(dead) == []
+    # Acknowledged, not just leased: nothing comes back even after the 10 s lease would have run out.
+    assert _drain(dead, 0, timeout=12.0) == []

@@ -199,28 +199,37 @@ def test_versions_compare_as_release_numbers():
     assert version_key("") < version_key("0.0.1") and version_key("garbage!") < version_key("0.0.1")
 
 
-class Forbidden(Exception):
-    """What google-api-core raises on a 403: not one of the pipeline's errors."""
+class DeniedPublisher:
+    """A Pub/Sub publisher client whose caller lacks pubsub.topics.publish."""
 
-
-class DeniedBus(MemoryBus):
     def __init__(self):
-        super().__init__()
         self.attempts = 0
 
-    def publish(self, topic, message, attributes):
+    def topic_path(self, project, topic):
+        return f"projects/{project}/topics/{topic}"
+
+    def publish(self, path, data, **attributes):
+        from google.api_core import exceptions as gexc
+
         self.attempts += 1
-        raise Forbidden("403 caller lacks pubsub.topics.publish")
+        raise gexc.PermissionDenied("User not authorized to perform this action.")
 
 
 def test_a_permission_error_in_a_publish_thread_is_reported_and_stops_the_run(store):
-    bus = DeniedBus()
-    summary = _run(store, bus, BackfillOptions(rate=0, concurrency=1))
-    assert summary.published == 0 and bus.attempts == 1
-    assert "Forbidden" in summary.errors[0] and "stopped after a permission error" in summary.errors[1]
+    from workers.adapters.pubsub import PubSubBus
+
+    publisher = DeniedPublisher()
+    summary = _run(store, PubSubBus("p", publisher=publisher), BackfillOptions(rate=0, concurrency=1))
+    assert summary.published == 0 and publisher.attempts == 1
+    assert "no permission to publish" in summary.errors[0] and "stopped after a permission" in summary.errors[1]
     # The claim was released as failed, so the next run (with the permission fixed) sends all of them.
     again = _run(store, MemoryBus())
     assert again.published == 10 and again.reasons == {"new": 9, "retry": 1}
+
+
+def test_an_unreadable_reprocess_threshold_is_refused():
+    with pytest.raises(ConfigError, match="not a version"):
+        BackfillOptions(reprocess_older_than="1.x")
 
 
 def test_a_reprocess_whose_publish_failed_is_retried_by_the_next_run(store):

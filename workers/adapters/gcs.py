@@ -5,7 +5,7 @@ object is absent and raises PreconditionFailed on GCS's 412; ``download`` stream
 one generation to a file and raises NotFound when that generation is gone. Errors that may
 pass (429, 5xx, timeouts, connection resets) become TransientError so the web layer answers
 5xx and Pub/Sub redelivers; a missing bucket on write is transient too (a deployment fault
-that a fix resolves, not bad input).
+that a fix resolves, not bad input). A 403 becomes ConfigError: a missing grant.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Iterator
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from workers.errors import NotFound, PreconditionFailed, TransientError
+from workers.errors import ConfigError, NotFound, PreconditionFailed, TransientError
 from workers.ports import BlobInfo
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class GcsBlobStore:
             blob = self._client.bucket(bucket).get_blob(name)
         except gexc.NotFound:
             return None
+        except gexc.Forbidden as e:
+            raise _denied("read", bucket, name, e) from e
         except _TRANSIENT as e:
             raise TransientError(f"stat gs://{bucket}/{name}: {e}") from e
         return None if blob is None else _info(blob)
@@ -72,6 +74,8 @@ class GcsBlobStore:
             data = blob.download_as_bytes()
         except gexc.NotFound as e:
             raise NotFound(f"gs://{bucket}/{name} does not exist") from e
+        except gexc.Forbidden as e:
+            raise _denied("read", bucket, name, e) from e
         except _TRANSIENT as e:
             raise TransientError(f"read gs://{bucket}/{name}: {e}") from e
         return data, int(blob.generation)
@@ -83,6 +87,9 @@ class GcsBlobStore:
         except gexc.NotFound as e:
             Path(dest).unlink(missing_ok=True)
             raise NotFound(f"gs://{bucket}/{name} generation {generation} is gone") from e
+        except gexc.Forbidden as e:
+            Path(dest).unlink(missing_ok=True)
+            raise _denied("read", bucket, name, e) from e
         except _TRANSIENT as e:
             Path(dest).unlink(missing_ok=True)
             raise TransientError(f"download gs://{bucket}/{name}#{generation}: {e}") from e
@@ -106,6 +113,8 @@ class GcsBlobStore:
             ) from e
         except gexc.NotFound as e:
             raise TransientError(f"bucket {bucket!r} does not exist (write of {name})") from e
+        except gexc.Forbidden as e:
+            raise _denied("write (create or replace)", bucket, name, e) from e
         except _TRANSIENT as e:
             raise TransientError(f"write gs://{bucket}/{name}: {e}") from e
         return int(blob.generation)
@@ -116,6 +125,8 @@ class GcsBlobStore:
                 yield _info(blob)
         except gexc.NotFound as e:
             raise NotFound(f"bucket {bucket!r} does not exist") from e
+        except gexc.Forbidden as e:
+            raise _denied("list", bucket, prefix, e) from e
         except _TRANSIENT as e:
             raise TransientError(f"list gs://{bucket}/{prefix}: {e}") from e
 
@@ -127,6 +138,12 @@ class GcsBlobStore:
         except _TRANSIENT as e:
             raise TransientError(f"upload gs://{bucket}/{name}: {e}") from e
         return int(blob.generation)
+
+
+def _denied(action: str, bucket: str, name: str, error: Exception) -> ConfigError:
+    """A 403: a grant is missing. Not bad input; a push handler still answers 5xx, so the
+    delivery succeeds once the grant is fixed, and a bulk command stops at the first one."""
+    return ConfigError(f"no permission to {action} gs://{bucket}/{name}: {error}")
 
 
 def _info(blob: storage.Blob) -> BlobInfo:

@@ -60,6 +60,10 @@ class PubSubBus:
             return future.result(timeout=self._timeout)
         except gexc.NotFound as e:
             raise TransientError(f"topic {path} does not exist") from e
+        except (gexc.PermissionDenied, gexc.Forbidden) as e:
+            # Still a 5xx for a push handler (a fixed grant lets the redelivery through), but a
+            # bulk sender can tell it apart from a passing fault and stop.
+            raise ConfigError(f"no permission to publish to {path} (needs roles/pubsub.publisher): {e}") from e
         except (gexc.GoogleAPICallError, gexc.RetryError, TimeoutError) as e:
             raise TransientError(f"publish to {path} failed: {e}") from e
 
