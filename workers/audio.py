@@ -47,7 +47,7 @@ def decode(source: str | Path | bytes | BinaryIO, *, max_seconds: float) -> Deco
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as e:
-        raise PermanentError(f"not a recognised audio or video format ({e})", code="not_audio") from e
+        raise PermanentError(f"not a recognised audio or video format ({_why(e)})", code="not_audio") from e
     try:
         return _decode_container(container, max_seconds)
     finally:
@@ -82,7 +82,7 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
             except av.error.FFmpegError as e:
                 errors += 1
                 if errors > 50 and not buffer.size:
-                    raise PermanentError(f"the audio stream does not decode ({e})", code="corrupt_audio") from e
+                    raise PermanentError(f"the audio stream does not decode ({_why(e)})", code="corrupt_audio") from e
                 continue
             for frame in frames:
                 # Joined files and chained Ogg change rate or layout mid-stream; a resampler
@@ -104,14 +104,20 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
             buffer.append(out)
     except av.error.FFmpegError as e:
         if not buffer.size:
-            raise PermanentError(f"the audio stream does not decode ({e})", code="corrupt_audio") from e
-        log.warning("audio ends early after %.1f s: %s", buffer.size / SAMPLE_RATE, e)
+            raise PermanentError(f"the audio stream does not decode ({_why(e)})", code="corrupt_audio") from e
+        log.warning("audio ends early after %.1f s: %s", buffer.size / SAMPLE_RATE, _why(e))
     if errors:
         log.warning("skipped %d undecodable packet(s)", errors)
     if buffer.size == 0:
         raise PermanentError(f"no audio could be decoded from the {fmt!r} content", code="no_audio_decoded")
     channels = stream.codec_context.channels if stream.codec_context else None
     return DecodedAudio(buffer.result(), fmt, stream.rate or None, channels)
+
+
+def _why(error: av.error.FFmpegError) -> str:
+    """FFmpeg's reason without the file name: the input is a scratch copy, and a failed result
+    must read the same whichever copy it was."""
+    return getattr(error, "strerror", None) or str(error)
 
 
 class _Samples:

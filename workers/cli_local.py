@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from workers import bootstrap
 from workers.errors import ConfigError
+from workers.jobs import result_key
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +80,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if not args.inbox.is_dir():
-        raise ConfigError(f"inbox folder {args.inbox} does not exist")
+        raise ConfigError(f"inbox folder {args.inbox} " + ("is a file, not a folder (for one file: analyze FILE)"
+                                                            if args.inbox.exists() else "does not exist"))
     args.results.mkdir(parents=True, exist_ok=True)
     ensure_models(settings)
     stack = bootstrap.local_stack(settings, args.inbox, args.results)
@@ -100,21 +101,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise ConfigError(f"{args.file} is not a file")
     ensure_models(settings)
+    # The file's own folder is the inbox (only this file is read), so the job id is the one
+    # `run` gives it; partials and the result go to a scratch folder.
     with tempfile.TemporaryDirectory(prefix="analyze-") as tmp:
-        inbox = Path(tmp) / "inbox"
-        inbox.mkdir()
-        # A private copy: the inbox folder must hold only this file.
-        shutil.copy2(args.file, inbox / args.file.name)
-        stack = bootstrap.local_stack(settings, inbox, Path(tmp) / "results")
+        stack = bootstrap.local_stack(settings, args.file.parent, Path(tmp) / "results", Path(tmp) / "staging")
         try:
             summary = RunSummary()
             info = stack.store.stat(stack.inbox_bucket, args.file.name)
             result = process_one(stack, info, summary)
+            stored = stack.store.read(bootstrap.LOCAL_RESULTS, result_key(args.file.name))[0] if result else b""
         finally:
             stack.close()
     if result is None:
         for e in summary.errors:
             print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2 if args.pretty else None, ensure_ascii=False))
+    # Byte for byte the line the results folder, the results bucket and BigQuery get.
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.pretty else stored.decode().rstrip("\n"))
     return 0

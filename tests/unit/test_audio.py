@@ -87,3 +87,12 @@ def test_audio_longer_than_the_limit_is_refused() -> None:
         decode(encode(tone(5.0)), max_seconds=3.0)
     assert info.value.code == "too_long"
     assert "MAX_AUDIO_SECONDS" in info.value.message
+
+
+def test_a_failure_message_does_not_name_the_scratch_file_it_was_read_from(tmp_path) -> None:
+    path = tmp_path / "job-scratch" / "audio"
+    path.parent.mkdir()
+    path.write_bytes(b"Meeting notes\nNothing to hear here.\n" * 50)
+    with pytest.raises(PermanentError) as info:
+        decode(path, max_seconds=LIMIT)
+    assert "job-scratch" not in info.value.message and "Invalid data" in info.value.message
