@@ -14,6 +14,8 @@ import pytest
 
 from tests.audio_factory import SAMPLES, encode, noise, png_bytes, tone, zip_bytes
 from workers import bootstrap
+from workers.contracts import Result, dumps, loads
+from workers.jobs import make_job_id
 from workers.runner import run_folder
 from workers.settings import REPO_ROOT
 
@@ -132,6 +134,11 @@ def test_cli_analyze_prints_one_merged_result(fast_settings, tmp_path) -> None:
     record = json.loads(out.stdout)
     jsonschema.validate(record, SCHEMA)
     assert record["status"] == "ok" and "refund" in " ".join(s["text"] for s in record["segments"]).lower()
+    # The job is the one `run` over this folder makes, and the line is the canonical stored one.
+    generation = bootstrap.local_store(tmp_path, tmp_path / "out")[0].stat(str(tmp_path.resolve()), "clip.flac")
+    assert record["job"]["job_id"] == make_job_id(str(tmp_path.resolve()), "clip.flac", generation.generation)
+    assert out.stdout == dumps(loads(Result, out.stdout)) + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.flac"], "analyze writes nothing beside the file"
 
 
 def test_cli_help_explains_every_option() -> None:
