@@ -73,13 +73,20 @@ def ser_engine(s: Settings) -> EmotionClassifier:
 
 def pipeline(settings: Settings, store, bus, *, staging_bucket: str, results_bucket: str,
              stt: SpeechToText | None, ser: EmotionClassifier | None) -> Pipeline:
+    sentiment_map = parse_sentiment_map(settings.sentiment_map)
+    unmapped = [label for label in getattr(ser, "labels", []) if label.lower() not in sentiment_map]
+    if unmapped:
+        log.warning(
+            "SER labels %s have no sentiment and count as NEUTRAL; map them with SENTIMENT_MAP=label=NEGATIVE,...",
+            unmapped,
+        )
     return Pipeline(
         store=store,
         bus=bus,
         staging_bucket=staging_bucket,
         results_bucket=results_bucket,
         partials_topic=settings.partials_topic,
-        sentiment_map=parse_sentiment_map(settings.sentiment_map),
+        sentiment_map=sentiment_map,
         max_audio_seconds=settings.max_audio_seconds,
         stt=stt,
         ser=ser,

@@ -114,3 +114,17 @@ def test_sentiment_shares_stay_within_one_and_speech_seconds_are_real() -> None:
     shares = {s.label: s.score for s in result.summary.sentiment_distribution}
     assert shares["NEGATIVE"] == 1.0 and 0 <= shares["NEUTRAL"] <= 1
     assert result.summary.speech_seconds == 2.0  # the zero-length segment adds no speech
+
+
+def test_labels_without_a_sentiment_are_named_when_the_pipeline_is_built(caplog) -> None:
+    from workers import bootstrap
+    from workers.adapters.memory import MemoryBlobStore, MemoryBus
+    from workers.settings import Settings
+
+    class GenericLabels:
+        labels = ["LABEL_0", "happy", "LABEL_1"]
+
+    with caplog.at_level("WARNING", logger="workers.bootstrap"):
+        bootstrap.pipeline(Settings.from_env({}), MemoryBlobStore(), MemoryBus(), staging_bucket="s",
+                           results_bucket="r", stt=None, ser=GenericLabels())
+    assert "['LABEL_0', 'LABEL_1']" in caplog.text and "SENTIMENT_MAP" in caplog.text
