@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ from workers.models import SER_TINY, WHISPER_BASE, WHISPER_TINY_EN, setup_models
 from workers.settings import REPO_ROOT, Settings
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / ".models"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does: fixtures tear down and the
+    # emulators, which live in sessions of their own, are stopped instead of left behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -68,5 +68,7 @@ def cmd_dev_stack(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     bootstrap.configure_logging(settings, default_level="INFO")
+    # `kill` stops the stack as Ctrl-C does: everything it started is stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     return run_dev_stack(settings, files=args.process or [], timeout=args.timeout, workdir=args.workdir,
                          out=sys.stdout)

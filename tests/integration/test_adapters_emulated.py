@@ -76,3 +76,26 @@ def test_publish_to_a_missing_topic_is_transient(pubsub_emulator, unique):
             bus.publish(f"absent-{unique}", {}, {})
     finally:
         bus.close()
+
+
+def test_an_emulator_that_does_not_come_up_is_stopped_not_left_running(pubsub_emulator, tmp_path):
+    import socket
+
+    import psutil
+
+    # Its port is taken: fake-gcs-server exits, and the start reports that instead of the
+    # answer of whatever holds the port.
+    with socket.socket() as squatter:
+        squatter.bind((emulators.HOST, 0))
+        squatter.listen()
+        server = emulators.FakeGcsServer(tmp_path / "gcs", port=squatter.getsockname()[1])
+        with pytest.raises(RuntimeError, match="exited"):
+            server.start(timeout=20)
+    # The Pub/Sub emulator given no time at all: the start fails and stops the child it spawned.
+    emulator = emulators.PubSubEmulator(tmp_path / "pubsub")
+    with pytest.raises(RuntimeError, match="did not answer"):
+        emulator.start(timeout=0.0)
+    time.sleep(0.5)
+    left = [p for p in psutil.Process().children(recursive=True)
+            if str(emulator.port) in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == []

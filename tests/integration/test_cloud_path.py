@@ -66,6 +66,12 @@ def result_writes(stack: DevStack, job_id: str) -> int:
     return len(re.findall(rf"result (ok|failed) written to .*\[job {job_id[:8]}\]", text))
 
 
+def handled(stack: DevStack, role: str, job_id: str) -> int:
+    """How many push deliveries for this job a service has answered (one outcome line each)."""
+    text = stack.processes[role].log_path.read_text(errors="replace")
+    return len(re.findall(rf"outcome \w+: .*\[job {job_id[:8]}\]", text))
+
+
 def results_named(stack: DevStack, name: str) -> list[str]:
     return [b.name for b in stack.store.list(stack.names.results, name)]
 
@@ -100,7 +106,13 @@ def test_the_same_event_delivered_five_more_times_still_gives_one_result(stack):
         assert requests.post(stack.urls["trigger"] + "/", data=body, headers=headers, timeout=30).ok
     result = stack.wait_result(name, generation, timeout=180)
     job_id = result["job"]["job_id"]
-    time.sleep(3)  # let every duplicate delivery and announcement run its course
+    # Six job messages (the upload's event and five repeats): every one reaches STT and SER,
+    # and every partial announcement the joiner. Wait until all of them were handled.
+    expected = {"stt": 6, "ser": 6, "joiner": 12}
+    deadline = time.monotonic() + 180
+    while any(handled(stack, role, job_id) < n for role, n in expected.items()):
+        assert time.monotonic() < deadline, {role: handled(stack, role, job_id) for role in expected}
+        time.sleep(0.2)
     assert results_named(stack, name) == [result_key(name)]
     assert result_writes(stack, job_id) == 1
     assert stack.result(name)["job"]["job_id"] == job_id

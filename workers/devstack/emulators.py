@@ -7,6 +7,8 @@ start), and is stopped with its whole process group.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import os
 import shutil
@@ -18,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 PROJECT = "local-dev"
 HOST = "127.0.0.1"
@@ -28,10 +30,23 @@ class EmulatorUnavailable(RuntimeError):
     """An emulator is not installed here (a setup problem, distinct from a failure to start)."""
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process handed out before (the kernel may offer a
+    port again before the child that was given it has bound it)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+# Loopback is never proxied: an http_proxy setting must not answer readiness probes for us.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log_path: Path | None = None,
@@ -39,16 +54,18 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, lo
     """Wait until ``url`` answers (with a 2xx when ``ok_only``); fail early when ``proc`` exits."""
     deadline = time.monotonic() + timeout
     while True:
+        # The child first: an answer on its port means nothing once it has exited (another
+        # program may hold the port).
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{_tail(log_path)}")
         try:
-            with urllib.request.urlopen(url, timeout=2):
+            with _NO_PROXY.open(url, timeout=2):
                 return
         except urllib.error.HTTPError:
             if not ok_only:
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{_tail(log_path)}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{_tail(log_path)}")
         time.sleep(0.1)
@@ -73,14 +90,18 @@ class _Process:
     def spawn(self, argv: Sequence[str], env: dict[str, str] | None = None,
               cwd: Path | None = None) -> subprocess.Popen:
         log = open(self.log_path, "ab")
+        env = dict(os.environ if env is None else env)
+        env["NO_PROXY"] = env["no_proxy"] = ",".join(filter(None, [env.get("NO_PROXY", ""), "127.0.0.1,localhost"]))
         self.proc = subprocess.Popen(
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=cwd or self.workdir, start_new_session=True,
         )
         log.close()
+        _running.add(self)
         return self.proc
 
     def stop(self, timeout: float = 10.0) -> None:
+        _running.discard(self)
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -97,6 +118,27 @@ class _Process:
         return _tail(self.log_path, lines)
 
 
+_running: set[_Process] = set()
+
+
+@atexit.register
+def stop_all() -> None:
+    """Whatever is still running when the interpreter exits (a failed test run, Ctrl-C, SIGTERM
+    turned into an exit) is stopped: children live in their own sessions and would outlive us."""
+    for process in list(_running):
+        process.stop(timeout=5.0)
+
+
+@contextlib.contextmanager
+def _stopped_on_failure(service) -> Iterator[None]:
+    """A start that fails half-way stops what it started (``__exit__`` never runs then)."""
+    try:
+        yield
+    except BaseException:
+        service.stop()
+        raise
+
+
 @functools.lru_cache(maxsize=1)
 def pubsub_launcher() -> list[str]:
     """The emulator's own launcher (starts in ~1.5 s) or, failing that, ``gcloud beta emulators``."""
@@ -106,11 +148,11 @@ def pubsub_launcher() -> list[str]:
     sdk_root = subprocess.run(
         [gcloud, "info", "--format=value(installation.sdk_root)"], capture_output=True, text=True, timeout=60,
     ).stdout.strip()
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        raise EmulatorUnavailable("java is not installed (the Pub/Sub emulator runs on it)")
     launcher = Path(sdk_root) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
     if launcher.exists():
         return [str(launcher)]
-    if not shutil.which("java"):
-        raise EmulatorUnavailable("java is not installed (needed for the Pub/Sub emulator)")
     return [gcloud, "beta", "emulators", "pubsub", "start"]
 
 
@@ -130,7 +172,8 @@ class PubSubEmulator:
         else:
             argv = launcher + [f"--host={HOST}", f"--port={self.port}"]
         proc = self._process.spawn(argv, env=dict(os.environ))
-        wait_http(f"http://{self.host_port}/", timeout, proc, self._process.log_path)
+        with _stopped_on_failure(self):
+            wait_http(f"http://{self.host_port}/", timeout, proc, self._process.log_path)
         return self
 
     def stop(self) -> None:
@@ -181,7 +224,8 @@ class FakeGcsServer:
                      "-event.list", "finalize"]
             env["PUBSUB_EMULATOR_HOST"] = self.pubsub_host_port
         proc = self._process.spawn(argv, env=env)
-        wait_http(f"{self.url}/storage/v1/b", timeout, proc, self._process.log_path)
+        with _stopped_on_failure(self):
+            wait_http(f"{self.url}/storage/v1/b", timeout, proc, self._process.log_path)
         return self
 
     def stop(self) -> None:
