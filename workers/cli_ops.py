@@ -168,7 +168,7 @@ def _cloud_store(settings):
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="msg", disable=not enabled or total == 0, file=sys.stderr)
+    return tqdm(total=total, unit="msg", disable=not enabled or total == 0 or not sys.stderr.isatty(), file=sys.stderr)
 
 
 # --- backfill -----------------------------------------------------------------------------

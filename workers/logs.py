@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from contextvars import ContextVar
+from datetime import datetime, timezone
 
 # Set per request by the web layer: "projects/<project>/traces/<trace id>".
 current_trace: ContextVar[str | None] = ContextVar("current_trace", default=None)
@@ -19,7 +20,9 @@ class CloudJsonFormatter(logging.Formatter):
             "severity": record.levelname,
             "message": record.getMessage(),
             "logger": record.name,
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            # UTC, whatever TZ says: Cloud Logging takes this as the entry's timestamp.
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
         }
         for key in _EXTRA_KEYS:
             if hasattr(record, key):
@@ -48,5 +51,6 @@ def configure(*, json_lines: bool, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # warnings.warn from libraries: one more log record, same format
     for noisy in ("faster_whisper", "urllib3", "google", "httpx", "filelock"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

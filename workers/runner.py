@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class RunSummary:
     ok: int = 0
     failed: int = 0
     already_done: int = 0
+    done_but_failed: list[tuple[str, str]] = field(default_factory=list)  # failed results of earlier runs
     ignored: int = 0
     errors: list[str] = field(default_factory=list)
     audio_seconds: float = 0.0
@@ -45,11 +47,14 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         out = [
-            f"files ok: {self.ok}   failed: {self.failed}   already done: {self.already_done}   ignored: {self.ignored}",
+            f"files ok: {self.ok}   failed: {self.failed}   already done: {self.already_done}"
+            + (f" ({len(self.done_but_failed)} of them failed)" if self.done_but_failed else "")
+            + f"   ignored: {self.ignored}",
             f"audio: {self.audio_seconds:.1f} s   wall: {self.wall_seconds:.1f} s   "
             f"real-time factor: {self.realtime_factor:.1f}x",
         ]
         out += [f"  failed: {name}: {why}" for name, why in self.failures]
+        out += [f"  failed in an earlier run: {name}: {why} (--force redoes it)" for name, why in self.done_but_failed]
         out += [f"  ERROR: {e}" for e in self.errors]
         if self.ser_trained is False:
             out.append(
@@ -76,11 +81,15 @@ def run_folder(stack: LocalStack, settings: Settings, *, force: bool = False, pr
     started = time.perf_counter()
     todo = []
     for info in candidates(stack, settings, summary):
-        if not force and _done_generation(stack, info.name) == info.generation:
+        done = None if force else _stored_result(stack, info.name)
+        if done is not None and done["job"]["generation"] == info.generation:
             summary.already_done += 1
+            if done["status"] != "ok":
+                summary.done_but_failed.append((info.name, f"{done['error']['code']}: {done['error']['message']}"))
         else:
             todo.append(info)
-    bar = tqdm(todo, unit="file", disable=not progress, dynamic_ncols=True)
+    # A bar only on a terminal; the per-file lines go wherever stderr goes.
+    bar = tqdm(todo, unit="file", disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True)
     with logging_redirect_tqdm():
         for info in bar:
             bar.set_postfix_str(_short(info.name))
@@ -133,11 +142,13 @@ def describe(result: dict) -> str:
             f"{len(result['segments'])} segments, dominant emotion {emotion}")
 
 
-def _done_generation(stack: LocalStack, name: str) -> int | None:
+def _stored_result(stack: LocalStack, name: str) -> dict | None:
     try:
         data, _ = stack.store.read(LOCAL_RESULTS, result_key(name))
-        return int(json.loads(data)["job"]["generation"])
-    except (NotFound, ValueError, KeyError):
+        result = json.loads(data)
+        int(result["job"]["generation"])
+        return result
+    except (NotFound, ValueError, KeyError, TypeError):
         return None
 
 

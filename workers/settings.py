@@ -9,6 +9,7 @@ root (``bootstrap``) and the CLI call :meth:`Settings.from_env`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def _setting(default: Any, env: str, help: str, group: str = "core") -> Any:
     return field(default=default, metadata={"env": env, "help": help, "group": group})
+
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,22 @@ class Settings:
         return dataclasses.replace(self, **changes).validated()
 
     def validated(self) -> "Settings":
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.metadata['env']} must be a finite number, got {value!r}")
+        choices = {"STT_DEVICE": (self.stt_device, DEVICES), "SER_DEVICE": (self.ser_device, DEVICES),
+                   "LOG_FORMAT": (self.log_format, ("auto", "json", "text")),
+                   "LOG_LEVEL": (self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))}
+        for env, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"{env} must be one of {', '.join(allowed)}, got {value!r}")
+        for env, value, least in (("STT_BEAM_SIZE", self.stt_beam_size, 1), ("STT_BATCH_SIZE", self.stt_batch_size, 0),
+                                  ("SER_BATCH_SIZE", self.ser_batch_size, 1),
+                                  ("STT_CPU_THREADS", self.stt_cpu_threads, 0),
+                                  ("SER_CPU_THREADS", self.ser_cpu_threads, 0)):
+            if value < least:
+                raise ConfigError(f"{env} must be at least {least}, got {value}")
         if self.stt_engine not in ("faster-whisper", "openai-whisper"):
             raise ConfigError(f"STT_ENGINE must be faster-whisper or openai-whisper, got {self.stt_engine!r}")
         if self.ser_window_seconds <= 0 or self.ser_hop_seconds <= 0:

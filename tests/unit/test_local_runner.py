@@ -113,6 +113,10 @@ def test_summary_counts_and_a_rerun_skips_what_is_done(processed) -> None:
     assert first.audio_seconds > 40
     assert (second.ok, second.failed, second.already_done) == (0, 0, len(VALID) + len(INVALID))
     assert any("untrained" in line for line in first.lines())
+    # A rerun still says which files failed before, and why.
+    assert sorted(name for name, _ in second.done_but_failed) == sorted(INVALID)
+    assert f"({len(INVALID)} of them failed)" in second.lines()[0]
+    assert any(line.startswith("  failed in an earlier run: picture.png: not_audio") for line in second.lines())
 
 
 def test_stt_and_ser_ran_concurrently(processed) -> None:

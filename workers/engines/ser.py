@@ -71,6 +71,10 @@ class TransformersEmotionEngine:
                 f"no transformers audio-classification model at {model_path}; "
                 "run `python -m workers setup` or set SER_MODEL"
             )
+        # transformers prints through a handler of its own; its records go through ours instead
+        # (JSON on Cloud Run).
+        transformers.utils.logging.disable_default_handler()
+        transformers.utils.logging.enable_propagation()
         self._torch = torch
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self._extractor = AutoFeatureExtractor.from_pretrained(model_path, local_files_only=True)
