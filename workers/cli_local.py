@@ -87,6 +87,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     stack = bootstrap.local_stack(settings, args.inbox, args.results)
     try:
         summary = run_folder(stack, settings, force=args.force, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the file in progress finishes its current step; run again to continue "
+              "(what is done is kept)", file=sys.stderr)
+        return 130
     finally:
         stack.close()
     for line in summary.lines():

@@ -21,7 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from workers.bootstrap import LOCAL_RESULTS, LocalStack
 from workers.contracts import to_dict
 from workers.errors import NotFound
-from workers.jobs import make_job, result_key, skip_reason
+from workers.jobs import make_job, now_rfc3339, result_key, skip_reason
 from workers.ports import BlobInfo
 from workers.settings import Settings
 
@@ -36,7 +36,9 @@ class RunSummary:
     done_but_failed: list[tuple[str, str]] = field(default_factory=list)  # failed results of earlier runs
     ignored: int = 0
     errors: list[str] = field(default_factory=list)
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # transcribed in this run
+    reused_seconds: float = 0.0  # of files whose partials an interrupted earlier run had made
+    started_at: str = ""
     wall_seconds: float = 0.0
     ser_trained: bool | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -51,7 +53,9 @@ class RunSummary:
             + (f" ({len(self.done_but_failed)} of them failed)" if self.done_but_failed else "")
             + f"   ignored: {self.ignored}",
             f"audio: {self.audio_seconds:.1f} s   wall: {self.wall_seconds:.1f} s   "
-            f"real-time factor: {self.realtime_factor:.1f}x",
+            f"real-time factor: {self.realtime_factor:.1f}x"
+            + (f"   (+{self.reused_seconds:.1f} s merged from an earlier run's partials)"
+               if self.reused_seconds else ""),
         ]
         out += [f"  failed: {name}: {why}" for name, why in self.failures]
         out += [f"  failed in an earlier run: {name}: {why} (--force redoes it)" for name, why in self.done_but_failed]
@@ -77,7 +81,7 @@ def candidates(stack: LocalStack, settings: Settings, summary: RunSummary) -> li
 
 
 def run_folder(stack: LocalStack, settings: Settings, *, force: bool = False, progress: bool = True) -> RunSummary:
-    summary = RunSummary()
+    summary = RunSummary(started_at=now_rfc3339())
     started = time.perf_counter()
     todo = []
     for info in candidates(stack, settings, summary):
@@ -125,7 +129,11 @@ def process_one(stack: LocalStack, info: BlobInfo, summary: RunSummary, *, force
     else:
         summary.failed += 1
         summary.failures.append((info.name, f"{result['error']['code']}: {result['error']['message']}"))
-    summary.audio_seconds += result.get("duration") or 0.0
+    stt_started = ((result.get("timings") or {}).get("stt") or {}).get("started_at") or ""
+    if summary.started_at and stt_started and stt_started < summary.started_at:
+        summary.reused_seconds += result.get("duration") or 0.0
+    else:
+        summary.audio_seconds += result.get("duration") or 0.0
     return result
 
 

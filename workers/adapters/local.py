@@ -209,6 +209,7 @@ class LocalBus:
         self.backoff_seconds = backoff_seconds
         self.dead_letters: list[tuple[str, str, dict[str, Any], BaseException]] = []
         self.published: list[tuple[str, dict[str, Any]]] = []
+        self._closed = False
 
     def subscribe(self, topic: str, name: str, handler: Handler) -> None:
         self._subscribers.setdefault(topic, []).append((name, handler))
@@ -218,6 +219,10 @@ class LocalBus:
         message_id = uuid.uuid4().hex
         with self._lock:
             self.published.append((topic, payload))
+            if self._closed:
+                # Shutting down (Ctrl-C): what is stored stays stored; a rerun announces it again.
+                log.debug("bus closed; %s message not delivered", topic)
+                return message_id
             for name, handler in self._subscribers.get(topic, []):
                 future = self._pool.submit(self._deliver, topic, name, handler, payload)
                 self._pending.add(future)
@@ -256,4 +261,6 @@ class LocalBus:
                 self._lock.wait(left)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
