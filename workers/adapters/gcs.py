@@ -10,6 +10,7 @@ that a fix resolves, not bad input). A 403 becomes ConfigError: a missing grant.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +18,7 @@ from typing import Iterator
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from workers.errors import ConfigError, NotFound, PreconditionFailed, TransientError
+from workers.errors import ConfigError, NotFound, PipelineError, PreconditionFailed, TransientError
 from workers.ports import BlobInfo
 
 log = logging.getLogger(__name__)
@@ -58,41 +59,26 @@ class GcsBlobStore:
         return self._client
 
     def stat(self, bucket: str, name: str) -> BlobInfo | None:
-        try:
+        with _mapped("stat", bucket, name, missing=None):
             blob = self._client.bucket(bucket).get_blob(name)
-        except gexc.NotFound:
-            return None
-        except gexc.Forbidden as e:
-            raise _denied("read", bucket, name, e) from e
-        except _TRANSIENT as e:
-            raise TransientError(f"stat gs://{bucket}/{name}: {e}") from e
-        return None if blob is None else _info(blob)
+            return None if blob is None else _info(blob)
+        return None  # the bucket is gone: so is the object
 
     def read(self, bucket: str, name: str) -> tuple[bytes, int]:
         blob = self._client.bucket(bucket).blob(name)
-        try:
+        with _mapped("read", bucket, name, missing=NotFound(f"gs://{bucket}/{name} does not exist")):
             data = blob.download_as_bytes()
-        except gexc.NotFound as e:
-            raise NotFound(f"gs://{bucket}/{name} does not exist") from e
-        except gexc.Forbidden as e:
-            raise _denied("read", bucket, name, e) from e
-        except _TRANSIENT as e:
-            raise TransientError(f"read gs://{bucket}/{name}: {e}") from e
         return data, int(blob.generation)
 
     def download(self, bucket: str, name: str, generation: int, dest: Path) -> None:
         blob = self._client.bucket(bucket).blob(name, generation=generation, chunk_size=DOWNLOAD_CHUNK_BYTES)
         try:
-            blob.download_to_filename(str(dest))
-        except gexc.NotFound as e:
+            with _mapped(f"download #{generation} of", bucket, name,
+                         missing=NotFound(f"gs://{bucket}/{name} generation {generation} is gone")):
+                blob.download_to_filename(str(dest))
+        except PipelineError:
             Path(dest).unlink(missing_ok=True)
-            raise NotFound(f"gs://{bucket}/{name} generation {generation} is gone") from e
-        except gexc.Forbidden as e:
-            Path(dest).unlink(missing_ok=True)
-            raise _denied("read", bucket, name, e) from e
-        except _TRANSIENT as e:
-            Path(dest).unlink(missing_ok=True)
-            raise TransientError(f"download gs://{bucket}/{name}#{generation}: {e}") from e
+            raise
 
     def write(
         self,
@@ -105,39 +91,42 @@ class GcsBlobStore:
     ) -> int:
         blob = self._client.bucket(bucket).blob(name)
         try:
-            # A conditional write is safe to retry, so the library's default retry applies.
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
+            with _mapped("write (create or replace)", bucket, name,
+                         missing=TransientError(f"bucket {bucket!r} does not exist (write of {name})")):
+                # A conditional write is safe to retry, so the library's default retry applies.
+                blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
         except gexc.PreconditionFailed as e:
             raise PreconditionFailed(
                 f"gs://{bucket}/{name}: generation does not match {if_generation_match}"
             ) from e
-        except gexc.NotFound as e:
-            raise TransientError(f"bucket {bucket!r} does not exist (write of {name})") from e
-        except gexc.Forbidden as e:
-            raise _denied("write (create or replace)", bucket, name, e) from e
-        except _TRANSIENT as e:
-            raise TransientError(f"write gs://{bucket}/{name}: {e}") from e
         return int(blob.generation)
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[BlobInfo]:
-        try:
+        with _mapped("list", bucket, prefix, missing=NotFound(f"bucket {bucket!r} does not exist")):
             for blob in self._client.list_blobs(bucket, prefix=prefix or None):
                 yield _info(blob)
-        except gexc.NotFound as e:
-            raise NotFound(f"bucket {bucket!r} does not exist") from e
-        except gexc.Forbidden as e:
-            raise _denied("list", bucket, prefix, e) from e
-        except _TRANSIENT as e:
-            raise TransientError(f"list gs://{bucket}/{prefix}: {e}") from e
 
     def put(self, bucket: str, name: str, path: Path, content_type: str | None = None) -> int:
         """Upload a local file unconditionally, as a user's ``gcloud storage cp`` does."""
         blob = self._client.bucket(bucket).blob(name)
-        try:
+        with _mapped("upload", bucket, name, missing=TransientError(f"bucket {bucket!r} does not exist")):
             blob.upload_from_filename(str(path), content_type=content_type)
-        except _TRANSIENT as e:
-            raise TransientError(f"upload gs://{bucket}/{name}: {e}") from e
         return int(blob.generation)
+
+
+@contextlib.contextmanager
+def _mapped(action: str, bucket: str, name: str, *, missing: PipelineError | None) -> Iterator[None]:
+    """The client's errors in the pipeline's terms: 404 becomes ``missing`` (swallowed when
+    None), 403 a ConfigError, and what may pass (429, 5xx, timeouts) a TransientError."""
+    try:
+        yield
+    except gexc.NotFound as e:
+        if missing is not None:
+            raise missing from e
+    except gexc.Forbidden as e:
+        raise _denied(action, bucket, name, e) from e
+    except _TRANSIENT as e:
+        raise TransientError(f"{action} gs://{bucket}/{name}: {e}") from e
 
 
 def _denied(action: str, bucket: str, name: str, error: Exception) -> ConfigError:
