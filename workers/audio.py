@@ -87,12 +87,13 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
             for frame in frames:
                 # Joined files and chained Ogg change rate or layout mid-stream; a resampler
                 # only takes the shape it was set up with, so flush it and start another.
-                if shape != (frame.format.name, frame.layout.name, frame.sample_rate):
+                frame_shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if frame_shape != shape:
                     if shape is not None:
                         for out in resampler.resample(None):
                             buffer.append(out)
                         resampler = av.AudioResampler(format="flt", rate=SAMPLE_RATE)
-                    shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    shape = frame_shape
                 for out in resampler.resample(frame):
                     buffer.append(out)
             if buffer.size > limit:

@@ -292,8 +292,9 @@ class Backfill:
                 slots.acquire()
                 if denied.is_set():  # the same error awaits every other item: stop, a rerun resumes
                     slots.release()
-                    summary.errors.append(f"stopped after a permission or configuration error; "
-                                          f"{len(selected) - summary.published} object(s) left for the next run")
+                    with lock:
+                        summary.errors.append(f"stopped after a permission or configuration error; "
+                                              f"{len(selected) - summary.published} object(s) left for the next run")
                     break
                 limiter.wait()
                 pool.submit(send, item)

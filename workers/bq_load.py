@@ -5,8 +5,8 @@ A load lists the result files (a prefix, a range of update times), loads them wi
 (``NEWLINE_DELIMITED_JSON``) into a staging table of its own, then ``MERGE``s the staging
 table into the results table on ``job.bucket`` + ``job.name``: per audio object the row with
 the newest ``job.generation`` (then the latest merge) wins, so loading the same files twice
-leaves one row per object, and a re-upload or a reprocessing run replaces its row. The staging table is dropped afterwards and expires
-after a day if a load dies half-way.
+leaves one row per object, and a re-upload or a reprocessing run replaces its row. The
+staging table is dropped afterwards and expires after a day if a load dies half-way.
 
 The BigQuery client is passed in (the CLI builds it); the listing goes through the BlobStore
 port, so the same code lists GCS, the GCS emulator or a folder.

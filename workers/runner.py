@@ -89,7 +89,7 @@ def run_folder(stack: LocalStack, settings: Settings, *, force: bool = False, pr
         if done is not None and done["job"]["generation"] == info.generation:
             summary.already_done += 1
             if done["status"] != "ok":
-                summary.done_but_failed.append((info.name, f"{done['error']['code']}: {done['error']['message']}"))
+                summary.done_but_failed.append((info.name, why_failed(done)))
         else:
             todo.append(info)
     # A bar only on a terminal; the per-file lines go wherever stderr goes.
@@ -128,12 +128,13 @@ def process_one(stack: LocalStack, info: BlobInfo, summary: RunSummary, *, force
         summary.ok += 1
     else:
         summary.failed += 1
-        summary.failures.append((info.name, f"{result['error']['code']}: {result['error']['message']}"))
+        summary.failures.append((info.name, why_failed(result)))
+    duration = result.get("duration") or 0.0
     stt_started = ((result.get("timings") or {}).get("stt") or {}).get("started_at") or ""
     if summary.started_at and stt_started and stt_started < summary.started_at:
-        summary.reused_seconds += result.get("duration") or 0.0
+        summary.reused_seconds += duration
     else:
-        summary.audio_seconds += result.get("duration") or 0.0
+        summary.audio_seconds += duration
     return result
 
 
@@ -141,13 +142,17 @@ def describe(result: dict) -> str:
     """One human line per processed file."""
     name = result["job"]["name"]
     if result["status"] != "ok":
-        return f"FAILED {name}: {result['error']['code']}: {result['error']['message']}"
+        return f"FAILED {name}: {why_failed(result)}"
     summary = result.get("summary") or {}
     emotion = summary.get("dominant_emotion") or "-"
     if not result["engines"]["ser"]["trained"]:
         emotion += " (untrained model)"
     return (f"ok     {name}: {result['duration']:.1f} s, language {result['language']}, "
             f"{len(result['segments'])} segments, dominant emotion {emotion}")
+
+
+def why_failed(result: dict) -> str:
+    return f"{result['error']['code']}: {result['error']['message']}"
 
 
 def _stored_result(stack: LocalStack, name: str) -> dict | None:

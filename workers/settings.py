@@ -25,6 +25,7 @@ def _setting(default: Any, env: str, help: str, group: str = "core") -> Any:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+ON_OFF = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,9 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.metadata['env']} must be a finite number, got {value!r}")
-        choices = {"STT_DEVICE": (self.stt_device, DEVICES), "SER_DEVICE": (self.ser_device, DEVICES),
+        choices = {"STT_ENGINE": (self.stt_engine, ("faster-whisper", "openai-whisper")),
+                   "STT_DEVICE": (self.stt_device, DEVICES), "SER_DEVICE": (self.ser_device, DEVICES),
+                   "PUSH_AUTH": (self.push_auth, ON_OFF), "ID_TOKENS": (self.id_tokens, ON_OFF),
                    "LOG_FORMAT": (self.log_format, ("auto", "json", "text")),
                    "LOG_LEVEL": (self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))}
         for env, (value, allowed) in choices.items():
@@ -197,8 +200,6 @@ class Settings:
                                   ("SER_CPU_THREADS", self.ser_cpu_threads, 0)):
             if value < least:
                 raise ConfigError(f"{env} must be at least {least}, got {value}")
-        if self.stt_engine not in ("faster-whisper", "openai-whisper"):
-            raise ConfigError(f"STT_ENGINE must be faster-whisper or openai-whisper, got {self.stt_engine!r}")
         if self.ser_window_seconds <= 0 or self.ser_hop_seconds <= 0:
             raise ConfigError("SER_WINDOW_SECONDS and SER_HOP_SECONDS must be positive")
         if self.ser_hop_seconds > self.ser_window_seconds:
@@ -213,10 +214,6 @@ class Settings:
                 f"INBOX_BUCKET {self.inbox_bucket!r} is also the staging or results bucket: outputs would be "
                 "taken for uploads, so the pipeline needs separate buckets"
             )
-        if self.push_auth not in ("on", "off"):
-            raise ConfigError(f"PUSH_AUTH must be on or off, got {self.push_auth!r}")
-        if self.id_tokens not in ("on", "off"):
-            raise ConfigError(f"ID_TOKENS must be on or off, got {self.id_tokens!r}")
         return self
 
     @property

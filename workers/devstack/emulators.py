@@ -130,7 +130,7 @@ def stop_all() -> None:
 
 
 @contextlib.contextmanager
-def _stopped_on_failure(service) -> Iterator[None]:
+def stopped_on_failure(service) -> Iterator[None]:
     """A start that fails half-way stops what it started (``__exit__`` never runs then)."""
     try:
         yield
@@ -172,7 +172,7 @@ class PubSubEmulator:
         else:
             argv = launcher + [f"--host={HOST}", f"--port={self.port}"]
         proc = self._process.spawn(argv, env=dict(os.environ))
-        with _stopped_on_failure(self):
+        with stopped_on_failure(self):
             wait_http(f"http://{self.host_port}/", timeout, proc, self._process.log_path)
         return self
 
@@ -224,7 +224,7 @@ class FakeGcsServer:
                      "-event.list", "finalize"]
             env["PUBSUB_EMULATOR_HOST"] = self.pubsub_host_port
         proc = self._process.spawn(argv, env=env)
-        with _stopped_on_failure(self):
+        with stopped_on_failure(self):
             wait_http(f"{self.url}/storage/v1/b", timeout, proc, self._process.log_path)
         return self
 

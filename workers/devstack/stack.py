@@ -93,13 +93,11 @@ class DevStack:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self, timeout: float = 180.0) -> "DevStack":
-        try:
-            return self._start(timeout)
-        except BaseException:
-            self.stop()  # a half-started stack: ``__exit__`` does not run when ``__enter__`` raises
-            raise
+        with emulators.stopped_on_failure(self):
+            self._start(timeout)
+        return self
 
-    def _start(self, timeout: float) -> "DevStack":
+    def _start(self, timeout: float) -> None:
         os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host_port
         n = self.names
         for bucket in (n.inbox, n.staging, n.results):

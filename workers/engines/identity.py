@@ -17,7 +17,7 @@ MODEL_ID_FILE = "MODEL_ID"
 def model_id(path: Path) -> str:
     marker = path / MODEL_ID_FILE if path.is_dir() else path.with_name(f"{path.stem}.{MODEL_ID_FILE}")
     try:
-        found = marker.read_text(encoding="utf-8").strip().splitlines()
+        text = marker.read_text(encoding="utf-8").strip()
     except (FileNotFoundError, NotADirectoryError):
-        found = []
-    return found[0].strip() if found and found[0].strip() else (path.name if path.is_dir() else path.stem)
+        text = ""
+    return text.splitlines()[0].strip() if text else (path.name if path.is_dir() else path.stem)

@@ -125,22 +125,29 @@ class FasterWhisperEngine:
         else:
             segments, info = self._model.transcribe(audio, condition_on_previous_text=False, **options)
         found = [
-            Segment(
-                id=0,
-                start=s.start,
-                end=s.end,
-                text=s.text.strip(),
-                avg_logprob=finite(s.avg_logprob, -100.0),
-                no_speech_prob=finite(s.no_speech_prob, 1.0),
-                words=[Word(w.start, w.end, w.word, finite(w.probability, 0.0)) for w in (s.words or [])],
-            )
+            decoded_segment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob,
+                            [(w.start, w.end, w.word, w.probability) for w in (s.words or [])])
             for s in segments
         ]
         return found, info
 
 
-def finite(value: float, instead: float) -> float:
-    """JSON and BigQuery take finite numbers only; a decoder can report -inf or NaN."""
+def decoded_segment(start: float, end: float, text: str, avg_logprob: float, no_speech_prob: float,
+                    words: Sequence[tuple[float, float, str, float]]) -> Segment:
+    """A segment as either Whisper library reports it, with its numbers made finite: JSON and
+    BigQuery take finite numbers only, and a decoder can report -inf or NaN."""
+    return Segment(
+        id=0,
+        start=float(start),
+        end=float(end),
+        text=text.strip(),
+        avg_logprob=_finite(avg_logprob, -100.0),
+        no_speech_prob=_finite(no_speech_prob, 1.0),
+        words=[Word(float(a), float(b), word, _finite(p, 0.0)) for a, b, word, p in words],
+    )
+
+
+def _finite(value: float, instead: float) -> float:
     return float(value) if math.isfinite(value) else instead
 
 
@@ -221,18 +228,8 @@ class OpenAIWhisperEngine:
             verbose=None,
         )
         raw = [
-            Segment(
-                id=0,
-                start=float(s["start"]),
-                end=float(s["end"]),
-                text=s["text"].strip(),
-                avg_logprob=finite(s["avg_logprob"], -100.0),
-                no_speech_prob=finite(s["no_speech_prob"], 1.0),
-                words=[
-                    Word(float(w["start"]), float(w["end"]), w["word"], finite(w["probability"], 0.0))
-                    for w in s.get("words", [])
-                ],
-            )
+            decoded_segment(s["start"], s["end"], s["text"], s["avg_logprob"], s["no_speech_prob"],
+                            [(w["start"], w["end"], w["word"], w["probability"]) for w in s.get("words", [])])
             for s in result["segments"]
         ]
         return Transcript(language, probability, len(audio) / SAMPLE_RATE, split_segments(raw, self._max_seconds))
