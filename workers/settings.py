@@ -26,6 +26,8 @@ def _setting(default: Any, env: str, help: str, group: str = "core") -> Any:
 
 DEVICES = ("auto", "cpu", "cuda")
 ON_OFF = ("on", "off")
+SER_ENGINES = ("whisper-head", "transformers")
+DEFAULT_SER_MODEL = "ser-whisper-base-emodb"
 
 
 @dataclass(frozen=True)
@@ -66,19 +68,31 @@ class Settings:
         "SEGMENT_MAX_SECONDS",
         "Segments longer than this are split at the longest pause between words.",
     )
+    ser_engine: str = _setting(
+        "whisper-head",
+        "SER_ENGINE",
+        "Speech-emotion engine: whisper-head (Whisper's encoder plus a small trained head) or transformers "
+        "(any local audio-classification checkpoint).",
+    )
     ser_model: str = _setting(
         "",
         "SER_MODEL",
-        "Local path of a transformers audio-classification checkpoint. Empty: the tiny "
-        "untrained Wav2Vec2 built by setup (results are marked untrained).",
+        "Local path of the SER model: a whisper-head folder (head.npz, MODEL_CARD.md, encoder/) or a "
+        "transformers audio-classification checkpoint. Empty: the whisper-head trained on Berlin EmoDB, "
+        "assembled by setup (whisper-head only).",
     )
     ser_device: str = _setting("auto", "SER_DEVICE", "auto, cpu or cuda.")
+    ser_compute_type: str = _setting(
+        "auto", "SER_COMPUTE_TYPE", "CTranslate2 compute type of the whisper-head encoder; auto is int8 on CPU "
+        "and float16 on CUDA.",
+    )
     ser_window_seconds: float = _setting(
         3.0, "SER_WINDOW_SECONDS", "Length of each emotion window in seconds."
     )
     ser_hop_seconds: float = _setting(1.5, "SER_HOP_SECONDS", "Step between emotion windows in seconds.")
     ser_batch_size: int = _setting(16, "SER_BATCH_SIZE", "Emotion windows classified per forward pass.")
-    ser_cpu_threads: int = _setting(0, "SER_CPU_THREADS", "torch CPU threads for SER; 0 keeps torch's default.")
+    ser_cpu_threads: int = _setting(0, "SER_CPU_THREADS",
+                                   "CPU threads for SER; 0 uses every CPU (whisper-head) or torch's default (transformers).")
     sentiment_map: str = _setting(
         "",
         "SENTIMENT_MAP",
@@ -187,7 +201,8 @@ class Settings:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.metadata['env']} must be a finite number, got {value!r}")
         choices = {"STT_ENGINE": (self.stt_engine, ("faster-whisper", "openai-whisper")),
-                   "STT_DEVICE": (self.stt_device, DEVICES), "SER_DEVICE": (self.ser_device, DEVICES),
+                   "STT_DEVICE": (self.stt_device, DEVICES),
+                   "SER_ENGINE": (self.ser_engine, SER_ENGINES), "SER_DEVICE": (self.ser_device, DEVICES),
                    "PUSH_AUTH": (self.push_auth, ON_OFF), "ID_TOKENS": (self.id_tokens, ON_OFF),
                    "LOG_FORMAT": (self.log_format, ("auto", "json", "text")),
                    "LOG_LEVEL": (self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))}
@@ -226,7 +241,10 @@ class Settings:
     def ser_model_path(self) -> Path:
         if self.ser_model:
             return Path(self.ser_model).expanduser()
-        return Path(self.models_dir) / "ser-wav2vec2-tiny-untrained"
+        if self.ser_engine == "transformers":
+            raise ConfigError("SER_ENGINE=transformers needs SER_MODEL: the path of a local audio-classification "
+                              "checkpoint (the default model is a whisper-head one)")
+        return Path(self.models_dir) / DEFAULT_SER_MODEL
 
     @property
     def ignore_globs(self) -> tuple[str, ...]:

@@ -17,7 +17,14 @@ locals {
     # Bigger blocks than the CPU default fill the GPU's batches (8 x 30 s per batch).
     STT_BLOCK_SECONDS = tostring(var.stt_block_seconds)
   })
-  ser_env    = merge(local.gpu_worker_env, { ROLE = "ser", SER_DEVICE = "cuda" })
+  ser_env = merge(local.gpu_worker_env, {
+    ROLE       = "ser"
+    SER_DEVICE = "cuda"
+    SER_ENGINE = var.ser_engine
+    # The image carries the whisper-head default and, when built with SER_MODEL_REPO, a
+    # transformers checkpoint in /models/ser.
+    SER_MODEL = var.ser_engine == "transformers" ? "/models/ser" : "/models/ser-whisper-base-emodb"
+  })
   joiner_env = merge(local.common_env, { ROLE = "joiner", STAGING_BUCKET = local.staging_bucket, RESULTS_BUCKET = local.results_bucket })
   api_env = merge(local.common_env, {
     ROLE                    = "api"

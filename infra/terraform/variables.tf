@@ -82,6 +82,17 @@ variable "stt_engine" {
   }
 }
 
+variable "ser_engine" {
+  description = "SER_ENGINE of the SER service: whisper-head (the project's emotion head on Whisper base's encoder, in every image) or transformers (the checkpoint an image was built with via SER_MODEL_REPO, in /models/ser)."
+  type        = string
+  default     = "whisper-head"
+
+  validation {
+    condition     = contains(["whisper-head", "transformers"], var.ser_engine)
+    error_message = "ser_engine must be whisper-head or transformers."
+  }
+}
+
 variable "stt_block_seconds" {
   description = "STT_BLOCK_SECONDS for the GPU STT service: long audio is transcribed in blocks of about this many seconds; larger blocks fill GPU batches, smaller ones bound memory."
   type        = number

@@ -101,7 +101,11 @@ def test_gpu_image_fetches_models_at_build_time_and_runs_offline():
     assert f'(folder / "{MODEL_ID_FILE}").write_text' in downloads[0] and "revision=commit" in downloads[0]
     runtime = env_names(final_stage(DOCKERFILES["gpu"]))
     assert runtime["HF_HUB_OFFLINE"] == "1"
-    assert runtime["STT_MODEL"] == "/models/stt" and runtime["SER_MODEL"] == "/models/ser"
+    assert runtime["STT_MODEL"] == "/models/stt"
+    # The default SER model is assembled offline at build time from PyPI packages plus the committed head.
+    assert (runtime["SER_ENGINE"], runtime["SER_MODEL"]) == ("whisper-head", "/models/ser-whisper-base-emodb")
+    runs = [r for k, r in final_stage(DOCKERFILES["gpu"]) if k == "RUN"]
+    assert any("python -m workers setup --models-dir /models" in r for r in runs)
     assert any(k == "COPY" and "--from=models /models /models" in r for k, r in final_stage(DOCKERFILES["gpu"]))
     args = " ".join(r for k, r in steps if k == "ARG")
     assert "STT_MODEL_REPO" in args and "SER_MODEL_REPO" in args, "models are build arguments"

@@ -39,16 +39,28 @@ def test_whisper_on_cuda_is_float16_and_transcribes_the_sample(fast_settings) ->
 
 
 @pytest.mark.gpu
-def test_ser_on_cuda_scores_like_the_cpu(fast_settings) -> None:
+def test_transformers_ser_on_cuda_scores_like_the_cpu(untrained_settings) -> None:
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("torch sees no CUDA device (or is the CPU build)")
     audio = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
-    ser = bootstrap.ser_engine(fast_settings)
+    ser = bootstrap.ser_engine(untrained_settings)
     assert ser.device == "cuda"
     on_gpu = ser.classify(audio)
-    on_cpu = bootstrap.ser_engine(fast_settings.replace(ser_device="cpu")).classify(audio)
+    on_cpu = bootstrap.ser_engine(untrained_settings.replace(ser_device="cpu")).classify(audio)
     assert [(w.start, w.end) for w in on_gpu.windows] == [(w.start, w.end) for w in on_cpu.windows]
     gpu, cpu = (np.array([w.scores for w in t.windows]) for t in (on_gpu, on_cpu))
     assert np.allclose(gpu, cpu, atol=1e-3)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_whisper_head_on_cuda_is_float16_and_agrees_with_int8_on_the_cpu(fast_settings) -> None:
+    audio = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
+    ser = bootstrap.ser_engine(fast_settings)  # the head's encoder check passes on float16 too
+    assert (ser.device, ser.encoder.compute_type) == ("cuda", "float16")
+    on_gpu = np.array([w.scores for w in ser.classify(audio).windows])
+    on_cpu = np.array([w.scores for w in bootstrap.ser_engine(fast_settings.replace(ser_device="cpu")).classify(audio).windows])
+    assert np.abs(on_gpu - on_cpu).max() < 0.1
+    assert (on_gpu.argmax(1) == on_cpu.argmax(1)).mean() >= 0.9

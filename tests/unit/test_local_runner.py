@@ -80,7 +80,8 @@ def test_odd_but_valid_input_gets_an_ok_result(processed, name: str) -> None:
     record = load(results, name)
     assert record["status"] == "ok", record["error"]
     assert record["job"]["name"] == name
-    assert record["engines"]["ser"]["trained"] is False
+    assert record["engines"]["ser"]["trained"] is True
+    assert record["engines"]["ser"]["name"] == "whisper-head"
 
 
 def test_speech_under_odd_names_is_transcribed_with_an_emotion_per_segment(processed) -> None:
@@ -88,7 +89,9 @@ def test_speech_under_odd_names_is_transcribed_with_an_emotion_per_segment(proce
     record = load(results, "spaces and ünïcödé/…call….flac")
     text = " ".join(s["text"] for s in record["segments"]).lower()
     assert "refund" in text and "replacement" in text
-    assert all(s["emotion"]["label"] and len(s["emotion"]["scores"]) == 7 for s in record["segments"])
+    labels = ["angry", "happy", "neutral", "sad"]
+    assert all(s["emotion"]["label"] in labels and [x["label"] for x in s["emotion"]["scores"]] == labels
+               for s in record["segments"])
     assert record["summary"]["dominant_emotion"] in [s["label"] for s in record["summary"]["distribution"]]
 
 
@@ -112,7 +115,7 @@ def test_summary_counts_and_a_rerun_skips_what_is_done(processed) -> None:
     assert (first.ok, first.failed, first.errors) == (len(VALID), len(INVALID), [])
     assert first.audio_seconds > 40
     assert (second.ok, second.failed, second.already_done) == (0, 0, len(VALID) + len(INVALID))
-    assert any("untrained" in line for line in first.lines())
+    assert not any("untrained" in line for line in first.lines()), "the default emotion model is trained"
     # A rerun still says which files failed before, and why.
     assert sorted(name for name, _ in second.done_but_failed) == sorted(INVALID)
     assert f"({len(INVALID)} of them failed)" in second.lines()[0]
@@ -158,6 +161,6 @@ def test_each_processed_file_gets_a_readable_line(processed) -> None:
 
     _, results, _, _ = processed
     ok = describe(load(results, "spaces and ünïcödé/…call….flac"))
-    assert ok.startswith("ok ") and "language en" in ok and "(untrained model)" in ok
+    assert ok.startswith("ok ") and "language en" in ok and "untrained" not in ok
     failed = describe(load(results, "picture.png"))
     assert failed.startswith("FAILED picture.png: not_audio")

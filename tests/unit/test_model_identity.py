@@ -26,8 +26,8 @@ def test_a_checkpoint_file_reads_the_id_beside_it(tmp_path) -> None:
     assert model_id(checkpoint) == "openai/whisper-large-v3@f00d"
 
 
-def test_the_engine_records_the_model_id(fast_settings, tmp_path) -> None:
-    source = fast_settings.ser_model_path
+def test_the_engine_records_the_model_id(untrained_settings, tmp_path) -> None:
+    source = untrained_settings.ser_model_path
     copy = tmp_path / "ser"
     shutil.copytree(source, copy)
     (copy / "MODEL_ID").write_text("example/ser@1234\n")

@@ -48,7 +48,7 @@ def test_a_checkpoint_without_an_untrained_mark_counts_as_trained(loudness_model
     assert engine.engine.model == "loudness-classifier"
 
 
-def test_the_tiny_default_is_marked_untrained_and_has_seven_emotions(tiny_ser) -> None:
+def test_a_random_checkpoint_is_marked_untrained_and_has_seven_emotions(tiny_ser) -> None:
     assert tiny_ser.engine.trained is False
     assert len(tiny_ser.labels) == 7 and "neutral" in tiny_ser.labels
     track = tiny_ser.classify(noise(4.0))

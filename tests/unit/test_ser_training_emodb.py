@@ -1,0 +1,96 @@
+"""The default emotion head on real acted speech (Berlin EmoDB in ../shared/external), speaker-independently."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.external_data import external
+from workers import bootstrap
+from workers.contracts import Result, loads
+from workers.engines.ser_head import HEAD_FILE, SerHead
+from workers.engines.whisper_encoder import WhisperEncoder
+from workers.models import DEFAULT_HEAD, WHISPER_BASE
+from workers.runner import run_folder
+from workers.ser_training import (
+    evaluate, extract_features, fit_head, fixed_test_speakers, options_from_record, read_dataset, write_model,
+)
+
+pytestmark = pytest.mark.slow
+COMMITTED = SerHead.load(DEFAULT_HEAD / HEAD_FILE)
+OPTIONS = options_from_record(COMMITTED.training["options"])
+
+
+@pytest.fixture(scope="module")
+def emodb(models_dir):
+    folder = external("emodb")
+    dataset = read_dataset(folder, min_clips_per_label=OPTIONS.min_clips_per_label)
+    encoder = WhisperEncoder(models_dir / WHISPER_BASE, device="cpu")
+    return folder, dataset, encoder, extract_features(dataset, encoder, OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def evaluations(emodb):
+    _, dataset, encoder, features = emodb
+    return evaluate(dataset, features, OPTIONS, encoder=encoder)
+
+
+def test_actors_the_head_never_heard_are_recognised(evaluations) -> None:
+    loso, fixed = evaluations
+    assert fixed.name == "fixed split: test speakers 14, 16"
+    for scores in (fixed.clips, fixed.continuous, loso.clips, loso.continuous):
+        assert scores.unweighted_accuracy >= 0.80, scores
+    assert loso.clips.clips == 275 and fixed.clips.clips == 80
+
+
+def test_the_committed_card_metrics_come_back_from_the_command_it_names(emodb, evaluations) -> None:
+    from workers.__main__ import build_parser
+
+    _, dataset, encoder, features = emodb
+    words = shlex.split(COMMITTED.training["command"])
+    assert words[:4] == ["python", "-m", "workers", "train-ser"]
+    args = build_parser().parse_args(words[3:])
+    assert (args.window_seconds, args.hop_seconds, args.c, args.seed, not args.no_streams) == (
+        OPTIONS.window_seconds, OPTIONS.hop_seconds, OPTIONS.c, OPTIONS.seed, OPTIONS.streams)
+    recorded = COMMITTED.training["metrics"]
+    for fresh, card in zip(evaluations, recorded):
+        assert fresh.name == card["name"]
+        for kind in ("clips", "continuous"):
+            assert getattr(fresh, kind).unweighted_accuracy == pytest.approx(card[kind]["unweighted_accuracy"], abs=0.02)
+            assert getattr(fresh, kind).weighted_accuracy == pytest.approx(card[kind]["weighted_accuracy"], abs=0.02)
+    head = fit_head(dataset, features, dataset.speakers, OPTIONS, name=COMMITTED.name, encoder=encoder)
+    windows = np.stack([x for f in features.values() for _, x in f.clip_windows])
+    agree = head.probabilities(windows).argmax(1) == COMMITTED.probabilities(windows).argmax(1)
+    assert agree.mean() > 0.97
+
+
+def test_a_full_run_gives_unseen_actors_their_emotions(emodb, base_settings, tmp_path) -> None:
+    folder, dataset, encoder, features = emodb
+    test = fixed_test_speakers(dataset, OPTIONS)
+    train = [s for s in dataset.speakers if s not in test]
+    model = tmp_path / "ser"
+    write_model(model, fit_head(dataset, features, train, OPTIONS, name="without-14-16", encoder=encoder), "card",
+                encoder.model_path)
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    inbox.mkdir()
+    chosen = [c for label in dataset.labels for c in [c for c in dataset.clips if c.speaker in test
+                                                      and c.label == label][:3]]
+    for clip in chosen:
+        shutil.copyfile(folder / clip.file, inbox / f"{clip.speaker}-{clip.label}-{(folder / clip.file).name}")
+    settings = base_settings.replace(ser_model=str(model))
+    stack = bootstrap.local_stack(settings, inbox, results)
+    try:
+        summary = run_folder(stack, settings, progress=False)
+    finally:
+        stack.close()
+    assert (summary.ok, summary.failed) == (len(chosen), 0)
+    right = 0
+    for path in results.glob("*.json"):
+        result = loads(Result, path.read_text())
+        assert result.engines.ser.trained and result.engines.ser.model.endswith(
+            bootstrap.ser_engine(settings).engine.model.split("+")[1])
+        right += result.summary.dominant_emotion == path.name.split("-")[1]
+    assert right >= 0.75 * len(chosen), f"{right} of {len(chosen)} files got their acted emotion"

@@ -1,0 +1,87 @@
+"""``python -m workers train-ser``: a model folder from labelled files, and clear errors for bad data sets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.audio_factory import encode, noise, tone
+from workers.__main__ import main
+from workers.engines.ser_head import CARD_FILE, HEAD_FILE, SerHead
+from workers.engines.ser_whisper import WhisperHeadEmotionEngine
+
+
+def write_dataset(folder: Path, rows: list[dict[str, str]], audio: dict[str, bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in audio.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    with (folder / "labels.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file", "label", "speaker"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def tones_and_noise(folder: Path, speakers=("a", "b", "c"), per_label: int = 5) -> Path:
+    rows, audio = [], {}
+    for speaker in speakers:
+        for k in range(per_label):
+            for label, samples in (("calm", tone(1.0 + k / 4, freq=200 + 60 * k, amplitude=0.2)),
+                                   ("angry", noise(1.0 + k / 4, amplitude=0.3, seed=k))):
+                name = f"clips/{speaker}_{label}_{k}.wav"
+                audio[name] = encode(samples)
+                rows.append({"file": name, "label": label, "speaker": speaker, "note": "extra columns are fine"})
+    return write_dataset(folder, rows, audio)
+
+
+def test_train_ser_writes_a_model_the_engine_loads_and_reports_speaker_independent_scores(
+        tmp_path, models_dir, capsys) -> None:
+    data = tones_and_noise(tmp_path / "data")
+    out = tmp_path / "model"
+    assert main(["train-ser", str(data), "-o", str(out), "--name", "toy", "--models-dir", str(models_dir),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "leave-one-speaker-out" in printed and "fixed split: test speakers c" in printed
+    assert "unweighted accuracy 1.000" in printed, printed
+    head = SerHead.load(out / HEAD_FILE)
+    assert head.labels == ("angry", "calm") and head.training["speakers"] == ["a", "b", "c"]
+    assert head.training["command"].startswith(f"python -m workers train-ser {data} --out {out} --name toy")
+    card = (out / CARD_FILE).read_text()
+    assert f"`{head.head_id}`" in card and "| a | 5 | 5 |" in card and "## Caveats" in card
+    engine = WhisperHeadEmotionEngine(out, device="cpu")
+    scores = np.array([w.scores for w in engine.classify(noise(3.0, amplitude=0.3, seed=9)).windows])
+    assert scores[:, 0].mean() > 0.8, "noise is 'angry'"
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("no labels.csv", "labels.csv is missing"),
+    ("unknown column", "has the columns file,emotion,speaker; it needs file,label,speaker (missing: label)"),
+    ("missing file", "line 2: clips/gone.wav does not exist"),
+    ("one speaker", "names one speaker (a)"),
+    ("too few clips", "too few clips for 'calm' (2)"),
+    ("not audio", "line 2: notes.wav cannot be used"),
+])
+def test_bad_data_sets_are_refused_with_a_clear_error(tmp_path, models_dir, capsys, breakage, message) -> None:
+    folder = tmp_path / "data"
+    wav = encode(tone(1.0))
+    if breakage == "no labels.csv":
+        folder.mkdir()
+    elif breakage == "unknown column":
+        write_dataset(folder, [{"file": "x.wav", "emotion": "calm", "speaker": "a"}], {"x.wav": wav})
+    elif breakage == "missing file":
+        write_dataset(folder, [{"file": "clips/gone.wav", "label": "calm", "speaker": "a"}], {})
+    elif breakage == "one speaker":
+        tones_and_noise(folder, speakers=("a",))
+    elif breakage == "too few clips":
+        rows = [{"file": "x.wav", "label": "angry", "speaker": s} for s in "abcdef"]
+        rows += [{"file": "x.wav", "label": "calm", "speaker": s} for s in "ab"]
+        write_dataset(folder, rows, {"x.wav": wav})
+    elif breakage == "not audio":
+        write_dataset(folder, [{"file": "notes.wav", "label": "calm", "speaker": "a"}], {"notes.wav": b"hello" * 99})
+    assert main(["train-ser", str(folder), "-o", str(tmp_path / "out"), "--models-dir", str(models_dir)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

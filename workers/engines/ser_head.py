@@ -1,0 +1,131 @@
+"""A small trained emotion head over pooled Whisper encoder features, and its file format.
+
+The head is a multinomial logistic regression over standardised features:
+``softmax(((x - mean) / scale) @ weights + bias)``, evaluated in numpy, so the services need
+no training library. It is stored as ``head.npz`` (NumPy's zip of plain arrays, read with
+``allow_pickle=False``; never a pickle):
+
+=========  ==========  =========================================================
+array      shape       meaning
+=========  ==========  =========================================================
+meta       ()          JSON text: format, version, name, labels, encoder id,
+                       window/hop, training data set, speakers, options, metrics
+mean       (d,)        feature means of the training windows
+scale      (d,)        feature standard deviations of the training windows
+weights    (d, k)      one column per label, in the order of ``meta.labels``
+bias       (k,)
+probe      (d,)        the training encoder's pooled features of ``probe_signal()``
+=========  ==========  =========================================================
+
+``probe`` ties a head to the encoder it was trained on: a head loaded over an encoder whose
+features of the fixed probe signal differ (another Whisper size, another checkpoint under the
+same folder name) is refused rather than left to produce confident nonsense.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.errors import ConfigError
+
+HEAD_FORMAT = "speech-pipeline/ser-head"
+HEAD_FORMAT_VERSION = 1
+HEAD_FILE = "head.npz"
+CARD_FILE = "MODEL_CARD.md"
+ENCODER_DIR = "encoder"
+# Cosine similarity of probe features that still counts as the same encoder: int8, float32
+# and float16 runs of one checkpoint agree to better than 0.99; another checkpoint does not.
+SAME_ENCODER_COSINE = 0.97
+_ARRAYS = ("mean", "scale", "weights", "bias", "probe")
+
+
+@dataclass(frozen=True, eq=False)
+class SerHead:
+    name: str
+    labels: tuple[str, ...]
+    encoder_id: str
+    window_seconds: float
+    hop_seconds: float
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+    probe: np.ndarray
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        d, k = self.weights.shape
+        if k != len(self.labels) or self.bias.shape != (k,) or not (
+                self.mean.shape == self.scale.shape == self.probe.shape == (d,)):
+            raise ConfigError(f"emotion head {self.name!r}: array shapes do not agree with each other")
+
+    @property
+    def dims(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def head_id(self) -> str:
+        """The name and a digest of the weights: a retrained head is a new id, a re-saved one is not."""
+        digest = hashlib.sha256(json.dumps(self.labels).encode())
+        for name in _ARRAYS:
+            digest.update(np.ascontiguousarray(getattr(self, name), dtype=np.float32).tobytes())
+        return f"{self.name}@{digest.hexdigest()[:12]}"
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Probability of every label for each row of ``features`` (rows sum to 1)."""
+        logits = ((features.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def check_encoder(self, encoder_id: str, dims: int, probe_features: np.ndarray) -> None:
+        """Refuse an encoder other than the one this head was trained on."""
+        if dims != self.dims:
+            raise ConfigError(
+                f"emotion head {self.head_id} was trained on {self.dims}-dimensional features of "
+                f"{self.encoder_id!r}; the encoder {encoder_id!r} gives {dims}: train a head for it "
+                "with `python -m workers train-ser`")
+        a, b = probe_features.astype(np.float64), self.probe.astype(np.float64)
+        cosine = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
+        if cosine < SAME_ENCODER_COSINE:
+            raise ConfigError(
+                f"emotion head {self.head_id} was trained on the encoder {self.encoder_id!r}, but the encoder "
+                f"{encoder_id!r} makes other features (probe similarity {cosine:.3f} < {SAME_ENCODER_COSINE}): "
+                "train a head for it with `python -m workers train-ser`")
+
+    def save(self, path: Path) -> None:
+        meta = {
+            "format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, "name": self.name,
+            "head_id": self.head_id, "labels": list(self.labels), "encoder_id": self.encoder_id,
+            "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
+            "classifier": "multinomial logistic regression over standardised mean-pooled encoder frames",
+            "training": self.training,
+        }
+        arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+            np.savez_compressed(out, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "SerHead":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                arrays = {name: data[name].astype(np.float64) for name in _ARRAYS}
+        except FileNotFoundError as e:
+            raise ConfigError(f"no emotion head at {path}: run `python -m workers setup` or "
+                              "`python -m workers train-ser`") from e
+        except (OSError, ValueError, KeyError) as e:
+            raise ConfigError(f"{path} is not an emotion head file ({e})") from e
+        if meta.get("format") != HEAD_FORMAT or meta.get("format_version") != HEAD_FORMAT_VERSION:
+            raise ConfigError(f"{path} is a {meta.get('format')!r} version {meta.get('format_version')!r} file, "
+                              f"not a {HEAD_FORMAT!r} version {HEAD_FORMAT_VERSION} emotion head")
+        return cls(name=meta["name"], labels=tuple(meta["labels"]), encoder_id=meta["encoder_id"],
+                   window_seconds=float(meta["window_seconds"]), hop_seconds=float(meta["hop_seconds"]),
+                   training=meta.get("training", {}), **arrays)

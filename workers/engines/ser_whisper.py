@@ -1,0 +1,63 @@
+"""The ``whisper-head`` SER engine: Whisper's encoder over the SER windows, then a trained head.
+
+A model folder holds ``head.npz`` (see :mod:`workers.engines.ser_head`), its ``MODEL_CARD.md``
+and ``encoder``: the CTranslate2 Whisper model the head was trained on (``workers setup`` links
+the multilingual base model there). The head gives the probability of every label it knows.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from workers.audio import SAMPLE_RATE
+from workers.contracts import EmotionWindow, Engine
+from workers.engines.ser import EmotionTrack
+from workers.engines.ser_head import ENCODER_DIR, HEAD_FILE, SerHead
+from workers.engines.whisper_encoder import WhisperEncoder, probe_signal
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "whisper-head"
+
+
+def check_head_fits(head: SerHead, encoder: WhisperEncoder) -> None:
+    probe = probe_signal()
+    head.check_encoder(encoder.model_id, encoder.dims, encoder.pooled(probe, len(probe), len(probe))[1][0])
+
+
+class WhisperHeadEmotionEngine:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        window_seconds: float = 3.0,
+        hop_seconds: float = 1.5,
+        batch_size: int = 16,
+        cpu_threads: int = 0,
+    ) -> None:
+        self.head = SerHead.load(model_path / HEAD_FILE)
+        self.encoder = WhisperEncoder(model_path / ENCODER_DIR, device=device, compute_type=compute_type,
+                                      cpu_threads=cpu_threads, batch_size=batch_size)
+        check_head_fits(self.head, self.encoder)
+        self.device = self.encoder.device
+        if (window_seconds, hop_seconds) != (self.head.window_seconds, self.head.hop_seconds):
+            log.warning("SER windows of %.2f s every %.2f s differ from the %.2f s / %.2f s the head %s was "
+                        "trained on", window_seconds, hop_seconds, self.head.window_seconds,
+                        self.head.hop_seconds, self.head.head_id)
+        self.labels = list(self.head.labels)
+        self.window_seconds, self.hop_seconds = window_seconds, hop_seconds
+        self._window = int(round(window_seconds * SAMPLE_RATE))
+        self._hop = int(round(hop_seconds * SAMPLE_RATE))
+        self.engine = Engine(ENGINE_NAME, f"{self.encoder.model_id}+{self.head.head_id}", self.encoder.version, True)
+
+    def classify(self, audio: np.ndarray) -> EmotionTrack:
+        bounds, features = self.encoder.pooled(audio, self._window, self._hop)
+        scores = self.head.probabilities(features)
+        windows = [EmotionWindow(a / SAMPLE_RATE, b / SAMPLE_RATE, [float(x) for x in row])
+                   for (a, b), row in zip(bounds, scores)]
+        return EmotionTrack(self.window_seconds, self.hop_seconds, self.labels, windows, len(audio) / SAMPLE_RATE)
