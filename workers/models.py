@@ -58,6 +58,7 @@ def _built_in_place(dest: Path) -> Iterator[Path]:
     """A private scratch folder that becomes ``dest`` when the block succeeds. Another process
     that finished first wins; this one's copy is dropped."""
     scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    scratch.chmod(0o755)  # mkdtemp's 0700 would hide the model from a service running as another user
     try:
         yield scratch
         try:

@@ -37,6 +37,8 @@ def test_two_set_ups_at_once_both_succeed_and_leave_whole_models(tmp_path) -> No
     assert (models[WHISPER_BASE] / "model.bin").stat().st_size > 100_000_000
     assert (models[WHISPER_TINY_EN] / "model.bin").is_file() and (models[SER_WHISPER_HEAD] / "head.npz").is_file()
     assert (models[SER_WHISPER_HEAD] / "encoder").resolve() == models[WHISPER_BASE].resolve()
+    # Readable by a service that runs as another user than set-up (the GPU image sets up as root).
+    assert all(p.stat().st_mode & 0o755 == 0o755 for p in models.values())
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(
         [WHISPER_BASE, WHISPER_TINY_EN, SER_WHISPER_HEAD])
 

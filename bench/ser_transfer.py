@@ -1,0 +1,53 @@
+"""How the emotion model transfers beyond its training data: read speech it never heard.
+
+    python -m bench.ser_transfer [--ser-model PATH]
+
+The English (and one Russian) clips in ../shared/external are read or recited speech without
+emotion labels: audiobook sentences, Harvard sentences, TIMIT, a speech. Read speech is what
+emotion corpora call neutral, so the share of clips the model calls ``neutral`` is a rough
+measure of transfer to new speakers, languages and microphones (the model was trained on acted
+German). It prints each clip's mean window scores and the distribution of top labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from workers import bootstrap
+from workers.audio import decode
+from workers.settings import REPO_ROOT, Settings
+
+EXTERNAL = REPO_ROOT.parent / "shared" / "external"
+READ_SPEECH = ("coqui-ljspeech", "speechbrain-samples", "deepspeech-smoke", "uberi-sr", "fw-tests")
+AUDIO = (".wav", ".flac", ".mp3")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ser_transfer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ser-engine", default="whisper-head")
+    parser.add_argument("--ser-model", default="", help="default: the model set-up assembles")
+    args = parser.parse_args()
+    if not EXTERNAL.is_dir():
+        raise SystemExit(f"{EXTERNAL} is absent: the recordings live in ../shared/external beside the project")
+    ser = bootstrap.ser_engine(Settings.from_env(ser_engine=args.ser_engine, ser_model=args.ser_model or None))
+    files = [p for d in READ_SPEECH for p in sorted((EXTERNAL / d).iterdir()) if p.suffix in AUDIO]
+    top: Counter[str] = Counter()
+    print(f"{'clip':<48}{'s':>6}  " + "".join(f"{label:>9}" for label in ser.labels))
+    for path in files:
+        audio = decode(path, max_seconds=600).samples
+        scores = np.mean([w.scores for w in ser.classify(audio).windows], axis=0)
+        top[ser.labels[int(scores.argmax())]] += 1
+        print(f"{path.parent.name + '/' + path.name:<48}{len(audio) / 16000:>6.1f}  "
+              + "".join(f"{x:>9.2f}" for x in scores))
+    print(f"\n{ser.engine.model}: top label of {len(files)} read-speech clips: "
+          + ", ".join(f"{label} {top[label]}" for label in ser.labels)
+          + f"  (neutral share {top['neutral'] / len(files):.2f})")
+
+
+if __name__ == "__main__":
+    main()
