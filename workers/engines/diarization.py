@@ -1,0 +1,138 @@
+"""Who speaks when, offline: speaker turns of a mono recording.
+
+1. Speech regions from Silero VAD (the ONNX model faster-whisper ships).
+2. A voice embedding every 0.8 s over 1.6 s of speech, from Resemblyzer's GE2E speaker
+   encoder (its trained weights ship in the PyPI wheel; Apache-2.0).
+3. Agglomerative clustering of the embeddings (average linkage, cosine distance) cut at a
+   distance threshold, so the number of speakers is found, not given; MIN_SPEAKERS /
+   MAX_SPEAKERS bound it. One voice gives one speaker, no speech gives none.
+4. Each stretch of speech takes the speaker of the nearest embedding; turns shorter than
+   ``min_turn_seconds`` join their neighbour. Speakers are named S1, S2, … in order of
+   first appearance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from workers.audio import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames: what the speaker encoder was trained on
+PARTIAL_HOP_FRAMES = 80
+MEL_HOP_SAMPLES = SAMPLE_RATE // 100
+
+
+@dataclass(frozen=True)
+class Turn:
+    start: float
+    end: float
+    speaker: str
+
+
+class SpeakerDiarizer:
+    def __init__(self, *, device: str = "cpu", threshold: float = 0.35, min_speakers: int = 0,
+                 max_speakers: int = 0, min_turn_seconds: float = 0.6) -> None:
+        import torch
+        from resemblyzer import VoiceEncoder
+
+        self._torch = torch
+        self._encoder = VoiceEncoder(device="cuda" if device == "cuda" else "cpu", verbose=False)
+        self.threshold = threshold
+        self.min_speakers, self.max_speakers = min_speakers, max_speakers
+        self.min_turn_seconds = min_turn_seconds
+
+    def turns(self, audio: np.ndarray) -> list[Turn]:
+        regions = speech_regions(audio)
+        if not regions:
+            return []
+        centres, embeddings = self._embeddings(audio, regions)
+        labels = self._cluster(embeddings)
+        return _named(_merged(_assigned(regions, centres, labels), self.min_turn_seconds))
+
+    def _embeddings(self, audio: np.ndarray, regions: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        from resemblyzer.audio import wav_to_mel_spectrogram
+
+        mels, centres = [], []
+        for start, end in regions:
+            chunk = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+            mel = wav_to_mel_spectrogram(chunk)
+            if len(mel) < PARTIAL_FRAMES:  # short speech: one partial, padded by repetition
+                mel = np.resize(mel, (PARTIAL_FRAMES, mel.shape[1])) if len(mel) else mel
+                offsets = [0] if len(mel) else []
+            else:
+                offsets = list(range(0, len(mel) - PARTIAL_FRAMES + 1, PARTIAL_HOP_FRAMES))
+                if offsets[-1] + PARTIAL_FRAMES < len(mel):
+                    offsets.append(len(mel) - PARTIAL_FRAMES)
+            for o in offsets:
+                mels.append(mel[o:o + PARTIAL_FRAMES])
+                span = min(PARTIAL_FRAMES, (end - start) * 100)
+                centres.append(start + (o + span / 2) / 100)
+        with self._torch.inference_mode():
+            batch = self._torch.from_numpy(np.stack(mels)).to(self._encoder.device)
+            embeddings = self._encoder(batch).cpu().numpy()
+        return np.asarray(centres), embeddings
+
+    def _cluster(self, embeddings: np.ndarray) -> np.ndarray:
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        if len(embeddings) < 2:
+            return np.zeros(len(embeddings), dtype=int)
+        tree = linkage(embeddings, method="average", metric="cosine")
+        labels = fcluster(tree, t=self.threshold, criterion="distance")
+        found = len(set(labels))
+        if self.max_speakers and found > self.max_speakers:
+            labels = fcluster(tree, t=self.max_speakers, criterion="maxclust")
+        elif self.min_speakers and found < self.min_speakers:
+            labels = fcluster(tree, t=min(self.min_speakers, len(embeddings)), criterion="maxclust")
+        return labels
+
+
+def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) seconds of speech, from the Silero VAD faster-whisper ships."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    found = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300, speech_pad_ms=100))
+    return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE) for r in found]
+
+
+def _assigned(regions: list[tuple[float, float]], centres: np.ndarray, labels: np.ndarray) -> list[Turn]:
+    """Every stretch of speech gets the label of the nearest embedding (cut halfway between)."""
+    turns = []
+    for start, end in regions:
+        inside = np.flatnonzero((centres >= start) & (centres <= end))
+        if len(inside) == 0:
+            inside = np.array([int(np.argmin(np.abs(centres - (start + end) / 2)))])
+        cuts = [start] + [(centres[a] + centres[b]) / 2 for a, b in zip(inside[:-1], inside[1:])] + [end]
+        turns += [Turn(float(cuts[k]), float(cuts[k + 1]), str(labels[i])) for k, i in enumerate(inside)]
+    return turns
+
+
+def _merged(turns: list[Turn], min_seconds: float) -> list[Turn]:
+    """Adjacent turns of one speaker joined; a turn shorter than ``min_seconds`` between two
+    turns of one other speaker takes theirs (a blip, not a speaker change)."""
+    for _ in range(2):
+        joined: list[Turn] = []
+        for t in turns:
+            if joined and joined[-1].speaker == t.speaker and t.start - joined[-1].end < 1.0:
+                joined[-1] = Turn(joined[-1].start, t.end, t.speaker)
+            else:
+                joined.append(t)
+        turns = [
+            Turn(t.start, t.end, joined[k - 1].speaker)
+            if 0 < k < len(joined) - 1 and t.end - t.start < min_seconds
+            and joined[k - 1].speaker == joined[k + 1].speaker else t
+            for k, t in enumerate(joined)
+        ]
+    return turns
+
+
+def _named(turns: list[Turn]) -> list[Turn]:
+    names: dict[str, str] = {}
+    for t in turns:
+        names.setdefault(t.speaker, f"S{len(names) + 1}")
+    return [Turn(round(t.start, 3), round(t.end, 3), names[t.speaker]) for t in turns]
