@@ -16,6 +16,7 @@ from workers.adapters.local import LocalBlobStore, LocalBus
 from workers.contracts import JobMessage, PartialReady, from_dict
 from workers.engines.ser import EmotionClassifier, TransformersEmotionEngine
 from workers.engines.ser_whisper import WhisperHeadEmotionEngine
+from workers.engines.diarization import SpeakerDiarizer
 from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, SpeechToText
 from workers.handlers import Pipeline
 from workers.join import parse_sentiment_map
@@ -66,6 +67,17 @@ def _ser(engine: str, path: str, device: str, compute_type: str, window: float, 
                                      batch_size=batch)
 
 
+@functools.lru_cache(maxsize=4)
+def _diarizer(device: str, min_speakers: int, max_speakers: int) -> SpeakerDiarizer:
+    return SpeakerDiarizer(device=device, min_speakers=min_speakers, max_speakers=max_speakers)
+
+
+def diarizer(s: Settings) -> SpeakerDiarizer | None:
+    if s.diarization == "off":
+        return None
+    return _diarizer(s.ser_device, s.min_speakers, s.max_speakers)
+
+
 def stt_engine(s: Settings) -> SpeechToText:
     return _stt(s.stt_engine, str(s.stt_model_path), s.stt_device, s.stt_compute_type, s.stt_batch_size,
                 s.stt_beam_size, s.stt_language, s.stt_cpu_threads, s.segment_max_seconds, s.stt_block_seconds)
@@ -77,7 +89,8 @@ def ser_engine(s: Settings) -> EmotionClassifier:
 
 
 def pipeline(settings: Settings, store, bus, *, staging_bucket: str, results_bucket: str,
-             stt: SpeechToText | None, ser: EmotionClassifier | None) -> Pipeline:
+             stt: SpeechToText | None, ser: EmotionClassifier | None,
+             diarize: SpeakerDiarizer | None = None) -> Pipeline:
     sentiment_map = parse_sentiment_map(settings.sentiment_map)
     unmapped = [label for label in getattr(ser, "labels", []) if label.lower() not in sentiment_map]
     if unmapped:
@@ -95,6 +108,9 @@ def pipeline(settings: Settings, store, bus, *, staging_bucket: str, results_buc
         max_audio_seconds=settings.max_audio_seconds,
         stt=stt,
         ser=ser,
+        diarizer=diarize,
+        channel_mode=settings.channel_mode,
+        channel_names=settings.channel_name_list,
     )
 
 
@@ -126,7 +142,7 @@ def local_stack(settings: Settings, inbox_dir: Path, results_dir: Path, staging_
     store, inbox_bucket = local_store(inbox_dir, results_dir, staging_dir)
     bus = LocalBus()
     p = pipeline(settings, store, bus, staging_bucket=LOCAL_STAGING, results_bucket=LOCAL_RESULTS,
-                 stt=stt_engine(settings), ser=ser_engine(settings))
+                 stt=stt_engine(settings), ser=ser_engine(settings), diarize=diarizer(settings))
     bus.subscribe(settings.jobs_topic, "stt", lambda m: p.handle_job_stt(from_dict(JobMessage, m)))
     bus.subscribe(settings.jobs_topic, "ser", lambda m: p.handle_job_ser(from_dict(JobMessage, m)))
     bus.subscribe(settings.partials_topic, "joiner", lambda m: p.handle_partial(from_dict(PartialReady, m)))
@@ -152,4 +168,5 @@ def cloud_pipeline(settings: Settings, role: str) -> Pipeline | None:
     return pipeline(settings, store, PubSubBus(settings.project), staging_bucket=settings.staging_bucket,
                     results_bucket=settings.results_bucket,
                     stt=stt_engine(settings) if role == "stt" else None,
-                    ser=ser_engine(settings) if role == "ser" else None)
+                    ser=ser_engine(settings) if role == "ser" else None,
+                    diarize=diarizer(settings) if role == "ser" else None)

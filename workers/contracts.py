@@ -56,6 +56,15 @@ class Word:
     end: float
     word: str
     probability: float
+    speaker: Optional[str] = None  # set by the joiner
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    start: float
+    end: float
+    speaker: str
+    channel: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     words: list[Word]
+    channel: Optional[int] = None  # 0-based source channel when channels are analysed apart
+    speaker: Optional[str] = None  # set by the joiner
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class SttPartial:
     duration: Optional[float]
     segments: list[Segment]
     timing: Optional[Timing] = None
+    channels: Optional[list[str]] = None  # names of the channels analysed apart; None: mono
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class EmotionWindow:
     start: float
     end: float
     scores: list[float]  # one per entry of SerPartial.labels, same order
+    channel: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,8 @@ class SerPartial:
     windows: list[EmotionWindow]
     duration: Optional[float] = None
     timing: Optional[Timing] = None
+    channels: Optional[list[str]] = None
+    speakers: Optional[list[SpeakerTurn]] = None  # who speaks when; None: not analysed
 
 
 @dataclass(frozen=True)
@@ -133,8 +148,31 @@ class SegmentEmotion:
 
 
 @dataclass(frozen=True)
+class ScoredSentiment:
+    label: Sentiment
+    score: float  # from -1 (negative) to 1 (positive)
+
+
+@dataclass(frozen=True)
 class ResultSegment(Segment):
-    emotion: Optional[SegmentEmotion]
+    emotion: Optional[SegmentEmotion] = None
+    text_sentiment: Optional[ScoredSentiment] = None  # of the words (English only)
+    fused_sentiment: Optional[ScoredSentiment] = None  # of voice and words together
+
+
+@dataclass(frozen=True)
+class SpeakerSummary:
+    speaker: str
+    channel: Optional[int]
+    talk_seconds: float
+    share: float  # of all speakers' talk time
+    turns: int
+    dominant_emotion: Optional[str]
+    distribution: list[LabelScore]
+    sentiment_distribution: list[LabelScore]
+    text_sentiment: Optional[ScoredSentiment]
+    interruptions: int  # turns begun while another speaker was still talking
+    overlap_seconds: float
 
 
 @dataclass(frozen=True)
@@ -144,6 +182,7 @@ class Summary:
     distribution: list[LabelScore]
     sentiment_distribution: list[LabelScore]
     speech_seconds: float
+    text_sentiment: Optional[ScoredSentiment] = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +212,8 @@ class Result:
     pipeline_version: str
     submitted_at: str  # copy of job.submitted_at at top level: BigQuery partitions on it
     timings: ResultTimings = field(metadata={"volatile": True})
+    channels: Optional[list[str]] = None
+    speakers: Optional[list[SpeakerSummary]] = None
 
 
 SCHEMA_FILES: dict[type, str] = {

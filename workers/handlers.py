@@ -29,12 +29,16 @@ from workers.contracts import (
     Result,
     Sentiment,
     SerPartial,
+    SpeakerTurn,
     SttPartial,
     Timing,
     dumps,
     loads,
     to_dict,
 )
+from workers import channels
+from workers.engines.channels import classify_channels, transcribe_channels
+from workers.engines.diarization import Diarizer, speech_regions
 from workers.engines.ser import EmotionClassifier
 from workers.engines.stt import SpeechToText
 from workers.errors import NotFound, PermanentError, PreconditionFailed, TransientError
@@ -64,6 +68,9 @@ class Pipeline:
     max_audio_seconds: float
     stt: SpeechToText | None = None
     ser: EmotionClassifier | None = None
+    diarizer: Diarizer | None = None
+    channel_mode: str = "auto"
+    channel_names: tuple[str, ...] = ()
     clock: Callable[[], str] = now_rfc3339
     on_result: Callable[[Result], None] | None = field(default=None, repr=False)
 
@@ -74,10 +81,10 @@ class Pipeline:
         engine = self.stt
 
         def run(audio: DecodedAudio) -> SttPartial:
-            t = engine.transcribe(audio.samples)
-            return SttPartial(
-                job.job_id, "ok", None, engine.engine, t.language, t.language_probability, t.duration, t.segments
-            )
+            plan = channels.plan(audio, self.channel_mode, self.channel_names)
+            t = transcribe_channels(engine, plan)
+            return SttPartial(job.job_id, "ok", None, engine.engine, t.language, t.language_probability,
+                              t.duration, t.segments, channels=plan.names)
 
         def failed(error: Error) -> SttPartial:
             return SttPartial(job.job_id, "failed", error, engine.engine, None, None, None, [])
@@ -90,15 +97,24 @@ class Pipeline:
         engine = self.ser
 
         def run(audio: DecodedAudio) -> SerPartial:
-            t = engine.classify(audio.samples)
-            return SerPartial(
-                job.job_id, "ok", None, engine.engine, t.window_seconds, t.hop_seconds, t.labels, t.windows, t.duration
-            )
+            plan = channels.plan(audio, self.channel_mode, self.channel_names)
+            t = classify_channels(engine, plan)
+            return SerPartial(job.job_id, "ok", None, engine.engine, t.window_seconds, t.hop_seconds, t.labels,
+                              t.windows, t.duration, channels=plan.names, speakers=self._speakers(plan))
 
         def failed(error: Error) -> SerPartial:
             return SerPartial(job.job_id, "failed", error, engine.engine, 0.0, 0.0, [], [], None)
 
         return self._handle_job(job, "ser", run, failed)
+
+    def _speakers(self, plan: channels.ChannelPlan) -> list[SpeakerTurn] | None:
+        """Who speaks when: each channel's speech when channels are apart, else the diarizer's turns."""
+        if plan.names is not None:
+            return [SpeakerTurn(start, end, plan.names[c], c)
+                    for c, signal in enumerate(plan.signals) for start, end in speech_regions(signal)]
+        if self.diarizer is None:
+            return None
+        return [SpeakerTurn(t.start, t.end, t.speaker) for t in self.diarizer.turns(plan.signals[0])]
 
     def _handle_job(
         self,
@@ -159,7 +175,7 @@ class Pipeline:
                 raise PermanentError(
                     f"gs://{job.bucket}/{job.name} generation {job.generation} no longer exists", code="source_gone"
                 ) from e
-            return decode(path, max_seconds=self.max_audio_seconds)
+            return decode(path, max_seconds=self.max_audio_seconds, keep_channels=self.channel_mode != "mix")
 
     def _announce(self, job: JobMessage, kind: PartialKind, status: str, key: str) -> None:
         ready = PartialReady(job, kind, status, self.staging_bucket, key)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ the same partials always give the same result, apart from ``timings``.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -22,13 +22,17 @@ from workers.contracts import (
     Result,
     ResultSegment,
     ResultTimings,
+    ScoredSentiment,
     SegmentEmotion,
     Sentiment,
     SerPartial,
+    SpeakerSummary,
     SttPartial,
     Summary,
 )
+from workers import speakers
 from workers.errors import ConfigError
+from workers.text_sentiment import TEXT_CUTOFF, fused_sentiment, label_of, text_sentiment, voice_valence
 
 SENTIMENTS: tuple[Sentiment, ...] = ("POSITIVE", "NEGATIVE", "NEUTRAL")
 
@@ -95,26 +99,31 @@ def merge(
                                                         f"the {len(ser.labels)} labels {list(ser.labels)}")
         ser = replace(ser, status="failed", windows=[])
     emotions_ok = ser.status == "ok" and bool(ser.windows)
-    matrix = np.array([w.scores for w in ser.windows], dtype=np.float64) if emotions_ok else None
+    channels = stt.channels or ser.channels
+    tracks = _tracks(ser.windows) if emotions_ok else {}
+    turns = ser.speakers if ser.status == "ok" else None
+    language = stt.language
 
     segments: list[ResultSegment] = []
     segment_scores: list[tuple[float, np.ndarray]] = []
-    for seg in stt.segments if stt.status == "ok" else []:
-        emotion = None
-        if matrix is not None:
-            weights = window_weights(seg.start, seg.end, ser.windows)
+    for seg in speakers.attribute(stt.segments, turns, channels) if stt.status == "ok" else []:
+        emotion, voice = None, None
+        track = tracks.get(seg.channel) or tracks.get(None)
+        if track is not None:
+            windows, matrix = track
+            weights = window_weights(seg.start, seg.end, windows)
             scores = weights @ matrix / weights.sum()
             emotion = _emotion(scores, ser.labels, sentiment_map)
+            voice = voice_valence(ser.labels, scores, sentiment_map)
             segment_scores.append((seg.end - seg.start, scores))
-        segments.append(
-            ResultSegment(
-                seg.id, seg.start, seg.end, seg.text, seg.avg_logprob, seg.no_speech_prob, seg.words, emotion
-            )
-        )
+        text = text_sentiment(seg.text, language)
+        segments.append(ResultSegment(**vars(seg), emotion=emotion, text_sentiment=text,
+                                      fused_sentiment=fused_sentiment(voice, text)))
 
     summary = None
     if emotions_ok and stt.status == "ok":
-        summary = _summary(segment_scores, ser.labels, sentiment_map)
+        summary = replace(_summary(segment_scores, ser.labels, sentiment_map),
+                          text_sentiment=_mean_text_sentiment(segments))
 
     return Result(
         job=job,
@@ -129,7 +138,47 @@ def merge(
         pipeline_version=pipeline_version,
         submitted_at=job.submitted_at,
         timings=ResultTimings(stt=stt.timing, ser=ser.timing, completed_at=completed_at),
+        channels=channels,
+        speakers=_speaker_summaries(segments, ser.labels, sentiment_map) if emotions_ok else None,
     )
+
+
+def _tracks(windows: Sequence[EmotionWindow]) -> dict[Optional[int], tuple[list[EmotionWindow], np.ndarray]]:
+    """The emotion windows of each channel (None: the mono mix) with their score matrix."""
+    by_channel: dict[Optional[int], list[EmotionWindow]] = {}
+    for w in windows:
+        by_channel.setdefault(w.channel, []).append(w)
+    return {c: (ws, np.array([w.scores for w in ws], dtype=np.float64)) for c, ws in by_channel.items()}
+
+
+def _mean_text_sentiment(segments: Sequence[ResultSegment]) -> Optional[ScoredSentiment]:
+    scored = [(s.end - s.start, s.text_sentiment.score) for s in segments if s.text_sentiment is not None]
+    if not scored:
+        return None
+    weights = np.maximum([d for d, _ in scored], 1e-3)
+    score = float(np.average([x for _, x in scored], weights=weights))
+    return ScoredSentiment(label_of(score, TEXT_CUTOFF), score)
+
+
+def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str],
+                       mapping: Mapping[str, Sentiment]) -> Optional[list[SpeakerSummary]]:
+    names = list(dict.fromkeys(s.speaker for s in segments if s.speaker is not None))
+    if not names:
+        return None
+    total = sum(s.end - s.start for s in segments if s.speaker is not None) or 1.0
+    out = []
+    for name in names:
+        mine = [s for s in segments if s.speaker == name]
+        scored = [(s.end - s.start, np.array([x.score for x in s.emotion.scores])) for s in mine if s.emotion]
+        part = _summary(scored, labels, mapping)
+        talk = sum(s.end - s.start for s in mine)
+        interruptions, overlap = speakers.overlaps(segments, name)
+        out.append(SpeakerSummary(
+            speaker=name, channel=mine[0].channel, talk_seconds=talk, share=min(1.0, talk / total),
+            turns=speakers.turn_count(segments, name), dominant_emotion=part.dominant_emotion,
+            distribution=part.distribution, sentiment_distribution=part.sentiment_distribution,
+            text_sentiment=_mean_text_sentiment(mine), interruptions=interruptions, overlap_seconds=overlap))
+    return out
 
 
 def _summary(

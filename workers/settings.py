@@ -93,6 +93,22 @@ class Settings:
     ser_batch_size: int = _setting(16, "SER_BATCH_SIZE", "Emotion windows classified per forward pass.")
     ser_cpu_threads: int = _setting(0, "SER_CPU_THREADS",
                                    "CPU threads for SER; 0 uses every CPU (whisper-head) or torch's default (transformers).")
+    channel_mode: str = _setting(
+        "auto",
+        "CHANNEL_MODE",
+        "auto: a two-channel recording whose channels carry different talkers (a call recorded agent-left, "
+        "customer-right) is analysed per channel, everything else as mono; mix: always mono; split: each "
+        "channel (up to 8) apart.",
+    )
+    channel_names: str = _setting(
+        "", "CHANNEL_NAMES", "Comma-separated speaker names of the channels, in order (e.g. agent,customer); "
+        "unnamed channels are CH1, CH2, ...",
+    )
+    diarization: str = _setting(
+        "on", "DIARIZATION", "Find who speaks when in mono audio (on or off); segments and words get S1, S2, ...",
+    )
+    min_speakers: int = _setting(0, "MIN_SPEAKERS", "Fewest speakers diarization may find; 0: no bound.")
+    max_speakers: int = _setting(0, "MAX_SPEAKERS", "Most speakers diarization may find; 0: no bound.")
     sentiment_map: str = _setting(
         "",
         "SENTIMENT_MAP",
@@ -202,7 +218,9 @@ class Settings:
                 raise ConfigError(f"{f.metadata['env']} must be a finite number, got {value!r}")
         choices = {"STT_ENGINE": (self.stt_engine, ("faster-whisper", "openai-whisper")),
                    "STT_DEVICE": (self.stt_device, DEVICES),
-                   "SER_ENGINE": (self.ser_engine, SER_ENGINES), "SER_DEVICE": (self.ser_device, DEVICES),
+                   "SER_ENGINE": (self.ser_engine, SER_ENGINES),
+                   "CHANNEL_MODE": (self.channel_mode, ("auto", "mix", "split")),
+                   "DIARIZATION": (self.diarization, ON_OFF), "SER_DEVICE": (self.ser_device, DEVICES),
                    "PUSH_AUTH": (self.push_auth, ON_OFF), "ID_TOKENS": (self.id_tokens, ON_OFF),
                    "LOG_FORMAT": (self.log_format, ("auto", "json", "text")),
                    "LOG_LEVEL": (self.log_level.upper(), ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))}
@@ -212,7 +230,8 @@ class Settings:
         for env, value, least in (("STT_BEAM_SIZE", self.stt_beam_size, 1), ("STT_BATCH_SIZE", self.stt_batch_size, 0),
                                   ("SER_BATCH_SIZE", self.ser_batch_size, 1),
                                   ("STT_CPU_THREADS", self.stt_cpu_threads, 0),
-                                  ("SER_CPU_THREADS", self.ser_cpu_threads, 0)):
+                                  ("SER_CPU_THREADS", self.ser_cpu_threads, 0),
+                                  ("MIN_SPEAKERS", self.min_speakers, 0), ("MAX_SPEAKERS", self.max_speakers, 0)):
             if value < least:
                 raise ConfigError(f"{env} must be at least {least}, got {value}")
         if self.ser_window_seconds <= 0 or self.ser_hop_seconds <= 0:
@@ -222,6 +241,8 @@ class Settings:
                 f"SER_HOP_SECONDS ({self.ser_hop_seconds}) larger than SER_WINDOW_SECONDS "
                 f"({self.ser_window_seconds}) would leave audio unclassified"
             )
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise ConfigError(f"MIN_SPEAKERS ({self.min_speakers}) is more than MAX_SPEAKERS ({self.max_speakers})")
         if self.max_audio_seconds <= 0:
             raise ConfigError("MAX_AUDIO_SECONDS must be positive")
         if self.inbox_bucket and self.inbox_bucket in (self.staging_bucket, self.results_bucket):
@@ -245,6 +266,10 @@ class Settings:
             raise ConfigError("SER_ENGINE=transformers needs SER_MODEL: the path of a local audio-classification "
                               "checkpoint (the default model is a whisper-head one)")
         return Path(self.models_dir) / DEFAULT_SER_MODEL
+
+    @property
+    def channel_name_list(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.channel_names.split(",") if n.strip())
 
     @property
     def ignore_globs(self) -> tuple[str, ...]:

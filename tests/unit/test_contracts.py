@@ -102,7 +102,10 @@ def _assert_dataclass_matches_schema(cls: type, node: dict, doc: dict, path: str
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     assert set(node["properties"]) == set(names), path
-    assert set(node["required"]) == set(names), path
+    # Fields added later have a default (None) and are optional in the schema: old records stay valid.
+    without_default = {f.name for f in dataclasses.fields(cls)
+                       if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    assert without_default <= set(node["required"]) <= set(names), path
     assert node["additionalProperties"] is False, path
     for name in names:
         tp, nullable, repeated = _unwrap(hints[name])
@@ -174,3 +177,22 @@ def test_result_has_no_map_typed_field() -> None:
                 walk(v)
 
     walk(doc)
+
+
+@pytest.mark.parametrize("name", ["stt_partial.json", "ser_partial.json", "result.json", "result_failed.json"])
+def test_records_written_before_speakers_existed_stay_valid_and_load(name: str) -> None:
+    cls = GOLDEN_FILES[name]
+    data = json.loads((GOLDEN / "v0.1" / name).read_text())
+    validator(cls).validate(data)
+    loaded = from_dict(cls, data)
+    assert _shaped_like(to_dict(loaded), data) == data, "nothing of the old record is lost or changed"
+    assert getattr(loaded, "speakers", None) is None and getattr(loaded, "channels", None) is None
+
+
+def _shaped_like(value, like):
+    """``value`` with only the keys ``like`` has, at every depth."""
+    if isinstance(like, dict):
+        return {k: _shaped_like(value[k], v) for k, v in like.items()}
+    if isinstance(like, list):
+        return [_shaped_like(a, b) for a, b in zip(value, like)]
+    return value

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -34,14 +35,21 @@ class Turn:
     speaker: str
 
 
+class Diarizer(Protocol):
+    def turns(self, audio: np.ndarray) -> list[Turn]: ...
+
+
 class SpeakerDiarizer:
-    def __init__(self, *, device: str = "cpu", threshold: float = 0.35, min_speakers: int = 0,
+    def __init__(self, *, device: str = "auto", threshold: float = 0.35, min_speakers: int = 0,
                  max_speakers: int = 0, min_turn_seconds: float = 0.6) -> None:
         import torch
         from resemblyzer import VoiceEncoder
 
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self._torch = torch
-        self._encoder = VoiceEncoder(device="cuda" if device == "cuda" else "cpu", verbose=False)
+        self.device = device
+        self._encoder = VoiceEncoder(device=device, verbose=False)
         self.threshold = threshold
         self.min_speakers, self.max_speakers = min_speakers, max_speakers
         self.min_turn_seconds = min_turn_seconds
