@@ -1,0 +1,92 @@
+"""Speakers on real recordings in ../shared/external: diarization of joined readers, a two-channel call."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.external_data import external
+from workers import bootstrap
+from workers.audio import SAMPLE_RATE, decode
+from workers.engines.diarization import SpeakerDiarizer
+from workers.runner import run_folder
+
+READERS = {
+    "LJ": ["coqui-ljspeech/LJ001-0001.wav", "coqui-ljspeech/LJ001-0002.wav", "coqui-ljspeech/LJ001-0003.wav"],
+    "B": ["speechbrain-samples/spk1_snt1.wav", "speechbrain-samples/spk1_snt2.wav", "speechbrain-samples/spk1_snt3.wav"],
+    "C": ["speechbrain-samples/spk2_snt1.wav", "speechbrain-samples/spk2_snt2.wav", "speechbrain-samples/spk2_snt3.wav"],
+}
+
+
+def conversation(order: str) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """Clips of the readers in ``order`` (e.g. "LJ B LJ B"), at one level, with 0.6 s pauses."""
+    parts, truth, position, used = [], [], 0, {k: 0 for k in READERS}
+    for who in order.split():
+        audio = decode(external(READERS[who][used[who]]), max_seconds=60).samples
+        used[who] += 1
+        audio = audio * (0.08 / np.sqrt(np.mean(audio ** 2)))
+        truth.append((position / SAMPLE_RATE, (position + len(audio)) / SAMPLE_RATE, who))
+        parts += [audio, np.zeros(int(0.6 * SAMPLE_RATE), np.float32)]
+        position += len(audio) + int(0.6 * SAMPLE_RATE)
+    return np.concatenate(parts).astype(np.float32), truth
+
+
+def speaker_error(truth, turns) -> float:
+    """Share of the reference speech given to the wrong speaker, under the best one-to-one naming."""
+    from scipy.optimize import linear_sum_assignment
+
+    step = 0.01
+    names = sorted({w for *_, w in truth})
+    found = sorted({t.speaker for t in turns})
+    overlap = np.zeros((len(names), len(found)))
+    total = 0.0
+    for start, end, who in truth:
+        total += end - start
+        for t in turns:
+            overlap[names.index(who), found.index(t.speaker)] += max(0.0, min(end, t.end) - max(start, t.start))
+    rows, cols = linear_sum_assignment(-overlap)
+    return 1 - overlap[rows, cols].sum() / max(total, step)
+
+
+@pytest.fixture(scope="module")
+def diarizer() -> SpeakerDiarizer:
+    return SpeakerDiarizer(device="cpu")
+
+
+@pytest.mark.parametrize("order, speakers", [("LJ B LJ B", 2), ("B C B C", 2), ("LJ B C LJ B C", 3), ("LJ LJ LJ", 1)])
+def test_joined_readers_are_told_apart(diarizer, order: str, speakers: int) -> None:
+    audio, truth = conversation(order)
+    turns = diarizer.turns(audio)
+    assert len({t.speaker for t in turns}) == speakers
+    assert speaker_error(truth, turns) < 0.1
+    assert turns[0].speaker == "S1"
+
+
+def test_silence_has_no_speaker_and_bounds_are_kept(diarizer) -> None:
+    assert diarizer.turns(np.zeros(5 * SAMPLE_RATE, np.float32)) == []
+    audio, _ = conversation("LJ B C LJ B C")
+    bounded = SpeakerDiarizer(device="cpu", max_speakers=2).turns(audio)
+    assert len({t.speaker for t in bounded}) == 2
+
+
+def test_a_two_channel_call_is_transcribed_per_channel(tmp_path, fast_settings) -> None:
+    source = external("fw-tests/stereo_diarization.wav")
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    inbox.mkdir()
+    (inbox / "call.wav").write_bytes(source.read_bytes())
+    settings = fast_settings.replace(channel_names="agent,customer")
+    stack = bootstrap.local_stack(settings, inbox, results)
+    try:
+        run_folder(stack, settings, progress=False)
+    finally:
+        stack.close()
+    result = json.loads((results / "call.wav.json").read_text())
+    assert result["channels"] == ["agent", "customer"]
+    said = {name: " ".join(s["text"] for s in result["segments"] if s["speaker"] == name).lower()
+            for name in ("agent", "customer")}
+    assert "wizard" in said["agent"] and "horizon" not in said["agent"]
+    assert "horizon" in said["customer"] and "wizard" not in said["customer"]
+    assert [(s["speaker"], s["channel"]) for s in result["speakers"]] == [("agent", 0), ("customer", 1)]
+    assert all(w["speaker"] == s["speaker"] for s in result["segments"] for w in s["words"])
