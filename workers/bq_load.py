@@ -100,6 +100,25 @@ def updated_between(updated: str | None, since: datetime | None, until: datetime
     return (since is None or when >= since) and (until is None or when < until)
 
 
+def with_new_fields(current: list[dict[str, Any]], wanted: list[dict[str, Any]],
+                    path: str = "") -> tuple[list[dict[str, Any]], list[str]]:
+    """``current`` (a table's schema) with the fields of ``wanted`` it lacks appended, at any
+    depth of RECORD fields, and the dotted names of what was added. Existing fields are kept as
+    they are: BigQuery lets a schema gain NULLABLE and REPEATED columns, never change one."""
+    merged, added = [dict(f) for f in current], []
+    by_name = {f["name"]: f for f in merged}
+    for field in wanted:
+        name = f"{path}{field['name']}"
+        have = by_name.get(field["name"])
+        if have is None:
+            merged.append(field)
+            added.append(name)
+        elif field.get("fields") and have.get("fields") is not None:
+            have["fields"], deeper = with_new_fields(have["fields"], field["fields"], f"{name}.")
+            added += deeper
+    return merged, added
+
+
 def result_uris(store: BlobStore, bucket: str, prefix: str = "", *, since: datetime | None = None,
                 until: datetime | None = None) -> Iterator[str]:
     """``gs://`` URIs of the result files under ``prefix`` updated in [since, until)."""
@@ -145,11 +164,27 @@ class BigQueryLoader:
         table.time_partitioning = bigquery.TimePartitioning(field=PARTITION_COLUMN)
         table.clustering_fields = list(CLUSTER_COLUMNS)
         self.client.create_table(table, exists_ok=True)
+        self.add_new_columns()
+
+    def add_new_columns(self) -> list[str]:
+        """Add the columns a newer pipeline writes (all NULLABLE or REPEATED) to a table made by
+        an older one, so its rows stay and new results load; returns the dotted names added."""
+        from google.cloud import bigquery
+
+        table = self.client.get_table(self.table)
+        current = [f.to_api_repr() for f in table.schema]
+        merged, added = with_new_fields(current, table_schema())
+        if added:
+            table.schema = [bigquery.SchemaField.from_api_repr(f) for f in merged]
+            self.client.update_table(table, ["schema"])
+            log.info("added columns to %s: %s", self.table, ", ".join(added))
+        return added
 
     def load(self, uris: list[str]) -> LoadReport:
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 
+        self.add_new_columns()
         before = self.count()
         if not uris:
             return LoadReport(0, 0, before, before, self.table)

@@ -3,9 +3,10 @@
 As shipped, bqemulator runs ``INSTALL spatial`` at start and refuses to start when DuckDB's
 extension repository cannot be reached, which is always the case here. And it writes the
 fields of a RECORD unquoted into DuckDB's DDL, so a field named like a keyword (``end`` in
-the results schema's segments) is a syntax error. Run as a script, this module starts the
-emulator with both fixed: spatial is skipped (GEOGRAPHY is then unsupported; the results
-table has no GEOGRAPHY column) and nested field names are quoted. ``BigQueryEmulator`` starts that script as a child
+the results schema's segments) is a syntax error; and a schema PATCH that adds columns changes
+its catalog but not its DuckDB table. Run as a script, this module starts the emulator with
+all three fixed: spatial is skipped (GEOGRAPHY is then unsupported; the results table has no
+GEOGRAPHY column), nested field names are quoted, and added columns reach the table. ``BigQueryEmulator`` starts that script as a child
 process on a free 127.0.0.1 port, waits for its REST API and stops it.
 
 ``load_table_from_uri("gs://BUCKET/KEY")`` is served from ``gcs_root/BUCKET/KEY`` on the
@@ -116,6 +117,35 @@ def _quote_record_fields() -> None:
     tables.bq_schema_to_duckdb_columns = columns
 
 
+def _apply_schema_updates() -> None:
+    """Make a table PATCH/PUT that adds columns alter the DuckDB table too (bqemulator changes only
+    its catalog), as BigQuery does: new top-level columns are added, RECORDs that gained fields are
+    recast by name, so existing rows read the new fields as NULL."""
+    from bqemulator.api.routes import tables
+    from bqemulator.catalog.duckdb_repository import DuckDBCatalogRepository
+    from bqemulator.catalog.memory_repository import MemoryCatalogRepository
+    from bqemulator.storage.sql_identifiers import quoted_table_ref
+
+    def altering(update):
+        def update_table(self, table):
+            before = self.get_table(table.project_id, table.dataset_id, table.table_id)
+            engine = getattr(self, "_engine", None)
+            if engine is not None and before is not None and before.schema_.fields != table.schema_.fields:
+                old = dict(tables.bq_schema_to_duckdb_columns([tables._field_to_rest(f) for f in before.schema_.fields]))
+                target = quoted_table_ref(table.project_id, table.dataset_id, table.table_id)
+                for name, dtype in tables.bq_schema_to_duckdb_columns(
+                        [tables._field_to_rest(f) for f in table.schema_.fields]):
+                    if name not in old:
+                        engine.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {dtype}')
+                    elif old[name] != dtype:
+                        engine.execute(f'ALTER TABLE {target} ALTER "{name}" TYPE {dtype}')
+            return update(self, table)
+        return update_table
+
+    for repository in (DuckDBCatalogRepository, MemoryCatalogRepository):
+        repository.update_table = altering(repository.update_table)
+
+
 def _serve(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description="bqemulator without DuckDB's spatial extension")
     parser.add_argument("--port", type=int, required=True)
@@ -130,6 +160,7 @@ def _serve(argv: list[str]) -> None:
     # Offline there is no extension repository: skip spatial (GEOGRAPHY) instead of failing.
     DuckDBEngine._load_spatial = lambda self: None
     _quote_record_fields()
+    _apply_schema_updates()
     os.environ.setdefault("BQEMU_LOG_LEVEL", "warning")
     run_forever(Settings(
         rest_host="127.0.0.1",

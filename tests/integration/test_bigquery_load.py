@@ -137,13 +137,53 @@ def test_the_documented_example_queries_run_on_loaded_results(bq, gcs_emulator, 
     loader.load(list(result_uris(gcs_store, results_bucket)))
 
     queries = _doc_queries()
-    assert len(queries) == 5
+    assert len(queries) == 6
     answers = []
     for sql in queries:
         sql = sql.replace("project.speech.results", loader.table).replace("INTERVAL 30 DAY", "INTERVAL 36500 DAY")
         answers.append([dict(r) for r in client.query(sql).result()])
-    negative, per_sentence, _, failures, versions = answers
+    negative, per_sentence, _, per_speaker, failures, versions = answers
     assert negative[0]["file"] == "calls/2026/11/25/0001.wav" and negative[0]["segments"] == len(rows[0].segments)
+    speakers = {s.speaker for s in rows[0].segments}
+    assert {r["speaker"] for r in per_speaker} == speakers and len(speakers) == 2
+    assert all(0 <= r["negative_voice_share"] <= 1 for r in per_speaker)
     assert len(per_sentence) == len(rows[0].segments)
     assert failures[0]["code"] == "not_audio" and failures[0]["files"] == 1
     assert sum(v["files"] for v in versions) == 2
+
+
+def test_a_table_made_by_the_previous_pipeline_gains_the_new_columns_and_keeps_its_rows(
+    bq, gcs_emulator, gcs_store, unique
+):
+    """Rows of pipeline 0.1 (no speakers, channels or text sentiment) and 0.2 in one table."""
+    from google.cloud import bigquery
+
+    from workers.bq_load import table_schema
+
+    emulator, client = bq
+    results_bucket = f"results-{unique}"
+    emulators.create_bucket(gcs_emulator, results_bucket)
+    old_schema = _without(table_schema(), {"channel", "speaker", "text_sentiment", "fused_sentiment",
+                                           "channels", "speakers"})
+    table = f"{emulators.PROJECT}.{DATASET}.old_{unique}"
+    client.create_table(bigquery.Table(table, schema=[bigquery.SchemaField.from_api_repr(f) for f in old_schema]))
+    old_rows = [json.loads((GOLDEN / "v0.1" / "result.json").read_text())]
+    old_rows[0]["job"] = dict(old_rows[0]["job"], name="calls/old.wav")
+    errors = client.insert_rows_json(table, old_rows)
+    assert errors == []
+
+    new = _result("result.json", bucket="inbox", name="calls/new.wav", generation=7)
+    _publish([new], gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
+    loader = BigQueryLoader(client, table)
+    report = loader.load(list(result_uris(gcs_store, results_bucket)))
+    assert (report.rows_before, report.rows_after) == (1, 2)
+    columns = {f.name for f in client.get_table(table).schema}
+    assert {"speakers", "channels"} <= columns
+    rows = {r["name"]: r for r in client.query(
+        f"SELECT job.name AS name, ARRAY_LENGTH(speakers) AS speakers FROM `{table}`").result()}
+    assert rows["calls/new.wav"]["speakers"] == len(new.speakers) and rows["calls/old.wav"]["speakers"] in (0, None)
+
+
+def _without(fields: list[dict], names: set[str]) -> list[dict]:
+    return [dict(f, fields=_without(f["fields"], names)) if f.get("fields") else f
+            for f in fields if f["name"] not in names]
