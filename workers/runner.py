@@ -147,8 +147,10 @@ def describe(result: dict) -> str:
     emotion = summary.get("dominant_emotion") or "-"
     if not result["engines"]["ser"]["trained"]:
         emotion += " (untrained model)"
+    speakers = result.get("speakers") or []
+    who = f", speakers {', '.join(s['speaker'] for s in speakers)}" if speakers else ""
     return (f"ok     {name}: {result['duration']:.1f} s, language {result['language']}, "
-            f"{len(result['segments'])} segments, dominant emotion {emotion}")
+            f"{len(result['segments'])} segments{who}, dominant emotion {emotion}")
 
 
 def why_failed(result: dict) -> str:
