@@ -2,7 +2,10 @@
 
 1. Speech regions from Silero VAD (the ONNX model faster-whisper ships).
 2. A voice embedding every 0.8 s over 1.6 s of speech, from Resemblyzer's GE2E speaker
-   encoder (its trained weights ship in the PyPI wheel; Apache-2.0).
+   encoder (its trained weights ship in the PyPI wheel; Apache-2.0). The network (a 3-layer
+   LSTM over 40 mel bands and a projection) is rebuilt here around those weights, and its mel
+   spectrogram made in numpy exactly as Resemblyzer makes it with librosa (equal to 1e-7), so
+   neither librosa nor webrtcvad is needed, and no first call spends 20 s compiling numba code.
 3. Agglomerative clustering of the embeddings (average linkage, cosine distance) cut at a
    distance threshold, so the number of speakers is found, not given; MIN_SPEAKERS /
    MAX_SPEAKERS bound it. One voice gives one speaker, no speech gives none.
@@ -13,19 +16,25 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from workers.audio import SAMPLE_RATE
+from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames: what the speaker encoder was trained on
 PARTIAL_HOP_FRAMES = 80
-MEL_HOP_SAMPLES = SAMPLE_RATE // 100
+BATCH = 64
+MEL_BANDS = 40
+N_FFT = 400  # 25 ms
+MEL_HOP = SAMPLE_RATE // 100
 
 
 @dataclass(frozen=True)
@@ -39,17 +48,61 @@ class Diarizer(Protocol):
     def turns(self, audio: np.ndarray) -> list[Turn]: ...
 
 
+def resemblyzer_weights() -> Path:
+    """``pretrained.pt`` inside the installed resemblyzer package (found, not imported)."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the speaker model package 'resemblyzer' is not installed: run `make setup` "
+                          "(pip install --no-deps -r requirements-nodeps.txt), or set DIARIZATION=off")
+    return Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+
+
+def _speaker_encoder(device: str):
+    import torch
+    from torch import nn
+
+    class SpeakerEncoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(MEL_BANDS, 256, 3, batch_first=True)
+            self.linear = nn.Linear(256, 256)
+
+        def forward(self, mels: torch.Tensor) -> torch.Tensor:
+            _, (hidden, _) = self.lstm(mels)
+            raw = torch.relu(self.linear(hidden[-1]))
+            return raw / torch.norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+
+    encoder = SpeakerEncoder()
+    state = torch.load(resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"]
+    encoder.load_state_dict({k: v for k, v in state.items() if k.split(".")[0] in ("lstm", "linear")})
+    return encoder.to(device).eval()
+
+
+def mel_spectrogram(audio: np.ndarray) -> np.ndarray:
+    """(frames, 40) power mel spectrogram: 25 ms Hann windows every 10 ms, centred, Slaney mel
+    bands: what Resemblyzer's ``wav_to_mel_spectrogram`` gives."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    padded = np.pad(audio.astype(np.float32), N_FFT // 2)
+    frames = 1 + (len(padded) - N_FFT) // MEL_HOP
+    if frames <= 0:
+        return np.zeros((0, MEL_BANDS), np.float32)
+    index = np.arange(N_FFT)[None, :] + MEL_HOP * np.arange(frames)[:, None]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+    power = np.abs(np.fft.rfft(padded[index] * window, axis=1)) ** 2
+    return (power @ FeatureExtractor.get_mel_filters(SAMPLE_RATE, N_FFT, n_mels=MEL_BANDS).T).astype(np.float32)
+
+
 class SpeakerDiarizer:
     def __init__(self, *, device: str = "auto", threshold: float = 0.35, min_speakers: int = 0,
                  max_speakers: int = 0, min_turn_seconds: float = 0.6) -> None:
         import torch
-        from resemblyzer import VoiceEncoder
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._torch = torch
         self.device = device
-        self._encoder = VoiceEncoder(device=device, verbose=False)
+        self._encoder = _speaker_encoder(device)
         self.threshold = threshold
         self.min_speakers, self.max_speakers = min_speakers, max_speakers
         self.min_turn_seconds = min_turn_seconds
@@ -63,12 +116,10 @@ class SpeakerDiarizer:
         return _named(_merged(_assigned(regions, centres, labels), self.min_turn_seconds))
 
     def _embeddings(self, audio: np.ndarray, regions: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-        from resemblyzer.audio import wav_to_mel_spectrogram
-
         mels, centres = [], []
         for start, end in regions:
             chunk = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
-            mel = wav_to_mel_spectrogram(chunk)
+            mel = mel_spectrogram(chunk)
             if len(mel) < PARTIAL_FRAMES:  # short speech: one partial, padded by repetition
                 mel = np.resize(mel, (PARTIAL_FRAMES, mel.shape[1])) if len(mel) else mel
                 offsets = [0] if len(mel) else []
@@ -80,9 +131,17 @@ class SpeakerDiarizer:
                 mels.append(mel[o:o + PARTIAL_FRAMES])
                 span = min(PARTIAL_FRAMES, (end - start) * 100)
                 centres.append(start + (o + span / 2) / 100)
-        with self._torch.inference_mode():
-            batch = self._torch.from_numpy(np.stack(mels)).to(self._encoder.device)
-            embeddings = self._encoder(batch).cpu().numpy()
+        torch, threads = self._torch, self._torch.get_num_threads()
+        # The LSTM steps through 160 frames of small matrices: a second thread gains little, and
+        # beside the Whisper engines (which use every core) OpenMP's spinning made it 4x slower.
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                embeddings = np.concatenate([
+                    self._encoder(torch.from_numpy(np.stack(mels[i:i + BATCH])).to(self.device)).cpu().numpy()
+                    for i in range(0, len(mels), BATCH)])
+        finally:
+            torch.set_num_threads(threads)
         return np.asarray(centres), embeddings
 
     def _cluster(self, embeddings: np.ndarray) -> np.ndarray:
