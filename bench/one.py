@@ -34,17 +34,21 @@ def main() -> None:
     settings = Settings.from_env(stt_model=args.stt_model, ser_engine=args.ser_engine, ser_model=args.ser_model,
                                  stt_cpu_threads=args.stt_threads, ser_cpu_threads=args.ser_threads)
     bootstrap.configure_logging(settings, default_level="WARNING")
-    stt, ser = bootstrap.stt_engine(settings), bootstrap.ser_engine(settings)
+    stt, ser, diarizer = bootstrap.stt_engine(settings), bootstrap.ser_engine(settings), bootstrap.diarizer(settings)
     audio = decode(args.audio, max_seconds=settings.max_audio_seconds).samples
     duration = len(audio) / 16_000
     stt.transcribe(audio[: 16_000 * 5])  # warm-up: first-call allocations are not the steady state
     ser.classify(audio[: 16_000 * 5])
+    if diarizer is not None:
+        diarizer.turns(audio[: 16_000 * 5])
 
     t = time.perf_counter()
     stt.transcribe(audio)
     stt_alone = time.perf_counter() - t
     t = time.perf_counter()
-    ser.classify(audio)
+    ser.classify(audio)  # the SER service's work: emotions, then who speaks when
+    if diarizer is not None:
+        diarizer.turns(audio)
     ser_alone = time.perf_counter() - t
 
     with tempfile.TemporaryDirectory() as tmp:
