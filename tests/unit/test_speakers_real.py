@@ -90,3 +90,17 @@ def test_a_two_channel_call_is_transcribed_per_channel(tmp_path, fast_settings) 
     assert "horizon" in said["customer"] and "wizard" not in said["customer"]
     assert [(s["speaker"], s["channel"]) for s in result["speakers"]] == [("agent", 0), ("customer", 1)]
     assert all(w["speaker"] == s["speaker"] for s in result["segments"] for w in s["words"])
+
+
+def test_long_recordings_cluster_a_sample_and_give_every_embedding_a_speaker(diarizer, monkeypatch) -> None:
+    from workers.engines import diarization
+
+    monkeypatch.setattr(diarization, "MAX_CLUSTERED", 200)
+    rng = np.random.default_rng(0)
+    voices = rng.normal(size=(2, 256))
+    who = np.array([i % 7 < 4 for i in range(1000)], dtype=int)
+    embeddings = voices[who] + rng.normal(scale=0.3, size=(1000, 256))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = diarizer._cluster(embeddings)
+    assert len(set(labels)) == 2
+    assert len({(w, l) for w, l in zip(who, labels)}) == 2, "each voice is one cluster"

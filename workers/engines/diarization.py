@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames: what the speaker encoder was trained on
 PARTIAL_HOP_FRAMES = 80
 BATCH = 64
+MAX_CLUSTERED = 3000
 MEL_BANDS = 40
 N_FFT = 400  # 25 ms
 MEL_HOP = SAMPLE_RATE // 100
@@ -145,6 +146,18 @@ class SpeakerDiarizer:
         return np.asarray(centres), embeddings
 
     def _cluster(self, embeddings: np.ndarray) -> np.ndarray:
+        """Cluster labels of the embeddings. Past ``MAX_CLUSTERED`` (about 40 minutes of speech),
+        an even sample is clustered and every embedding joins the nearest cluster's centre:
+        average linkage needs memory and time in the square of its input."""
+        if len(embeddings) <= MAX_CLUSTERED:
+            return self._linkage_labels(embeddings)
+        sample = embeddings[np.linspace(0, len(embeddings) - 1, MAX_CLUSTERED).astype(int)]
+        labels = self._linkage_labels(sample)
+        centres = np.stack([sample[labels == k].mean(axis=0) for k in np.unique(labels)])
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        return np.unique(labels)[np.argmax(embeddings @ centres.T, axis=1)]
+
+    def _linkage_labels(self, embeddings: np.ndarray) -> np.ndarray:
         from scipy.cluster.hierarchy import fcluster, linkage
 
         if len(embeddings) < 2:
