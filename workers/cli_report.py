@@ -1,0 +1,62 @@
+"""The report command: a result JSON as an HTML page a person reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from workers.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write one self-contained HTML page for a result JSON",
+        description="Write RESULT.json (a file `run` or `analyze` wrote) as one HTML page with everything inline: "
+        "header, summary cards, the emotion timeline and the transcript coloured by emotion. With audio, a player "
+        "plays from the segment you click. For a whole folder: `run INBOX RESULTS --report`.",
+        epilog="examples:\n"
+        "  python -m workers report results/call.flac.json                 -> results/call.flac.html\n"
+        "  python -m workers report r.json --audio call.flac -o call.html   player linked to call.flac\n"
+        "  python -m workers report r.json --audio call.flac --embed-audio  one file to mail",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("result", type=Path, metavar="RESULT.json", help="a merged result (one JSON object)")
+    p.add_argument("--audio", type=Path, metavar="FILE",
+                   help="the audio the result was made from (default: the file beside RESULT.json, if it is there)")
+    p.add_argument("--embed-audio", action="store_true",
+                   help="put the audio inside the page (a third larger than the audio) instead of linking it")
+    p.add_argument("-o", "--output", type=Path, metavar="OUT.html",
+                   help="where to write the page (default: RESULT.json with .html for .json)")
+    p.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from workers.report.files import audio_beside, data_uri, link
+    from workers.report.page import render_view
+    from workers.report.view import read_view
+
+    if not args.result.is_file():
+        raise ConfigError(f"{args.result} " + ("is a folder, not a result file" if args.result.exists() else "does not exist"))
+    try:
+        view = read_view(json.loads(args.result.read_bytes()))
+    except ValueError as e:  # not JSON, or NotAResult
+        raise ConfigError(f"{args.result} is not a result JSON ({e}); give a file that `run` or `analyze` wrote") from e
+    if args.audio is not None and not args.audio.is_file():
+        raise ConfigError(f"audio file {args.audio} does not exist")
+    audio = args.audio or audio_beside(args.result, view.name)
+    if args.embed_audio and audio is None:
+        raise ConfigError("--embed-audio needs the audio: give --audio FILE")
+    output = args.output or args.result.with_suffix(".html")
+    if output.resolve() == args.result.resolve():
+        raise ConfigError(f"the page would overwrite the result {args.result}: give -o OUT.html")
+    source = None
+    if audio is not None:
+        source = data_uri(audio) if args.embed_audio else link(audio, output.parent)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_view(view, audio_src=source), encoding="utf-8")
+    print(f"report: {output}" + (f" (audio: {audio})" if audio else " (no audio found; --audio FILE adds a player)"),
+          file=sys.stderr)
+    return 0

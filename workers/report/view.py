@@ -1,0 +1,194 @@
+"""What a report shows, read from a result record: segments, labels, speakers, summary.
+
+The report reads the stored JSON leniently rather than through ``contracts.from_dict``,
+which refuses unknown fields: a report must open results of any pipeline version,
+including fields added later (``speaker`` and ``channel`` per segment). What it needs is
+checked, and a record without it is refused with the field it lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+
+class NotAResult(ValueError):
+    """The data is not a result record (a partial, a job message, some other JSON)."""
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    start: float
+    end: float
+    text: str
+    label: str | None  # the segment's top emotion; None when it has no emotion
+    sentiment: str | None
+    scores: Mapping[str, float]
+    speaker: str | None
+
+
+@dataclass(frozen=True)
+class SpeakerView:
+    name: str
+    talk_seconds: float
+    share: float  # of all speech in the file
+    turns: int
+    distribution: Mapping[str, float]  # duration-weighted mean of the speaker's segment scores
+
+    @property
+    def dominant(self) -> str | None:
+        return max(self.distribution, key=self.distribution.__getitem__) if self.distribution else None
+
+
+@dataclass(frozen=True)
+class ReportView:
+    name: str
+    status: str
+    error_code: str | None
+    error_message: str | None
+    duration: float | None
+    language: str | None
+    language_probability: float | None
+    stt_engine: str
+    ser_engine: str
+    ser_trained: bool
+    pipeline_version: str
+    completed_at: str | None
+    size: int | None
+    content_type: str | None
+    labels: Sequence[str]  # every emotion label, in the model's order
+    segments: Sequence[SegmentView]
+    dominant_emotion: str | None
+    sentiment: str | None
+    distribution: Mapping[str, float]
+    sentiment_distribution: Mapping[str, float]
+    speech_seconds: float
+    speakers: Sequence[SpeakerView]
+
+    @property
+    def end(self) -> float:
+        """Where the timeline ends: the duration, or the last segment when it is unknown."""
+        return max([self.duration or 0.0] + [s.end for s in self.segments])
+
+
+def read_view(record: Any) -> ReportView:
+    """The report's view of a result record; raises NotAResult naming what is missing."""
+    if not isinstance(record, dict):
+        raise NotAResult(f"expected a JSON object, got {type(record).__name__}")
+    job = _field(record, "job", dict)
+    status = _field(record, "status", str)
+    if status not in ("ok", "failed"):
+        raise NotAResult(f"'status' is {status!r}, not 'ok' or 'failed'")
+    raw_segments = _field(record, "segments", list)
+    engines = _field(record, "engines", dict)
+    error = record.get("error") or {}
+    summary = record.get("summary") or {}
+    segments = [_segment(i, s) for i, s in enumerate(raw_segments)]
+    labels = _labels(summary, segments)
+    timings = record.get("timings") or {}
+    return ReportView(
+        name=str(_field(job, "name", str, "job.")),
+        status=status,
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+        duration=record.get("duration"),
+        language=record.get("language"),
+        language_probability=record.get("language_probability"),
+        stt_engine=_engine(engines.get("stt")),
+        ser_engine=_engine(engines.get("ser")),
+        ser_trained=bool((engines.get("ser") or {}).get("trained", True)),
+        pipeline_version=str(record.get("pipeline_version") or "?"),
+        completed_at=timings.get("completed_at"),
+        size=job.get("size"),
+        content_type=job.get("content_type"),
+        labels=labels,
+        segments=segments,
+        dominant_emotion=summary.get("dominant_emotion"),
+        sentiment=summary.get("sentiment"),
+        distribution=_scores(summary.get("distribution")),
+        sentiment_distribution=_scores(summary.get("sentiment_distribution")),
+        speech_seconds=float(summary.get("speech_seconds") or sum(s.end - s.start for s in segments)),
+        speakers=speakers_of(segments),
+    )
+
+
+def speakers_of(segments: Sequence[SegmentView]) -> list[SpeakerView]:
+    """Per speaker, in order of first appearance; none when no segment names a speaker.
+
+    A turn is a run of consecutive segments of one speaker. The emotion distribution
+    weights each segment by its duration, as the result's own summary does.
+    """
+    talk: dict[str, float] = {}
+    turns: dict[str, int] = {}
+    weighted: dict[str, dict[str, float]] = {}
+    weight: dict[str, float] = {}
+    previous = None
+    for seg in segments:
+        if seg.speaker is None:
+            continue
+        seconds = seg.end - seg.start
+        talk[seg.speaker] = talk.get(seg.speaker, 0.0) + seconds
+        turns[seg.speaker] = turns.get(seg.speaker, 0) + (seg.speaker != previous)
+        previous = seg.speaker
+        sums = weighted.setdefault(seg.speaker, {})
+        if seg.scores:
+            w = max(seconds, 1e-3)  # a zero-length segment still counts, a little (as in the summary)
+            weight[seg.speaker] = weight.get(seg.speaker, 0.0) + w
+            for label, score in seg.scores.items():
+                sums[label] = sums.get(label, 0.0) + score * w
+    total = sum(talk.values())
+    return [
+        SpeakerView(
+            name=name,
+            talk_seconds=seconds,
+            share=seconds / total if total else 0.0,
+            turns=turns[name],
+            distribution={label: v / weight[name] for label, v in weighted[name].items()},
+        )
+        for name, seconds in talk.items()
+    ]
+
+
+def _field(data: dict, key: str, kind: type, where: str = "") -> Any:
+    if key not in data:
+        raise NotAResult(f"no '{where}{key}' field")
+    if not isinstance(data[key], kind):
+        raise NotAResult(f"'{where}{key}' is not a {kind.__name__}")
+    return data[key]
+
+
+def _segment(index: int, raw: Any) -> SegmentView:
+    if not isinstance(raw, dict):
+        raise NotAResult(f"segment {index} is not an object")
+    try:
+        start, end = float(raw["start"]), float(raw["end"])
+    except (KeyError, TypeError, ValueError):
+        raise NotAResult(f"segment {index} has no numeric 'start' and 'end'") from None
+    emotion = raw.get("emotion") or {}
+    speaker = raw.get("speaker")
+    return SegmentView(
+        start=start,
+        end=end,
+        text=str(raw.get("text") or "").strip(),
+        label=emotion.get("label"),
+        sentiment=emotion.get("sentiment"),
+        scores=_scores(emotion.get("scores")),
+        speaker=None if speaker is None else str(speaker),
+    )
+
+
+def _scores(items: Any) -> dict[str, float]:
+    return {str(i["label"]): float(i["score"]) for i in items or () if i.get("score") is not None}
+
+
+def _labels(summary: dict, segments: Sequence[SegmentView]) -> list[str]:
+    labels = list(_scores(summary.get("distribution")))
+    for seg in segments:
+        labels += [label for label in seg.scores if label not in labels]
+    return labels
+
+
+def _engine(engine: Any) -> str:
+    if not isinstance(engine, dict):
+        return "?"
+    return " ".join(str(engine[k]) for k in ("name", "model") if engine.get(k))
