@@ -1,0 +1,58 @@
+"""Result records of any size for report tests, built on the golden result."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Sequence
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+LABELS = ("angry", "happy", "neutral", "sad")
+
+
+def golden(name: str = "result.json") -> dict:
+    return json.loads((GOLDEN / name).read_text())
+
+
+def synthetic_result(
+    segments: int,
+    *,
+    seconds_each: float = 3.0,
+    labels: Sequence[str] = LABELS,
+    speakers: Sequence[str] = (),
+    name: str = "call.flac",
+) -> dict:
+    """``segments`` back-to-back segments with a pause of a tenth of their length; the top label
+    cycles through ``labels`` and, when given, turns alternate between ``speakers``."""
+    result = copy.deepcopy(golden())
+    result["job"]["name"] = name
+    result["engines"]["ser"]["trained"] = True
+    rows = []
+    for i in range(segments):
+        start = i * seconds_each * 1.1
+        top = labels[i % len(labels)]
+        rest = (1 - 0.7) / max(len(labels) - 1, 1)
+        scores = [{"label": label, "score": 0.7 if label == top else round(rest, 4)} for label in labels]
+        row = {"id": i, "start": round(start, 2), "end": round(start + seconds_each, 2),
+               "text": f"Sentence number {i}, said with some {top} feeling.", "avg_logprob": -0.2,
+               "no_speech_prob": 0.01, "words": [],
+               "emotion": {"label": top, "sentiment": "NEUTRAL", "scores": scores}}
+        if speakers:
+            row["speaker"] = speakers[i % len(speakers)]
+        rows.append(row)
+    result["segments"] = rows
+    result["duration"] = round(segments * seconds_each * 1.1, 2)
+    share = round(1 / len(labels), 4)
+    result["summary"]["distribution"] = [{"label": label, "score": share} for label in labels]
+    result["summary"]["dominant_emotion"] = labels[0]
+    result["summary"]["speech_seconds"] = segments * seconds_each
+    return result
+
+
+def silence_result() -> dict:
+    result = golden()
+    result["segments"] = []
+    result["summary"] = {"dominant_emotion": None, "sentiment": None, "distribution": [],
+                         "sentiment_distribution": [], "speech_seconds": 0.0}
+    return result

@@ -1,0 +1,146 @@
+"""The report page and the index as HTML text: what a reader is shown, escaped, self-contained, light."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.result_factory import golden, silence_result, synthetic_result
+from workers.report.index import render_index
+from workers.report.layout import label_colours
+from workers.report.page import render_report
+from workers.report.view import NotAResult, read_view
+
+
+def rows(html: str) -> list[str]:
+    return re.findall(r'<li class="seg [^"]*"[^>]*>.*?</li>', html)
+
+
+def polylines(html: str) -> dict[str, int]:
+    """Label -> number of points of its line in the timeline."""
+    return {label: len(points.split()) for label, points in
+            re.findall(r'<polyline class="line e\d+" data-label="([^"]*)" points="([^"]*)"', html)}
+
+
+def test_every_segment_is_a_row_with_its_time_emotion_and_text_in_order() -> None:
+    result = golden()
+    html = render_report(result)
+    found = rows(html)
+    assert len(found) == len(result["segments"]) == 2
+    assert 'data-s="1.26"' in found[1] and ">0:01<" in found[1]
+    assert "fear <small>14 %</small>" in found[1]
+    assert "Quisiera reservar una mesa" in found[1] and "Buenos días." in found[0]
+
+
+def test_timeline_has_a_line_per_label_with_a_point_per_scored_segment() -> None:
+    result = synthetic_result(9)
+    assert polylines(render_report(result)) == {"angry": 9, "happy": 9, "neutral": 9, "sad": 9}
+
+
+def test_labels_and_their_colours_come_from_the_result_not_a_fixed_set() -> None:
+    result = synthetic_result(6, labels=("calm", "frustrated", "elated"))
+    html = render_report(result)
+    assert set(polylines(html)) == {"calm", "frustrated", "elated"}
+    colours = label_colours(["calm", "frustrated", "elated", "x", "y"])
+    assert len(set(colours.values())) == 5
+    for i, label in enumerate(("calm", "frustrated", "elated")):
+        assert f".e{i}{{--c:{colours[label]}}}" in html
+        assert re.search(rf'<li class="e{i}"><svg[^>]*>.*?</svg>{label}</li>', html), "legend names every label"
+
+
+def test_page_is_self_contained() -> None:
+    html = render_report(golden(), audio_src="es_reserva.flac")
+    assert "<style>" in html and "<script>" in html
+    assert not re.search(r'(src|href)="(https?:)?//', html), "nothing is fetched from a network"
+    assert "<link" not in html and "<script src" not in html
+    assert '<audio controls preload="metadata" src="es_reserva.flac">' in html
+
+
+def test_text_from_the_result_is_escaped() -> None:
+    result = golden()
+    result["job"]["name"] = 'a "quoted" <b>name</b>.wav'
+    result["segments"][0]["text"] = "<script>alert(1)</script> & more"
+    html = render_report(result, audio_src='x.wav" onerror="alert(1)')
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+    assert "<b>name</b>" not in html and 'src="x.wav&quot; onerror=&quot;alert(1)"' in html
+
+
+def test_untrained_emotion_model_is_said_plainly() -> None:
+    html = render_report(golden())
+    assert "untrained" in html and "placeholders" in html
+    trained = synthetic_result(2)
+    assert "placeholders" not in render_report(trained)
+
+
+def test_speakers_get_a_card_each_and_a_lane_each() -> None:
+    result = synthetic_result(6, speakers=("agent", "customer", "customer"))
+    speakers = {s.name: s for s in read_view(result).speakers}
+    assert list(speakers) == ["agent", "customer"]
+    # agent, customer, customer, agent, customer, customer: two turns each.
+    assert speakers["agent"].turns == 2 and speakers["customer"].turns == 2
+    assert speakers["customer"].share == pytest.approx(4 / 6)
+    # The agent speaks segments 0 (angry: 0.7) and 3 (sad; angry 0.1), equally long.
+    assert speakers["agent"].distribution["angry"] == pytest.approx(0.4) and speakers["agent"].dominant == "angry"
+    html = render_report(result)
+    assert "Speaker agent" in html and "Speaker customer" in html and "2 turns" in html
+    assert re.search(r'text-anchor="end">agent</text>', html) and re.search(r'text-anchor="end">customer</text>', html)
+    assert len(re.findall(r'<rect class="s e\d+"', html)) == 6
+    assert html.count('<span class="who">customer</span>') == 4
+
+
+def test_without_speakers_there_is_one_speech_lane_and_no_speaker_card() -> None:
+    html = render_report(synthetic_result(3))
+    assert ">speech</text>" in html and "Speaker " not in html and 'class="who"' not in html
+
+
+def test_failed_result_gets_a_page_that_says_why() -> None:
+    html = render_report(golden("result_failed.json"))
+    assert 'class="failure" role="alert"' in html and "could not be analysed" in html
+    assert "<code>not_audio</code>: no audio stream" in html
+    assert not rows(html) and "<svg class=\"timeline\"" not in html
+
+
+def test_silence_says_no_speech_and_draws_no_timeline() -> None:
+    html = render_report(silence_result())
+    assert "No speech was found" in html and not rows(html) and "<svg class=\"timeline\"" not in html
+
+
+def test_a_record_that_is_not_a_result_is_refused_naming_what_is_missing() -> None:
+    partial = {"job_id": "x", "status": "ok", "windows": []}
+    with pytest.raises(NotAResult, match="'job'"):
+        render_report(partial)
+    bad_status = golden() | {"status": "pending"}
+    with pytest.raises(NotAResult, match="'status' is 'pending'"):
+        render_report(bad_status)
+    with pytest.raises(NotAResult, match="segment 0"):
+        render_report(golden() | {"segments": [{"text": "no times"}]})
+    with pytest.raises(NotAResult, match="JSON object"):
+        render_report([1, 2])  # type: ignore[arg-type]
+
+
+def test_an_hour_of_speech_renders_quickly_and_stays_light() -> None:
+    result = synthetic_result(1200, speakers=("S1", "S2"))
+    assert result["duration"] > 3600
+    started = time.perf_counter()
+    html = render_report(result)
+    seconds = time.perf_counter() - started
+    assert seconds < 1.0, f"{seconds:.2f} s for 1,200 segments"
+    assert len(rows(html)) == 1200 and set(polylines(html).values()) == {1200}
+    assert ">0:00:00<" in html and ">1:05:56<" in html, "one h:mm:ss format down an hour-long page"
+    per_segment = len(html.encode()) / 1200
+    assert per_segment < 700, f"{per_segment:.0f} bytes of page per segment"
+    elements = len(re.findall(r"<[a-z]", html)) / 1200
+    assert elements < 8, f"{elements:.1f} elements per segment"
+
+
+def test_index_lists_every_file_with_status_and_failures_with_their_error() -> None:
+    ok, failed = read_view(synthetic_result(3, name="calls/a.flac")), read_view(golden("result_failed.json"))
+    html = render_index([("calls/a.flac.html", ok), ("es_reserva.flac.html", failed)])
+    assert "2 files: 1 ok, 1 failed" in html
+    table_rows = re.findall(r"<tr class=\"(ok|failed)\">(.*?)</tr>", html)
+    assert [r[0] for r in table_rows] == ["ok", "failed"]
+    assert '<a href="calls/a.flac.html">calls/a.flac</a>' in table_rows[0][1] and "angry" in table_rows[0][1]
+    assert "<code>not_audio</code>: no audio stream" in table_rows[1][1]
+    assert "No results yet" in render_index([])
