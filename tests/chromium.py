@@ -94,7 +94,7 @@ class Chromium:
     def open(self, url: str, *, width: int = 1200, height: int = 900) -> "Tab":
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        tab = Tab(self, session)
+        tab = Tab(self, session, target)
         for domain in ("Page", "Runtime"):
             self.send(f"{domain}.enable", session)
         self.send("Emulation.setDeviceMetricsOverride", session, width=width, height=height,
@@ -116,14 +116,20 @@ class Chromium:
 
 
 class Tab:
-    def __init__(self, browser: Chromium, session: str) -> None:
-        self.browser, self.session = browser, session
+    def __init__(self, browser: Chromium, session: str, target: str) -> None:
+        self.browser, self.session, self.target = browser, session, target
+
+    def close(self) -> None:
+        self.browser.send("Target.closeTarget", targetId=self.target)
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
         return self.browser.send(method, self.session, **params)
 
     def navigate(self, url: str) -> None:
         self.send("Page.navigate", url=url)
+        self.wait_for_load()
+
+    def wait_for_load(self) -> None:
         self.browser.wait_for("Page.loadEventFired", self.session)
 
     def evaluate(self, expression: str) -> Any:
