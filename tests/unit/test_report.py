@@ -84,7 +84,7 @@ def test_speakers_get_a_card_each_and_a_lane_each() -> None:
     # The agent speaks segments 0 (angry: 0.7) and 3 (sad; angry 0.1), equally long.
     assert speakers["agent"].distribution["angry"] == pytest.approx(0.4) and speakers["agent"].dominant == "angry"
     html = render_report(result)
-    assert "Speaker agent" in html and "Speaker customer" in html and "2 turns" in html
+    assert html.count("<h3>Speaker</h3>") == 2 and '<p class="big">customer</p>' in html and "2 turns" in html
     assert re.search(r'text-anchor="end">agent</text>', html) and re.search(r'text-anchor="end">customer</text>', html)
     assert len(re.findall(r'<rect class="s e\d+"', html)) == 6
     assert html.count('<span class="who">customer</span>') == 4
@@ -92,7 +92,7 @@ def test_speakers_get_a_card_each_and_a_lane_each() -> None:
 
 def test_without_speakers_there_is_one_speech_lane_and_no_speaker_card() -> None:
     html = render_report(synthetic_result(3))
-    assert ">speech</text>" in html and "Speaker " not in html and 'class="who"' not in html
+    assert ">speech</text>" in html and "<h3>Speaker</h3>" not in html and 'class="who"' not in html
 
 
 def test_failed_result_gets_a_page_that_says_why() -> None:

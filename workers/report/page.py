@@ -106,7 +106,7 @@ def _summary(view: ReportView, index: dict[str, int]) -> str:
         if dominant:
             body += f'<p class="{classes.get(dominant, "")}"><span class="swatch"></span>mostly {escape(dominant)}</p>'
             body += _bars(speaker.distribution, classes)
-        cards.append(_card(f"Speaker {speaker.name}", body))
+        cards.append(_card("Speaker", body))
     return f'<section aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2><div class="cards">{"".join(cards)}</div></section>'
 
 
