@@ -137,10 +137,10 @@ def test_an_hour_of_speech_renders_quickly_and_stays_light() -> None:
 
 def test_index_lists_every_file_with_status_and_failures_with_their_error() -> None:
     ok, failed = read_view(synthetic_result(3, name="calls/a.flac")), read_view(golden("result_failed.json"))
-    html = render_index([("calls/a.flac.html", ok), ("es_reserva.flac.html", failed)])
+    html = render_index([("calls/a.flac.html", ok), ("es_reserva.flac.html", failed)], title="Results in out")
     assert "2 files: 1 ok, 1 failed" in html
     table_rows = re.findall(r"<tr class=\"(ok|failed)\">(.*?)</tr>", html)
     assert [r[0] for r in table_rows] == ["ok", "failed"]
     assert '<a href="calls/a.flac.html">calls/a.flac</a>' in table_rows[0][1] and "angry" in table_rows[0][1]
     assert "<code>not_audio</code>: no audio stream" in table_rows[1][1]
-    assert "No results yet" in render_index([])
+    assert "<h1>Results in out</h1>" in html and "No results yet" in render_index([], title="empty")

@@ -62,7 +62,7 @@ def write_reports(store: LocalBlobStore, results_bucket: str, inbox_bucket: str)
         store.write(results_bucket, name + REPORT_SUFFIX, html.encode(), if_generation_match=None,
                     content_type="text/html")
         listed.append((link(page_path, root), view))
-    store.write(results_bucket, INDEX_NAME, render_index(listed).encode(), if_generation_match=None,
+    store.write(results_bucket, INDEX_NAME, render_index(listed, title=f"Results in {root.name}").encode(), if_generation_match=None,
                 content_type="text/html")
     log.info("wrote %d reports and %s", len(listed), INDEX_NAME)
     return store.path(results_bucket, INDEX_NAME)

@@ -9,7 +9,7 @@ from workers.report.layout import clock, colour_rules, page
 from workers.report.view import ReportView
 
 
-def render_index(reports: Sequence[tuple[str, ReportView]], *, title: str = "Results") -> str:
+def render_index(reports: Sequence[tuple[str, ReportView]], *, title: str) -> str:
     """``reports`` are (link to the page, the result's view) pairs, listed in the order given."""
     labels = list(dict.fromkeys(v.dominant_emotion for _, v in reports if v.dominant_emotion))
     index = {label: i for i, label in enumerate(labels)}

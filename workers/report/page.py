@@ -37,7 +37,7 @@ def render_view(view: ReportView, *, audio_src: str | None = None) -> str:
             f"<p><code>{escape(view.error_code or 'unknown')}</code>: {escape(view.error_message or 'no reason was recorded')}</p>"
             "<p>Whatever was known about the file is shown below.</p></section>"
         )
-    if not view.ser_trained:
+    if not view.ser_trained and view.segments:
         main.append('<p class="note">The emotion model is <strong>untrained</strong> (random weights): the emotions '
                     "on this page are placeholders, not measurements.</p>")
     if view.status == "ok" or view.segments:
@@ -115,9 +115,9 @@ def _card(title: str, body: str) -> str:
 
 
 def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
-    scored = [s for s in view.segments if s.scores]
     if not view.segments:
         return ""
+    scored = [s for s in view.segments if s.scores]
     lanes: Sequence[str | None] = [s.name for s in view.speakers] or [None]
     end = view.end or 1.0
     x0, x1 = LEFT, WIDTH - RIGHT
