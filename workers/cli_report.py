@@ -14,9 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="write one self-contained HTML page for a result JSON",
-        description="Write RESULT.json (a file `run` or `analyze` wrote) as one HTML page with everything inline: "
-        "header, summary cards, the emotion timeline and the transcript coloured by emotion. With audio, a player "
-        "plays from the segment you click. For a whole folder: `run INBOX RESULTS --report`.",
+        description="Write RESULT.json (a file `run` or `analyze` wrote) as one HTML page with everything inline:\n"
+        "header, summary cards, the emotion timeline and the transcript coloured by emotion. With the audio,\n"
+        "a player plays from the segment you click. For a whole folder: `run INBOX RESULTS --report`.",
         epilog="examples:\n"
         "  python -m workers report results/call.flac.json                 -> results/call.flac.html\n"
         "  python -m workers report r.json --audio call.flac -o call.html   player linked to call.flac\n"
