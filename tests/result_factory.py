@@ -50,6 +50,22 @@ def synthetic_result(
     return result
 
 
+def synthetic_windows(result: dict, *, window: float = 3.0, hop: float = 1.5) -> dict:
+    """The SER partial behind ``result``: windows over its whole duration, each label's score rising
+    and falling in turn."""
+    labels = [item["label"] for item in result["summary"]["distribution"]]
+    windows, start = [], 0.0
+    while start == 0.0 or start + window <= result["duration"]:
+        top = int(start / hop) % len(labels)
+        scores = [0.6 if i == top else round(0.4 / (len(labels) - 1), 4) for i in range(len(labels))]
+        windows.append({"start": start, "end": start + window, "scores": scores})
+        start += hop
+    partial = golden("ser_partial.json")
+    partial.update(job_id=result["job"]["job_id"], labels=labels, windows=windows, duration=result["duration"],
+                   window_seconds=window, hop_seconds=hop)
+    return partial
+
+
 def silence_result() -> dict:
     result = golden()
     result["segments"] = []

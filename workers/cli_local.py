@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.report:
             from workers.report.files import write_reports
 
-            index = write_reports(stack.store, bootstrap.LOCAL_RESULTS, stack.inbox_bucket)
+            index = write_reports(stack.store, bootstrap.LOCAL_RESULTS, stack.inbox_bucket, bootstrap.LOCAL_STAGING)
     except KeyboardInterrupt:
         print("\ninterrupted: the file in progress finishes its current step; run again to continue "
               "(what is done is kept)", file=sys.stderr)

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tests.result_factory import golden, silence_result, synthetic_result
+from tests.result_factory import golden, silence_result, synthetic_result, synthetic_windows
+from workers.contracts import SerPartial, from_dict
 from workers.report.index import render_index
 from workers.report.layout import label_colours
 from workers.report.page import render_report
@@ -37,6 +38,27 @@ def test_every_segment_is_a_row_with_its_time_emotion_and_text_in_order() -> Non
 def test_timeline_has_a_line_per_label_with_a_point_per_scored_segment() -> None:
     result = synthetic_result(9)
     assert polylines(render_report(result)) == {"angry": 9, "happy": 9, "neutral": 9, "sad": 9}
+
+
+def test_with_the_ser_partial_the_timeline_has_a_point_per_emotion_window() -> None:
+    ser = from_dict(SerPartial, golden("ser_partial.json"))
+    html = render_report(golden(), windows=ser)
+    assert polylines(html) == {label: 4 for label in ser.labels}
+    assert "each of the 4 emotion windows (3 s long, one every 1.5 s)" in html
+    first = re.search(r'data-label="angry" points="([\d.]+),', html).group(1)
+    assert float(first) == pytest.approx(72 + (1000 - 72 - 10) * 1.5 / 6.6576, abs=0.1), "first window's middle"
+    result = synthetic_result(20)
+    assert set(polylines(render_report(result, windows=from_dict(SerPartial, synthetic_windows(result))))
+               .values()) == {43}
+
+
+def test_windows_of_another_job_are_refused_and_a_failed_ser_partial_leaves_the_segments() -> None:
+    view = read_view(golden())
+    other = from_dict(SerPartial, golden("ser_partial.json") | {"job_id": "0" * 32})
+    with pytest.raises(ValueError, match="SER partial is of job 0000"):
+        view.with_windows(other)
+    failed = from_dict(SerPartial, golden("ser_partial.json") | {"status": "failed", "windows": []})
+    assert view.with_windows(failed).track.kind == "segment"
 
 
 def test_labels_and_their_colours_come_from_the_result_not_a_fixed_set() -> None:
@@ -120,14 +142,18 @@ def test_a_record_that_is_not_a_result_is_refused_naming_what_is_missing() -> No
         render_report([1, 2])  # type: ignore[arg-type]
 
 
+SEVEN = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
 def test_an_hour_of_speech_renders_quickly_and_stays_light() -> None:
-    result = synthetic_result(1200, speakers=("S1", "S2"))
-    assert result["duration"] > 3600
+    result = synthetic_result(1200, labels=SEVEN, speakers=("S1", "S2"))
+    windows = from_dict(SerPartial, synthetic_windows(result))
+    assert result["duration"] > 3600 and len(windows.windows) > 2600
     started = time.perf_counter()
-    html = render_report(result)
+    html = render_report(result, windows=windows)
     seconds = time.perf_counter() - started
-    assert seconds < 1.0, f"{seconds:.2f} s for 1,200 segments"
-    assert len(rows(html)) == 1200 and set(polylines(html).values()) == {1200}
+    assert seconds < 1.0, f"{seconds:.2f} s for 1,200 segments and {len(windows.windows)} windows"
+    assert len(rows(html)) == 1200 and set(polylines(html).values()) == {len(windows.windows)}
     assert ">0:00:00<" in html and ">1:05:56<" in html, "one h:mm:ss format down an hour-long page"
     per_segment = len(html.encode()) / 1200
     assert per_segment < 700, f"{per_segment:.0f} bytes of page per segment"

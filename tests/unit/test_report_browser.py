@@ -18,7 +18,8 @@ import pytest
 
 from tests.audio_factory import SAMPLES
 from tests.chromium import Chromium, Tab, find_chromium
-from tests.result_factory import golden, silence_result, synthetic_result
+from tests.result_factory import golden, silence_result, synthetic_result, synthetic_windows
+from workers.contracts import SerPartial, from_dict
 from workers.report.index import render_index
 from workers.report.page import render_report
 from workers.report.view import read_view
@@ -72,28 +73,32 @@ def played_from(tab: Tab, start: float) -> float | None:
 
 @pytest.fixture
 def speech_page(browser: Chromium, tmp_path: Path):
-    """Five segments inside the 19.6 s support-call sample, two speakers, the audio beside the page."""
+    """Five segments inside the 19.6 s support-call sample, two speakers, emotion windows, the audio
+    beside the page."""
     result = synthetic_result(5, speakers=SPEAKERS, name="support call.flac")
+    windows = from_dict(SerPartial, synthetic_windows(result))
     shutil.copy(SAMPLES / "en_support_call.flac", tmp_path / "support call.flac")
-    tab = open_page(browser, tmp_path / "support call.flac.html", render_report(result, audio_src="support%20call.flac"))
+    html = render_report(result, audio_src="support%20call.flac", windows=windows)
+    tab = open_page(browser, tmp_path / "support call.flac.html", html)
     assert wait_until(tab, "document.querySelector('audio').readyState >= 1"), "the linked audio loads from file://"
-    yield tab, result
+    yield tab, result, windows
     tab.close()
 
 
-def test_every_segment_is_rendered_and_the_timeline_has_a_point_per_scored_segment(speech_page) -> None:
-    tab, result = speech_page
+def test_every_segment_is_rendered_and_the_timeline_has_a_point_per_window(speech_page) -> None:
+    tab, result, windows = speech_page
     assert tab.evaluate("document.querySelectorAll('ol.transcript > li.seg').length") == len(result["segments"])
     points = tab.evaluate("Object.fromEntries([...document.querySelectorAll('svg.timeline polyline')]"
                           ".map(p => [p.dataset.label, p.points.numberOfItems]))")
-    assert points == {label: len(result["segments"]) for label in ("angry", "happy", "neutral", "sad")}
+    assert points == {label: len(windows.windows) for label in windows.labels}
+    assert len(windows.windows) == 10
     lanes = tab.evaluate("[...document.querySelectorAll('svg.timeline text')].map(t => t.textContent)")
     assert set(SPEAKERS) <= set(lanes)
     assert tab.exceptions() == []
 
 
 def test_clicking_a_segment_plays_from_its_start_and_highlights_it(speech_page) -> None:
-    tab, result = speech_page
+    tab, result, _ = speech_page
     start = result["segments"][3]["start"]
     tab.click("ol.transcript > li.seg:nth-child(4)")
     now = played_from(tab, start)
@@ -105,7 +110,7 @@ def test_clicking_a_segment_plays_from_its_start_and_highlights_it(speech_page) 
 
 
 def test_keyboard_moves_between_segments_and_enter_plays(speech_page) -> None:
-    tab, result = speech_page
+    tab, result, _ = speech_page
     tab.evaluate("document.querySelector('li.seg[tabindex=\"0\"]').focus()")
     for key in ("End", "Home", "ArrowDown", "ArrowDown", "Enter"):
         tab.press(key)
@@ -120,7 +125,7 @@ def test_keyboard_moves_between_segments_and_enter_plays(speech_page) -> None:
 
 
 def test_clicking_the_timeline_seeks_to_that_moment(speech_page) -> None:
-    tab, result = speech_page
+    tab, _, _ = speech_page
     tab.click("svg.timeline")  # the middle of the picture
     x0, x1, end = tab.evaluate("['x0', 'x1', 'end'].map(k => +document.querySelector('svg.timeline').dataset[k])")
     expected = (500 - x0) / (x1 - x0) * end
@@ -129,7 +134,7 @@ def test_clicking_the_timeline_seeks_to_that_moment(speech_page) -> None:
 
 
 def test_screenshot_of_the_report_is_not_blank_in_light_dark_and_print(speech_page) -> None:
-    tab, _ = speech_page
+    tab, _, _ = speech_page
     assert_not_blank(tab.screenshot(full_page=True))
     tab.media(dark=True)
     assert tab.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(21, 21, 21)"
@@ -158,14 +163,16 @@ def test_silence_result_says_no_speech(browser: Chromium, tmp_path: Path) -> Non
 
 def test_an_hour_with_1200_segments_opens_quickly_and_stays_usable(browser: Chromium, tmp_path: Path) -> None:
     result = synthetic_result(1200, speakers=SPEAKERS)
+    windows = from_dict(SerPartial, synthetic_windows(result))
     path = tmp_path / "hour.html"
-    path.write_text(render_report(result), encoding="utf-8")
+    path.write_text(render_report(result, windows=windows), encoding="utf-8")
     started = time.perf_counter()
     tab = browser.open(path.as_uri())
     seconds = time.perf_counter() - started
     assert seconds < 5.0, f"{seconds:.1f} s to load 1,200 segments"
     assert tab.evaluate("document.querySelectorAll('li.seg').length") == 1200
-    assert set(tab.evaluate("[...document.querySelectorAll('polyline')].map(p => p.points.numberOfItems)")) == {1200}
+    assert set(tab.evaluate("[...document.querySelectorAll('polyline')].map(p => p.points.numberOfItems)")) \
+        == {len(windows.windows)}
     tab.click("ol.transcript > li.seg:last-child")  # no audio: the segment is still selected
     assert tab.evaluate("+document.querySelector('li.seg.playing').dataset.s") == result["segments"][-1]["start"]
     assert tab.exceptions() == []

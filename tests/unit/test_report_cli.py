@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pytest
 
 from tests.audio_factory import SAMPLES, encode, png_bytes, tone
-from tests.result_factory import golden
+from tests.result_factory import GOLDEN, golden
 from workers.__main__ import main
 from workers.settings import REPO_ROOT
 
@@ -58,6 +58,18 @@ def test_without_audio_the_page_has_no_player_and_says_how_to_add_one(result_fil
     assert "no audio found" in capsys.readouterr().err
 
 
+def test_windows_come_from_the_option_or_from_the_staging_run_left(result_file: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "ser.json"
+    partial.write_text(json.dumps(golden("ser_partial.json")))
+    assert main(["report", str(result_file), "--windows", str(partial)]) == 0
+    assert "each of the 4 emotion windows" in result_file.with_suffix(".html").read_text()
+    staged = tmp_path / ".staging" / golden()["job"]["job_id"] / "ser.json"
+    staged.parent.mkdir(parents=True)
+    partial.rename(staged)
+    assert main(["report", str(result_file)]) == 0
+    assert "each of the 4 emotion windows" in result_file.with_suffix(".html").read_text()
+
+
 @pytest.mark.parametrize(
     ("content", "args", "message"),
     [
@@ -66,6 +78,8 @@ def test_without_audio_the_page_has_no_player_and_says_how_to_add_one(result_fil
         (json.dumps({"job_id": "abc", "kind": "stt"}), [], "is not a result JSON (no 'job' field)"),
         (json.dumps(golden()), ["--audio", "missing.wav"], "audio file missing.wav does not exist"),
         (json.dumps(golden()), ["--embed-audio"], "--embed-audio needs the audio"),
+        (json.dumps(golden()), ["--windows", "nothing.json"], "SER partial nothing.json does not exist"),
+        (json.dumps(golden()), ["--windows", str(GOLDEN / "stt_partial.json")], "is not this result's SER partial"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path: Path, capsys, content, args, message) -> None:
@@ -111,6 +125,10 @@ def test_run_report_writes_a_page_per_result_and_an_index_linking_them(reported_
                      ("picture.png.html", "picture.png"), ("silence.wav.html", "silence.wav")]
     assert re.search(r'<tr class="failed">.*picture\.png.*<code>not_audio</code>', index)
     speech = (results / "calls" / "support call.flac.html").read_text()
+    job_id = json.loads((results / "calls" / "support call.flac.json").read_text())["job"]["job_id"]
+    windows = len(json.loads((results / ".staging" / job_id / "ser.json").read_text())["windows"])
+    assert windows > 10 and f"each of the {windows} emotion windows" in speech
+    assert re.findall(r'<polyline [^>]*points="([^"]*)"', speech)[0].count(",") == windows
     src = audio_src(speech)
     assert src and (results / "calls" / unquote(src)).resolve() == (inbox / "calls" / "support call.flac").resolve()
     assert "refund" in speech and "could not be analysed" in (results / "picture.png.html").read_text()

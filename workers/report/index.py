@@ -11,7 +11,8 @@ from workers.report.view import ReportView
 
 def render_index(reports: Sequence[tuple[str, ReportView]], *, title: str) -> str:
     """``reports`` are (link to the page, the result's view) pairs, listed in the order given."""
-    labels = list(dict.fromkeys(v.dominant_emotion for _, v in reports if v.dominant_emotion))
+    # Every label of every file, in the models' order: a label gets the colour its page gives it.
+    labels = list(dict.fromkeys(label for _, v in reports for label in v.labels))
     index = {label: i for i, label in enumerate(labels)}
     failed = sum(v.status != "ok" for _, v in reports)
     audio = sum(v.duration or 0.0 for _, v in reports)

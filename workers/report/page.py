@@ -11,6 +11,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Mapping, Sequence
 
+from workers.contracts import SerPartial
 from workers.report.layout import DASHES, SENTIMENT_COLOURS, clock, colour_rules, page, percent
 from workers.report.view import ReportView, SegmentView, read_view
 
@@ -20,10 +21,12 @@ PLOT_HEIGHT, LANE_HEIGHT, LANE_GAP, AXIS_HEIGHT = 150.0, 16.0, 4.0, 22.0
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
 
-def render_report(result: dict[str, Any], *, audio_src: str | None = None) -> str:
-    """The page for one result record; ``audio_src`` (a URL: relative path or data URI) adds a player.
+def render_report(result: dict[str, Any], *, audio_src: str | None = None, windows: SerPartial | None = None) -> str:
+    """The page for one result record; ``audio_src`` (a URL: relative path or data URI) adds a player,
+    ``windows`` (the job's SER partial) a timeline point per emotion window instead of per segment.
     Raises NotAResult for a record that is not a result."""
-    return render_view(read_view(result), audio_src=audio_src)
+    view = read_view(result)
+    return render_view(view.with_windows(windows) if windows else view, audio_src=audio_src)
 
 
 def render_view(view: ReportView, *, audio_src: str | None = None) -> str:
@@ -117,7 +120,7 @@ def _card(title: str, body: str) -> str:
 def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
     if not view.segments:
         return ""
-    scored = [s for s in view.segments if s.scores]
+    track = view.track
     lanes: Sequence[str | None] = [s.name for s in view.speakers] or [None]
     end = view.end or 1.0
     x0, x1 = LEFT, WIDTH - RIGHT
@@ -140,7 +143,7 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
         t = k * step
         out.append(f'<text x="{x(t):.1f}" y="{TOP + PLOT_HEIGHT + 15:g}" text-anchor="middle">{clock(t, hours=hours)}</text>')
     for label, i in index.items():
-        points = " ".join(f"{x((s.start + s.end) / 2):.1f},{y(s.scores[label]):.1f}" for s in scored if label in s.scores)
+        points = " ".join(f"{x(t):.1f},{y(score):.1f}" for t, score in track.lines.get(label, ()))
         dash = DASHES[i % len(DASHES)]
         out.append(f'<polyline class="line e{i}" data-label="{escape(label)}" points="{points}"'
                    + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
@@ -160,8 +163,12 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
         + f"/></svg>{escape(label)}</li>"
         for label, i in index.items()
     )
-    described = (f"Score of each emotion label for each of the {len(scored)} scored segments, at the segment's middle, "
-                 f"over {clock(end)}; below, when each {'speaker' if view.speakers else 'segment'} speaks, coloured by "
+    if track.kind == "window":
+        measured = (f"in each of the {track.points} emotion windows ({track.window_seconds:g} s long, one every "
+                    f"{track.hop_seconds:g} s)")
+    else:
+        measured = f"of each of the {track.points} scored segments"
+    described = (f"Score of each emotion label {measured}, at its middle, over {clock(end)}; below, when each {'speaker' if view.speakers else 'segment'} speaks, coloured by "
                  "its top emotion. Click to play from there.")
     return (f'<section aria-labelledby="h-timeline"><h2 id="h-timeline">Emotion over time</h2>'
             f'<ul class="legend" aria-label="legend">{legend}</ul>{"".join(out)}'

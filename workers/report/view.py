@@ -1,4 +1,5 @@
-"""What a report shows, read from a result record: segments, labels, speakers, summary.
+"""What a report shows, read from a result record: segments, labels, speakers, summary, and
+the emotion track over time (the SER partial's windows when the report has them).
 
 The report reads the stored JSON leniently rather than through ``contracts.from_dict``,
 which refuses unknown fields: a report must open results of any pipeline version,
@@ -8,8 +9,10 @@ checked, and a record without it is refused with the field it lacks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Mapping, Sequence
+
+from workers.contracts import SerPartial
 
 
 class NotAResult(ValueError):
@@ -41,8 +44,21 @@ class SpeakerView:
 
 
 @dataclass(frozen=True)
+class Track:
+    """Each label's score over time: a point per emotion window, or per scored segment when the
+    windows are not at hand (the result keeps only the segments' scores)."""
+
+    kind: Literal["window", "segment"]
+    points: int
+    lines: Mapping[str, Sequence[tuple[float, float]]]  # label -> (time of the point, score)
+    window_seconds: float | None = None
+    hop_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class ReportView:
     name: str
+    job_id: str
     status: str
     error_code: str | None
     error_message: str | None
@@ -64,6 +80,17 @@ class ReportView:
     sentiment_distribution: Mapping[str, float]
     speech_seconds: float
     speakers: Sequence[SpeakerView]
+    track: Track
+
+    def with_windows(self, ser: SerPartial) -> ReportView:
+        """The same view with the track of the job's emotion windows (kept as it is when the SER
+        partial failed or has none); ValueError for another job's partial."""
+        if ser.job_id != self.job_id:
+            raise ValueError(f"the SER partial is of job {ser.job_id}, the result of job {self.job_id}")
+        if ser.status != "ok" or not ser.windows:
+            return self
+        labels = [*self.labels, *(label for label in ser.labels if label not in self.labels)]
+        return replace(self, labels=labels, track=_window_track(ser))
 
     @property
     def end(self) -> float:
@@ -84,10 +111,10 @@ def read_view(record: Any) -> ReportView:
     error = record.get("error") or {}
     summary = record.get("summary") or {}
     segments = [_segment(i, s) for i, s in enumerate(raw_segments)]
-    labels = _labels(summary, segments)
     timings = record.get("timings") or {}
     return ReportView(
         name=str(_field(job, "name", str, "job.")),
+        job_id=str(job.get("job_id") or ""),
         status=status,
         error_code=error.get("code"),
         error_message=error.get("message"),
@@ -101,7 +128,7 @@ def read_view(record: Any) -> ReportView:
         completed_at=timings.get("completed_at"),
         size=job.get("size"),
         content_type=job.get("content_type"),
-        labels=labels,
+        labels=_labels(summary, segments),
         segments=segments,
         dominant_emotion=summary.get("dominant_emotion"),
         sentiment=summary.get("sentiment"),
@@ -109,7 +136,26 @@ def read_view(record: Any) -> ReportView:
         sentiment_distribution=_scores(summary.get("sentiment_distribution")),
         speech_seconds=float(summary.get("speech_seconds") or sum(s.end - s.start for s in segments)),
         speakers=speakers_of(segments),
+        track=_segment_track(segments),
     )
+
+
+def _window_track(ser: SerPartial) -> Track:
+    lines: dict[str, list[tuple[float, float]]] = {label: [] for label in ser.labels}
+    for window in ser.windows:
+        middle = (window.start + window.end) / 2
+        for label, score in zip(ser.labels, window.scores):
+            lines[label].append((middle, score))
+    return Track("window", len(ser.windows), lines, ser.window_seconds, ser.hop_seconds)
+
+
+def _segment_track(segments: Sequence[SegmentView]) -> Track:
+    lines: dict[str, list[tuple[float, float]]] = {}
+    scored = [s for s in segments if s.scores]
+    for seg in scored:
+        for label, score in seg.scores.items():
+            lines.setdefault(label, []).append(((seg.start + seg.end) / 2, score))
+    return Track("segment", len(scored), lines)
 
 
 def speakers_of(segments: Sequence[SegmentView]) -> list[SpeakerView]:
