@@ -121,6 +121,7 @@ def test_failed_result_gets_a_page_that_says_why() -> None:
     html = render_report(golden("result_failed.json"))
     assert 'class="failure" role="alert"' in html and "could not be analysed" in html
     assert "<code>not_audio</code>: no audio stream" in html
+    assert "<dt>type</dt><dd>audio/flac</dd>" in html and "<dt>size</dt><dd>115.6 KB</dd>" in html
     assert not rows(html) and "<svg class=\"timeline\"" not in html
 
 
@@ -140,6 +141,14 @@ def test_a_record_that_is_not_a_result_is_refused_naming_what_is_missing() -> No
         render_report(golden() | {"segments": [{"text": "no times"}]})
     with pytest.raises(NotAResult, match="JSON object"):
         render_report([1, 2])  # type: ignore[arg-type]
+
+
+def test_odd_optional_fields_are_shown_as_unknown_rather_than_failing() -> None:
+    result = golden() | {"duration": "long", "summary": "none", "error": 3, "language_probability": None}
+    result["segments"][0]["emotion"] = {"label": "fear", "scores": [{"label": "fear"}, "x", {"label": "sad", "score": 0.2}]}
+    view = read_view(result)
+    assert view.duration is None and view.distribution == {} and view.segments[0].scores == {"sad": 0.2}
+    assert "<dt>duration</dt><dd>–</dd>" in render_report(result)
 
 
 SEVEN = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")

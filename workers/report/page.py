@@ -64,10 +64,20 @@ def _header(view: ReportView) -> str:
         ("emotion model", emotion),
         ("pipeline", escape(view.pipeline_version)),
     ]
+    if view.status != "ok":  # what little is known of a file that failed
+        facts += [("type", escape(view.content_type or "unknown")), ("size", _bytes(view.size))]
     if view.completed_at:
         facts.append(("analysed", escape(view.completed_at)))
     items = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
     return f'<header><h1>{escape(view.name)}</h1><dl class="meta">{items}</dl></header>'
+
+
+def _bytes(size: float | None) -> str:
+    if size is None:
+        return "–"
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    return f"{size / 1e3:.1f} KB" if size < 1e6 else f"{size / 1e6:.1f} MB"
 
 
 def _colour(label: str | None, index: dict[str, int]) -> str:

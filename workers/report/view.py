@@ -25,7 +25,6 @@ class SegmentView:
     end: float
     text: str
     label: str | None  # the segment's top emotion; None when it has no emotion
-    sentiment: str | None
     scores: Mapping[str, float]
     speaker: str | None
 
@@ -70,7 +69,7 @@ class ReportView:
     ser_trained: bool
     pipeline_version: str
     completed_at: str | None
-    size: int | None
+    size: float | None  # bytes
     content_type: str | None
     labels: Sequence[str]  # every emotion label, in the model's order
     segments: Sequence[SegmentView]
@@ -108,25 +107,23 @@ def read_view(record: Any) -> ReportView:
         raise NotAResult(f"'status' is {status!r}, not 'ok' or 'failed'")
     raw_segments = _field(record, "segments", list)
     engines = _field(record, "engines", dict)
-    error = record.get("error") or {}
-    summary = record.get("summary") or {}
+    error, summary, timings = (_object(record.get(k)) for k in ("error", "summary", "timings"))
     segments = [_segment(i, s) for i, s in enumerate(raw_segments)]
-    timings = record.get("timings") or {}
     return ReportView(
         name=str(_field(job, "name", str, "job.")),
         job_id=str(job.get("job_id") or ""),
         status=status,
         error_code=error.get("code"),
         error_message=error.get("message"),
-        duration=record.get("duration"),
+        duration=_number(record.get("duration")),
         language=record.get("language"),
-        language_probability=record.get("language_probability"),
+        language_probability=_number(record.get("language_probability")),
         stt_engine=_engine(engines.get("stt")),
         ser_engine=_engine(engines.get("ser")),
-        ser_trained=bool((engines.get("ser") or {}).get("trained", True)),
+        ser_trained=bool(_object(engines.get("ser")).get("trained", True)),
         pipeline_version=str(record.get("pipeline_version") or "?"),
         completed_at=timings.get("completed_at"),
-        size=job.get("size"),
+        size=_number(job.get("size")),
         content_type=job.get("content_type"),
         labels=_labels(summary, segments),
         segments=segments,
@@ -134,7 +131,7 @@ def read_view(record: Any) -> ReportView:
         sentiment=summary.get("sentiment"),
         distribution=_scores(summary.get("distribution")),
         sentiment_distribution=_scores(summary.get("sentiment_distribution")),
-        speech_seconds=float(summary.get("speech_seconds") or sum(s.end - s.start for s in segments)),
+        speech_seconds=_number(summary.get("speech_seconds")) or sum(s.end - s.start for s in segments),
         speakers=speakers_of(segments),
         track=_segment_track(segments),
     )
@@ -210,21 +207,31 @@ def _segment(index: int, raw: Any) -> SegmentView:
         start, end = float(raw["start"]), float(raw["end"])
     except (KeyError, TypeError, ValueError):
         raise NotAResult(f"segment {index} has no numeric 'start' and 'end'") from None
-    emotion = raw.get("emotion") or {}
+    emotion = _object(raw.get("emotion"))
     speaker = raw.get("speaker")
     return SegmentView(
         start=start,
         end=end,
         text=str(raw.get("text") or "").strip(),
         label=emotion.get("label"),
-        sentiment=emotion.get("sentiment"),
         scores=_scores(emotion.get("scores")),
         speaker=None if speaker is None else str(speaker),
     )
 
 
+def _object(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _scores(items: Any) -> dict[str, float]:
-    return {str(i["label"]): float(i["score"]) for i in items or () if i.get("score") is not None}
+    """``[{label, score}, …]`` as a mapping; entries without a numeric score are left out."""
+    pairs = ((i.get("label"), _number(i.get("score"))) for i in items if isinstance(i, dict)) \
+        if isinstance(items, list) else ()
+    return {str(label): score for label, score in pairs if label is not None and score is not None}
 
 
 def _labels(summary: dict, segments: Sequence[SegmentView]) -> list[str]:
