@@ -145,7 +145,8 @@ def test_a_record_that_is_not_a_result_is_refused_naming_what_is_missing() -> No
 
 def test_odd_optional_fields_are_shown_as_unknown_rather_than_failing() -> None:
     result = golden() | {"duration": "long", "summary": "none", "error": 3, "language_probability": None}
-    result["segments"][0]["emotion"] = {"label": "fear", "scores": [{"label": "fear"}, "x", {"label": "sad", "score": 0.2}]}
+    scores = [{"label": "fear"}, "x", {"label": "sad", "score": 0.2}]
+    result["segments"][0]["emotion"] = {"label": "fear", "scores": scores}
     view = read_view(result)
     assert view.duration is None and view.distribution == {} and view.segments[0].scores == {"sad": 0.2}
     assert "<dt>duration</dt><dd>–</dd>" in render_report(result)

@@ -181,7 +181,8 @@ def test_an_hour_with_1200_segments_opens_quickly_and_stays_usable(browser: Chro
 def test_index_links_open_the_reports(browser: Chromium, tmp_path: Path) -> None:
     result = synthetic_result(3, name="a call.flac")
     (tmp_path / "a call.flac.html").write_text(render_report(result), encoding="utf-8")
-    tab = open_page(browser, tmp_path / "index.html", render_index([("a%20call.flac.html", read_view(result))], title="calls"))
+    index = render_index([("a%20call.flac.html", read_view(result))], title="calls")
+    tab = open_page(browser, tmp_path / "index.html", index)
     tab.click("table.files a")
     tab.wait_for_load()
     assert tab.evaluate("location.pathname").endswith("/a%20call.flac.html")

@@ -77,22 +77,22 @@ def write_reports(store: LocalBlobStore, results_bucket: str, inbox_bucket: str,
         name = info.name[: -len(RESULT_SUFFIX)]
         page_path = store.path(results_bucket, name + REPORT_SUFFIX)
         audio = store.path(inbox_bucket, name)
-        html = render_view(view.with_windows(windows) if windows else view, audio_src=link(audio, page_path.parent) if audio.is_file() else None)
+        html = render_view(view.with_windows(windows) if windows else view,
+                           audio_src=link(audio, page_path.parent) if audio.is_file() else None)
         store.write(results_bucket, name + REPORT_SUFFIX, html.encode(), if_generation_match=None,
                     content_type="text/html")
         listed.append((link(page_path, root), view))
-    store.write(results_bucket, INDEX_NAME, render_index(listed, title=f"Results in {root.name}").encode(), if_generation_match=None,
-                content_type="text/html")
+    index = render_index(listed, title=f"Results in {root.name}")
+    store.write(results_bucket, INDEX_NAME, index.encode(), if_generation_match=None, content_type="text/html")
     log.info("wrote %d reports and %s", len(listed), INDEX_NAME)
     return store.path(results_bucket, INDEX_NAME)
 
 
 def _stored_windows(store: LocalBlobStore, staging_bucket: str, view: ReportView) -> SerPartial | None:
     try:
-        windows = read_windows(store.read(staging_bucket, partial_key(view.job_id, "ser"))[0])
+        return read_windows(store.read(staging_bucket, partial_key(view.job_id, "ser"))[0])
     except NotFound:
         return None
     except ValueError as e:
         log.warning("no emotion windows for %s: its SER partial does not read (%s)", view.name, e)
         return None
-    return windows

@@ -37,7 +37,9 @@ def _row(href: str, view: ReportView, index: dict[str, int]) -> str:
         untrained = "" if view.ser_trained else " <small>(untrained model)</small>"
         emotion = (f'<span class="e{index[view.dominant_emotion]}"><span class="swatch"></span>'
                    f"{escape(view.dominant_emotion)}</span>{untrained}")
-    error = f"<code>{escape(view.error_code or '')}</code>: {escape(view.error_message or '')}" if view.status != "ok" else ""
+    error = ""
+    if view.status != "ok":
+        error = f"<code>{escape(view.error_code or '')}</code>: {escape(view.error_message or '')}"
     return (
         f'<tr class="{escape(view.status)}"><td><a href="{escape(href)}">{escape(view.name)}</a></td>'
         f"<td>{escape(view.status)}</td><td class=\"num\">{clock(view.duration)}</td>"

@@ -25,8 +25,8 @@ _HINTS = {
     "surprise": "#56B4E9", "surprised": "#56B4E9",
     "neutral": "#8C8C8C", "neu": "#8C8C8C", "calm": "#8C8C8C",
 }
-SENTIMENT_COLOURS = {"POSITIVE": "#009E73", "NEGATIVE": "#D55E00", "NEUTRAL": "#8C8C8C"}
-DASHES = ("", "7 4", "2 3", "9 3 2 3", "1 3", "12 5", "5 2 1 2 1 2", "3 6")
+SENTIMENT_RULES = ".s-positive{--c:#009E73}.s-negative{--c:#D55E00}.s-neutral{--c:#8C8C8C}"
+_DASHES = ("", "7 4", "2 3", "9 3 2 3", "1 3", "12 5", "5 2 1 2 1 2", "3 6")
 
 
 def label_colours(labels: Sequence[str]) -> dict[str, str]:
@@ -40,6 +40,12 @@ def colour_rules(labels: Sequence[str]) -> str:
     """CSS giving ``.e<i>`` (the class of label i everywhere in a page) its colour."""
     colours = label_colours(labels)
     return "".join(f".e{i}{{--c:{colours[label]}}}" for i, label in enumerate(labels))
+
+
+def dash(i: int) -> str:
+    """The stroke-dasharray attribute of label i's line (the first label's is solid)."""
+    pattern = _DASHES[i % len(_DASHES)]
+    return f' stroke-dasharray="{pattern}"' if pattern else ""
 
 
 def clock(seconds: float | None, *, hours: bool = False) -> str:

@@ -9,10 +9,10 @@ per segment in the speaker lanes, and a small script that reads the segment time
 from __future__ import annotations
 
 from html import escape
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from workers.contracts import SerPartial
-from workers.report.layout import DASHES, SENTIMENT_COLOURS, clock, colour_rules, page, percent
+from workers.report.layout import SENTIMENT_RULES, clock, colour_rules, dash, page, percent
 from workers.report.view import ReportView, SegmentView, read_view
 
 # Timeline geometry, in SVG user units (the picture scales to the page's width).
@@ -21,7 +21,8 @@ PLOT_HEIGHT, LANE_HEIGHT, LANE_GAP, AXIS_HEIGHT = 150.0, 16.0, 4.0, 22.0
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
 
-def render_report(result: dict[str, Any], *, audio_src: str | None = None, windows: SerPartial | None = None) -> str:
+def render_report(result: dict[str, Any], *, audio_src: str | None = None,
+                  windows: SerPartial | None = None) -> str:
     """The page for one result record; ``audio_src`` (a URL: relative path or data URI) adds a player,
     ``windows`` (the job's SER partial) a timeline point per emotion window instead of per segment.
     Raises NotAResult for a record that is not a result."""
@@ -32,23 +33,21 @@ def render_report(result: dict[str, Any], *, audio_src: str | None = None, windo
 def render_view(view: ReportView, *, audio_src: str | None = None) -> str:
     index = {label: i for i, label in enumerate(view.labels)}
     hours = view.end >= 3600
-    parts = [_header(view)]
     main = []
     if view.status != "ok":
         main.append(
             '<section class="failure" role="alert"><h2>This file could not be analysed</h2>'
-            f"<p><code>{escape(view.error_code or 'unknown')}</code>: {escape(view.error_message or 'no reason was recorded')}</p>"
+            f"<p><code>{escape(view.error_code or 'unknown')}</code>: "
+            f"{escape(view.error_message or 'no reason was recorded')}</p>"
             "<p>Whatever was known about the file is shown below.</p></section>"
         )
     if not view.ser_trained and view.segments:
         main.append('<p class="note">The emotion model is <strong>untrained</strong> (random weights): the emotions '
                     "on this page are placeholders, not measurements.</p>")
     if view.status == "ok" or view.segments:
-        main.append(_summary(view, index))
-        main.append(_timeline(view, index, hours))
-        main.append(_transcript(view, index, audio_src, hours))
-    parts.append("<main>" + "".join(main) + "</main>")
-    return page(f"{view.name} – emotion report", "".join(parts), style=colour_rules(view.labels), script=True)
+        main += [_summary(view, index), _timeline(view, index, hours), _transcript(view, index, audio_src, hours)]
+    return page(f"{view.name} – emotion report", _header(view) + "<main>" + "".join(main) + "</main>",
+                style=colour_rules(view.labels) + SENTIMENT_RULES, script=True)
 
 
 def _header(view: ReportView) -> str:
@@ -81,46 +80,47 @@ def _bytes(size: float | None) -> str:
 
 
 def _colour(label: str | None, index: dict[str, int]) -> str:
-    """The class that colours a segment by its top emotion (grey when it has none)."""
+    """The class that colours a thing by an emotion label (grey for none)."""
     return f"e{index[label]}" if label in index else "e-none"
 
 
-def _bars(shares: Mapping[str, float], classes: dict[str, str]) -> str:
+def _bars(shares: Mapping[str, float], classes: Mapping[str, str]) -> str:
     rows = "".join(
         f'<li class="{classes.get(label, "")}"><span>{escape(label.lower())}</span>'
-        f'<span class="bar" aria-hidden="true"><span style="width:{min(max(share, 0.0), 1.0) * 100:.1f}%"></span></span>'
-        f'<span class="pct">{percent(share)}</span></li>'
+        f'<span class="bar" aria-hidden="true"><span style="width:{min(max(share, 0.0), 1.0) * 100:.1f}%">'
+        f'</span></span><span class="pct">{percent(share)}</span></li>'
         for label, share in shares.items()
     )
     return f'<ul class="bars">{rows}</ul>'
 
 
 def _summary(view: ReportView, index: dict[str, int]) -> str:
-    classes = {label: f"e{i}" for label, i in index.items()}
+    classes = {label: _colour(label, index) for label in index}
     cards = []
     if view.dominant_emotion:
         sentiment = f" <small>({escape(view.sentiment.lower())})</small>" if view.sentiment else ""
-        cards.append(_card("Dominant emotion", f'<p class="big {classes.get(view.dominant_emotion, "")}">'
-                                               f'<span class="swatch"></span>{escape(view.dominant_emotion)}{sentiment}</p>'))
+        cards.append(_card("Dominant emotion", f'<p class="big {_colour(view.dominant_emotion, index)}">'
+                                               '<span class="swatch"></span>'
+                                               f"{escape(view.dominant_emotion)}{sentiment}</p>"))
     if view.sentiment_distribution:
-        style = "".join(f".s-{s.lower()}{{--c:{c}}}" for s, c in SENTIMENT_COLOURS.items())
-        cards.append(_card("Sentiment", f"<style>{style}</style>" + _bars(
-            view.sentiment_distribution, {s: f"s-{s.lower()}" for s in view.sentiment_distribution})))
+        classes_of_sentiment = {s: f"s-{s.lower()}" for s in view.sentiment_distribution}
+        cards.append(_card("Sentiment", _bars(view.sentiment_distribution, classes_of_sentiment)))
     speech = f'<p class="big">{clock(view.speech_seconds)}</p><p>'
-    speech += (f"{percent(view.speech_seconds / view.duration)} of {clock(view.duration)}, " if view.duration else "")
+    if view.duration:
+        speech += f"{percent(view.speech_seconds / view.duration)} of {clock(view.duration)}, "
     speech += f"{len(view.segments)} segment{'s' * (len(view.segments) != 1)}</p>"
     cards.append(_card("Speech", speech))
     if view.distribution:
         cards.append(_card("Emotions (speech-weighted)", _bars(view.distribution, classes)))
     for speaker in view.speakers:
-        dominant = speaker.dominant
         body = (f'<p class="big">{escape(speaker.name)}</p><p>{clock(speaker.talk_seconds)} talking '
                 f"({percent(speaker.share)} of speech), {speaker.turns} turn{'s' * (speaker.turns != 1)}</p>")
-        if dominant:
-            body += f'<p class="{classes.get(dominant, "")}"><span class="swatch"></span>mostly {escape(dominant)}</p>'
-            body += _bars(speaker.distribution, classes)
+        if speaker.dominant:
+            body += (f'<p class="{_colour(speaker.dominant, index)}"><span class="swatch"></span>'
+                     f"mostly {escape(speaker.dominant)}</p>" + _bars(speaker.distribution, classes))
         cards.append(_card("Speaker", body))
-    return f'<section aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2><div class="cards">{"".join(cards)}</div></section>'
+    return ('<section aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2>'
+            f'<div class="cards">{"".join(cards)}</div></section>')
 
 
 def _card(title: str, body: str) -> str:
@@ -131,7 +131,8 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
     if not view.segments:
         return ""
     track = view.track
-    lanes: Sequence[str | None] = [s.name for s in view.speakers] or [None]
+    # A lane per speaker in order of first appearance; one "speech" lane when nobody is named.
+    lanes = list(dict.fromkeys(s.speaker for s in view.segments))
     end = view.end or 1.0
     x0, x1 = LEFT, WIDTH - RIGHT
 
@@ -143,45 +144,39 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
 
     lanes_top = TOP + PLOT_HEIGHT + AXIS_HEIGHT
     height = lanes_top + len(lanes) * (LANE_HEIGHT + LANE_GAP) + 2
-    out = [f'<svg class="timeline" viewBox="0 0 {WIDTH:g} {height:g}" role="img" aria-labelledby="h-timeline d-timeline" '
-           f'data-x0="{x0:g}" data-x1="{x1:g}" data-end="{end:g}">']
+    out = [f'<svg class="timeline" viewBox="0 0 {WIDTH:g} {height:g}" role="img" '
+           f'aria-labelledby="h-timeline d-timeline" data-x0="{x0:g}" data-x1="{x1:g}" data-end="{end:g}">']
     for score in (0.0, 0.5, 1.0):
         out.append(f'<line class="grid" x1="{x0:g}" x2="{x1:g}" y1="{y(score):g}" y2="{y(score):g}"/>'
                    f'<text x="{x0 - 6:g}" y="{y(score) + 4:g}" text-anchor="end">{percent(score)}</text>')
     step = next((s for s in TICK_STEPS if end / s <= 10), TICK_STEPS[-1])
-    for k in range(int(end // step) + 1):
-        t = k * step
-        out.append(f'<text x="{x(t):.1f}" y="{TOP + PLOT_HEIGHT + 15:g}" text-anchor="middle">{clock(t, hours=hours)}</text>')
+    out += [f'<text x="{x(k * step):.1f}" y="{TOP + PLOT_HEIGHT + 15:g}" text-anchor="middle">'
+            f"{clock(k * step, hours=hours)}</text>" for k in range(int(end // step) + 1)]
     for label, i in index.items():
         points = " ".join(f"{x(t):.1f},{y(score):.1f}" for t, score in track.lines.get(label, ()))
-        dash = DASHES[i % len(DASHES)]
-        out.append(f'<polyline class="line e{i}" data-label="{escape(label)}" points="{points}"'
-                   + (f' stroke-dasharray="{dash}"' if dash else "") + "/>")
+        out.append(f'<polyline class="line e{i}" data-label="{escape(label)}" points="{points}"{dash(i)}/>')
     for row, speaker in enumerate(lanes):
         top = lanes_top + row * (LANE_HEIGHT + LANE_GAP)
+        name = speaker if speaker is not None else ("speech" if len(lanes) == 1 else "unknown")
         out.append(f'<rect class="lane" x="{x0:g}" y="{top:g}" width="{x1 - x0:g}" height="{LANE_HEIGHT:g}"/>'
-                   f'<text x="{x0 - 6:g}" y="{top + 12:g}" text-anchor="end">{escape(speaker or "speech")}</text>')
-        out.extend(
-            f'<rect class="s {_colour(s.label, index)}" x="{x(s.start):.1f}" y="{top:g}" '
-            f'width="{max(x(s.end) - x(s.start), 0.5):.1f}" height="{LANE_HEIGHT:g}"/>'
-            for s in view.segments if s.speaker == speaker
-        )
-    out.append(f'<line class="playhead" x1="{x0:g}" x2="{x0:g}" y1="{TOP:g}" y2="{height:g}" visibility="hidden"/></svg>')
-    legend = "".join(
-        f'<li class="e{i}"><svg width="28" height="10" aria-hidden="true"><line x1="0" y1="5" x2="28" y2="5"'
-        + (f' stroke-dasharray="{DASHES[i % len(DASHES)]}"' if DASHES[i % len(DASHES)] else "")
-        + f"/></svg>{escape(label)}</li>"
-        for label, i in index.items()
-    )
+                   f'<text x="{x0 - 6:g}" y="{top + 12:g}" text-anchor="end">{escape(name)}</text>')
+        out += [f'<rect class="s {_colour(s.label, index)}" x="{x(s.start):.1f}" y="{top:g}" '
+                f'width="{max(x(s.end) - x(s.start), 0.5):.1f}" height="{LANE_HEIGHT:g}"/>'
+                for s in view.segments if s.speaker == speaker]
+    out.append(f'<line class="playhead" x1="{x0:g}" x2="{x0:g}" y1="{TOP:g}" y2="{height:g}" visibility="hidden"/>')
+    legend = "".join(f'<li class="e{i}"><svg width="28" height="10" aria-hidden="true">'
+                     f'<line x1="0" y1="5" x2="28" y2="5"{dash(i)}/></svg>{escape(label)}</li>'
+                     for label, i in index.items())
     if track.kind == "window":
-        measured = (f"in each of the {track.points} emotion windows ({track.window_seconds:g} s long, one every "
-                    f"{track.hop_seconds:g} s)")
+        measured = (f"in each of the {track.points} emotion windows ({track.window_seconds:g} s long, "
+                    f"one every {track.hop_seconds:g} s)")
     else:
         measured = f"of each of the {track.points} scored segments"
-    described = (f"Score of each emotion label {measured}, at its middle, over {clock(end)}; below, when each {'speaker' if view.speakers else 'segment'} speaks, coloured by "
-                 "its top emotion. Click to play from there.")
+    described = (f"Score of each emotion label {measured}, at its middle, over {clock(end)}; below, when each "
+                 f"{'speaker' if view.speakers else 'segment'} speaks, coloured by its top emotion. "
+                 "Click to play from there.")
     return (f'<section aria-labelledby="h-timeline"><h2 id="h-timeline">Emotion over time</h2>'
-            f'<ul class="legend" aria-label="legend">{legend}</ul>{"".join(out)}'
+            f'<ul class="legend" aria-label="legend">{legend}</ul>{"".join(out)}</svg>'
             f'<p class="help" id="d-timeline">{described}</p></section>')
 
 
@@ -189,11 +184,14 @@ def _transcript(view: ReportView, index: dict[str, int], audio_src: str | None, 
     head = '<section aria-labelledby="h-transcript"><h2 id="h-transcript">Transcript</h2>'
     if not view.segments:
         return head + '<p class="empty">No speech was found in this file.</p></section>'
-    player = (f'<div class="player"><audio controls preload="metadata" src="{escape(audio_src)}"></audio></div>'
-              if audio_src else "")
-    keys = ("<kbd>↑</kbd> <kbd>↓</kbd> move between segments, <kbd>Enter</kbd> plays from the segment, "
-            "<kbd>Esc</kbd> pauses." if audio_src else "<kbd>↑</kbd> <kbd>↓</kbd> move between segments; "
-            "no audio is linked (give <code>--audio FILE</code> to play from a segment).")
+    if audio_src:
+        player = f'<div class="player"><audio controls preload="metadata" src="{escape(audio_src)}"></audio></div>'
+        keys = ("<kbd>↑</kbd> <kbd>↓</kbd> move between segments, <kbd>Enter</kbd> plays from the segment, "
+                "<kbd>Esc</kbd> pauses.")
+    else:
+        player = ""
+        keys = ("<kbd>↑</kbd> <kbd>↓</kbd> move between segments; no audio is linked "
+                "(give <code>--audio FILE</code> to play from a segment).")
     rows = "".join(_segment_row(s, index, hours, first=(n == 0)) for n, s in enumerate(view.segments))
     return f'{head}{player}<p class="help">{keys}</p><ol class="transcript">{rows}</ol></section>'
 
@@ -203,6 +201,6 @@ def _segment_row(seg: SegmentView, index: dict[str, int], hours: bool, *, first:
     if seg.label in seg.scores:
         emotion += f" <small>{percent(seg.scores[seg.label])}</small>"
     speaker = f'<span class="who">{escape(seg.speaker)}</span>' if seg.speaker is not None else ""
-    return (f'<li class="seg {_colour(seg.label, index)}" data-s="{seg.start:g}" data-e="{seg.end:g}" tabindex="{0 if first else -1}">'
-            f'<span class="when">{clock(seg.start, hours=hours)}</span><span class="emo">{emotion}</span>'
-            f'<span class="text">{speaker}{escape(seg.text)}</span></li>')
+    return (f'<li class="seg {_colour(seg.label, index)}" data-s="{seg.start:g}" data-e="{seg.end:g}" '
+            f'tabindex="{0 if first else -1}"><span class="when">{clock(seg.start, hours=hours)}</span>'
+            f'<span class="emo">{emotion}</span><span class="text">{speaker}{escape(seg.text)}</span></li>')
