@@ -180,3 +180,14 @@ def test_index_lists_every_file_with_status_and_failures_with_their_error() -> N
     assert '<a href="calls/a.flac.html">calls/a.flac</a>' in table_rows[0][1] and "angry" in table_rows[0][1]
     assert "<code>not_audio</code>: no audio stream" in table_rows[1][1]
     assert "<h1>Results in out</h1>" in html and "No results yet" in render_index([], title="empty")
+
+
+def test_a_result_whose_emotions_failed_still_shows_its_transcript() -> None:
+    result = golden() | {"status": "failed", "summary": None,
+                         "error": {"code": "invalid_ser_partial", "message": "windows do not match the labels"}}
+    for segment in result["segments"]:
+        segment["emotion"] = None
+    html = render_report(result)
+    assert "could not be analysed" in html and "invalid_ser_partial" in html
+    assert len(rows(html)) == 2 and all('class="seg e-none"' in row and ">–<" in row for row in rows(html))
+    assert polylines(html) == {} and "of each of the 0 scored segments" in html
