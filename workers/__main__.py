@@ -18,7 +18,9 @@ from workers import PIPELINE_VERSION
 from workers.errors import PipelineError
 from workers.settings import Settings
 
-COMMAND_MODULES = ("workers.cli_local", "workers.cli_report", "workers.cli_train", "workers.cli_cloud", "workers.cli_ops")
+COMMAND_MODULES = (
+    "workers.cli_local", "workers.cli_report", "workers.cli_train", "workers.cli_cloud", "workers.cli_ops",
+)
 
 EPILOG = """
 examples:
