@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
-from workers.report.layout import clock, colour_rules, page
+from workers.report.layout import clock, colour_class, colour_rules, page
 from workers.report.view import ReportView
 
 
@@ -35,7 +35,7 @@ def _row(href: str, view: ReportView, index: dict[str, int]) -> str:
     emotion = "–"
     if view.dominant_emotion:
         untrained = "" if view.ser_trained else " <small>(untrained model)</small>"
-        emotion = (f'<span class="e{index[view.dominant_emotion]}"><span class="swatch"></span>'
+        emotion = (f'<span class="{colour_class(view.dominant_emotion, index)}"><span class="swatch"></span>'
                    f"{escape(view.dominant_emotion)}</span>{untrained}")
     error = ""
     if view.status != "ok":

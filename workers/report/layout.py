@@ -42,6 +42,11 @@ def colour_rules(labels: Sequence[str]) -> str:
     return "".join(f".e{i}{{--c:{colours[label]}}}" for i, label in enumerate(labels))
 
 
+def colour_class(label: str | None, index: dict[str, int]) -> str:
+    """The class that colours a thing by an emotion label (grey for none or an unknown one)."""
+    return f"e{index[label]}" if label in index else "e-none"
+
+
 def dash(i: int) -> str:
     """The stroke-dasharray attribute of label i's line (the first label's is solid)."""
     pattern = _DASHES[i % len(_DASHES)]

@@ -12,7 +12,7 @@ from html import escape
 from typing import Any, Mapping
 
 from workers.contracts import SerPartial
-from workers.report.layout import SENTIMENT_RULES, clock, colour_rules, dash, page, percent
+from workers.report.layout import SENTIMENT_RULES, clock, colour_class, colour_rules, dash, page, percent
 from workers.report.view import ReportView, SegmentView, read_view
 
 # Timeline geometry, in SVG user units (the picture scales to the page's width).
@@ -79,11 +79,6 @@ def _bytes(size: float | None) -> str:
     return f"{size / 1e3:.1f} KB" if size < 1e6 else f"{size / 1e6:.1f} MB"
 
 
-def _colour(label: str | None, index: dict[str, int]) -> str:
-    """The class that colours a thing by an emotion label (grey for none)."""
-    return f"e{index[label]}" if label in index else "e-none"
-
-
 def _bars(shares: Mapping[str, float], classes: Mapping[str, str]) -> str:
     rows = "".join(
         f'<li class="{classes.get(label, "")}"><span>{escape(label.lower())}</span>'
@@ -95,11 +90,11 @@ def _bars(shares: Mapping[str, float], classes: Mapping[str, str]) -> str:
 
 
 def _summary(view: ReportView, index: dict[str, int]) -> str:
-    classes = {label: _colour(label, index) for label in index}
+    classes = {label: colour_class(label, index) for label in index}
     cards = []
     if view.dominant_emotion:
         sentiment = f" <small>({escape(view.sentiment.lower())})</small>" if view.sentiment else ""
-        cards.append(_card("Dominant emotion", f'<p class="big {_colour(view.dominant_emotion, index)}">'
+        cards.append(_card("Dominant emotion", f'<p class="big {colour_class(view.dominant_emotion, index)}">'
                                                '<span class="swatch"></span>'
                                                f"{escape(view.dominant_emotion)}{sentiment}</p>"))
     if view.sentiment_distribution:
@@ -116,7 +111,7 @@ def _summary(view: ReportView, index: dict[str, int]) -> str:
         body = (f'<p class="big">{escape(speaker.name)}</p><p>{clock(speaker.talk_seconds)} talking '
                 f"({percent(speaker.share)} of speech), {speaker.turns} turn{'s' * (speaker.turns != 1)}</p>")
         if speaker.dominant:
-            body += (f'<p class="{_colour(speaker.dominant, index)}"><span class="swatch"></span>'
+            body += (f'<p class="{colour_class(speaker.dominant, index)}"><span class="swatch"></span>'
                      f"mostly {escape(speaker.dominant)}</p>" + _bars(speaker.distribution, classes))
         cards.append(_card("Speaker", body))
     return ('<section aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2>'
@@ -160,7 +155,7 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
         name = speaker if speaker is not None else ("speech" if len(lanes) == 1 else "unknown")
         out.append(f'<rect class="lane" x="{x0:g}" y="{top:g}" width="{x1 - x0:g}" height="{LANE_HEIGHT:g}"/>'
                    f'<text x="{x0 - 6:g}" y="{top + 12:g}" text-anchor="end">{escape(name)}</text>')
-        out += [f'<rect class="s {_colour(s.label, index)}" x="{x(s.start):.1f}" y="{top:g}" '
+        out += [f'<rect class="s {colour_class(s.label, index)}" x="{x(s.start):.1f}" y="{top:g}" '
                 f'width="{max(x(s.end) - x(s.start), 0.5):.1f}" height="{LANE_HEIGHT:g}"/>'
                 for s in view.segments if s.speaker == speaker]
     out.append(f'<line class="playhead" x1="{x0:g}" x2="{x0:g}" y1="{TOP:g}" y2="{height:g}" visibility="hidden"/>')
@@ -201,6 +196,6 @@ def _segment_row(seg: SegmentView, index: dict[str, int], hours: bool, *, first:
     if seg.label in seg.scores:
         emotion += f" <small>{percent(seg.scores[seg.label])}</small>"
     speaker = f'<span class="who">{escape(seg.speaker)}</span>' if seg.speaker is not None else ""
-    return (f'<li class="seg {_colour(seg.label, index)}" data-s="{seg.start:g}" data-e="{seg.end:g}" '
+    return (f'<li class="seg {colour_class(seg.label, index)}" data-s="{seg.start:g}" data-e="{seg.end:g}" '
             f'tabindex="{0 if first else -1}"><span class="when">{clock(seg.start, hours=hours)}</span>'
             f'<span class="emo">{emotion}</span><span class="text">{speaker}{escape(seg.text)}</span></li>')
