@@ -38,10 +38,10 @@ def synthetic_result(
                "text": f"Sentence number {i}, said with some {top} feeling.", "avg_logprob": -0.2,
                "no_speech_prob": 0.01, "words": [],
                "emotion": {"label": top, "sentiment": "NEUTRAL", "scores": scores}}
-        if speakers:
-            row["speaker"] = speakers[i % len(speakers)]
+        row["speaker"] = speakers[i % len(speakers)] if speakers else None
         rows.append(row)
     result["segments"] = rows
+    result["speakers"] = [_speaker_summary(name, rows, labels) for name in dict.fromkeys(speakers)] or None
     result["duration"] = round(segments * seconds_each * 1.1, 2)
     share = round(1 / len(labels), 4)
     result["summary"]["distribution"] = [{"label": label, "score": share} for label in labels]
@@ -66,9 +66,24 @@ def synthetic_windows(result: dict, *, window: float = 3.0, hop: float = 1.5) ->
     return partial
 
 
+def _speaker_summary(name: str, rows: list[dict], labels: Sequence[str]) -> dict:
+    mine = [r for r in rows if r["speaker"] == name]
+    talk = sum(r["end"] - r["start"] for r in mine)
+    mean = {label: sum(next(x["score"] for x in r["emotion"]["scores"] if x["label"] == label) for r in mine)
+            / len(mine) for label in labels}
+    return {"speaker": name, "channel": None, "talk_seconds": talk,
+            "share": talk / sum(r["end"] - r["start"] for r in rows),
+            "turns": sum(r["speaker"] == name and (i == 0 or rows[i - 1]["speaker"] != name)
+                         for i, r in enumerate(rows)),
+            "dominant_emotion": max(mean, key=mean.__getitem__),
+            "distribution": [{"label": label, "score": v} for label, v in mean.items()],
+            "sentiment_distribution": [], "text_sentiment": None, "interruptions": 0, "overlap_seconds": 0.0}
+
+
 def silence_result() -> dict:
     result = golden()
     result["segments"] = []
+    result["speakers"] = None
     result["summary"] = {"dominant_emotion": None, "sentiment": None, "distribution": [],
                          "sentiment_distribution": [], "speech_seconds": 0.0}
     return result

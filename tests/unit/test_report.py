@@ -52,13 +52,21 @@ def test_with_the_ser_partial_the_timeline_has_a_point_per_emotion_window() -> N
                .values()) == {43}
 
 
-def test_windows_of_another_job_are_refused_and_a_failed_ser_partial_leaves_the_segments() -> None:
+def test_windows_of_another_job_are_refused_and_failed_or_two_channel_windows_leave_the_segments() -> None:
     view = read_view(golden())
     other = from_dict(SerPartial, golden("ser_partial.json") | {"job_id": "0" * 32})
     with pytest.raises(ValueError, match="SER partial is of job 0000"):
         view.with_windows(other)
     failed = from_dict(SerPartial, golden("ser_partial.json") | {"status": "failed", "windows": []})
     assert view.with_windows(failed).track.kind == "segment"
+    two_channels = golden("ser_partial.json")
+    for i, window in enumerate(two_channels["windows"]):
+        window["channel"] = i % 2
+    assert view.with_windows(from_dict(SerPartial, two_channels)).track.kind == "segment"
+    one_channel = golden("ser_partial.json")
+    for window in one_channel["windows"]:
+        window["channel"] = 1
+    assert view.with_windows(from_dict(SerPartial, one_channel)).track.kind == "window"
 
 
 def test_labels_and_their_colours_come_from_the_result_not_a_fixed_set() -> None:
@@ -96,20 +104,29 @@ def test_untrained_emotion_model_is_said_plainly() -> None:
     assert "placeholders" not in render_report(trained)
 
 
-def test_speakers_get_a_card_each_and_a_lane_each() -> None:
+def test_speakers_get_a_card_each_from_the_result_and_a_lane_each() -> None:
     result = synthetic_result(6, speakers=("agent", "customer", "customer"))
-    speakers = {s.name: s for s in read_view(result).speakers}
-    assert list(speakers) == ["agent", "customer"]
-    # agent, customer, customer, agent, customer, customer: two turns each.
-    assert speakers["agent"].turns == 2 and speakers["customer"].turns == 2
-    assert speakers["customer"].share == pytest.approx(4 / 6)
-    # The agent speaks segments 0 (angry: 0.7) and 3 (sad; angry 0.1), equally long.
-    assert speakers["agent"].distribution["angry"] == pytest.approx(0.4) and speakers["agent"].dominant == "angry"
+    result["speakers"][1] |= {"interruptions": 2, "overlap_seconds": 1.25, "talk_seconds": 754.0, "share": 0.8,
+                              "text_sentiment": {"label": "NEGATIVE", "score": -0.6}}
     html = render_report(result)
-    assert html.count("<h3>Speaker</h3>") == 2 and '<p class="big">customer</p>' in html and "2 turns" in html
+    cards = re.findall(r"<h3>Speaker</h3>(.*?)</div>", html)
+    assert len(cards) == 2 and '<p class="big">agent</p>' in cards[0] and '<p class="big">customer</p>' in cards[1]
+    # agent, customer, customer, agent, customer, customer: two turns each, as the result says.
+    assert "2 turns" in cards[0] and "interruption" not in cards[0]
+    assert "12:34 talking (80 % of speech), 2 turns, 2 interruptions, 1.2 s over another speaker" in cards[1]
+    assert "words: negative" in cards[1] and "mostly angry" in cards[0]
     assert re.search(r'text-anchor="end">agent</text>', html) and re.search(r'text-anchor="end">customer</text>', html)
     assert len(re.findall(r'<rect class="s e\d+"', html)) == 6
     assert html.count('<span class="who">customer</span>') == 4
+
+
+def test_words_sentiment_is_shown_where_the_result_has_it() -> None:
+    result = synthetic_result(2)
+    result["segments"][0]["text_sentiment"] = {"label": "POSITIVE", "score": 0.7}
+    result["summary"]["text_sentiment"] = {"label": "POSITIVE", "score": 0.35}
+    html = render_report(result)
+    assert '<small class="words">words: positive</small>' in rows(html)[0] and "words:" not in rows(html)[1]
+    assert '<p class="words">words: positive</p>' in html
 
 
 def test_without_speakers_there_is_one_speech_lane_and_no_speaker_card() -> None:

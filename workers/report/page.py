@@ -99,7 +99,8 @@ def _summary(view: ReportView, index: dict[str, int]) -> str:
                                                f"{escape(view.dominant_emotion)}{sentiment}</p>"))
     if view.sentiment_distribution:
         classes_of_sentiment = {s: f"s-{s.lower()}" for s in view.sentiment_distribution}
-        cards.append(_card("Sentiment", _bars(view.sentiment_distribution, classes_of_sentiment)))
+        cards.append(_card("Sentiment", _bars(view.sentiment_distribution, classes_of_sentiment)
+                           + _words(view.text_sentiment, "p")))
     speech = f'<p class="big">{clock(view.speech_seconds)}</p><p>'
     if view.duration:
         speech += f"{percent(view.speech_seconds / view.duration)} of {clock(view.duration)}, "
@@ -109,13 +110,22 @@ def _summary(view: ReportView, index: dict[str, int]) -> str:
         cards.append(_card("Emotions (speech-weighted)", _bars(view.distribution, classes)))
     for speaker in view.speakers:
         body = (f'<p class="big">{escape(speaker.name)}</p><p>{clock(speaker.talk_seconds)} talking '
-                f"({percent(speaker.share)} of speech), {speaker.turns} turn{'s' * (speaker.turns != 1)}</p>")
+                f"({percent(speaker.share)} of speech), {speaker.turns} turn{'s' * (speaker.turns != 1)}")
+        if speaker.interruptions or speaker.overlap_seconds:
+            body += (f", {speaker.interruptions} interruption{'s' * (speaker.interruptions != 1)}, "
+                     f"{speaker.overlap_seconds:.1f} s over another speaker")
+        body += "</p>" + _words(speaker.text_sentiment, "p")
         if speaker.dominant:
             body += (f'<p class="{colour_class(speaker.dominant, index)}"><span class="swatch"></span>'
                      f"mostly {escape(speaker.dominant)}</p>" + _bars(speaker.distribution, classes))
         cards.append(_card("Speaker", body))
     return ('<section aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2>'
             f'<div class="cards">{"".join(cards)}</div></section>')
+
+
+def _words(sentiment: str | None, tag: str) -> str:
+    """What the words say (text sentiment), where the result has it: English only."""
+    return f"<{tag} class=\"words\">words: {escape(sentiment.lower())}</{tag}>" if sentiment else ""
 
 
 def _card(title: str, body: str) -> str:
@@ -168,7 +178,7 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
     else:
         measured = f"of each of the {track.points} scored segments"
     described = (f"Score of each emotion label {measured}, at its middle, over {clock(end)}; below, when each "
-                 f"{'speaker' if view.speakers else 'segment'} speaks, coloured by its top emotion. "
+                 f"{'speaker' if lanes != [None] else 'segment'} speaks, coloured by its top emotion. "
                  "Click to play from there.")
     return (f'<section aria-labelledby="h-timeline"><h2 id="h-timeline">Emotion over time</h2>'
             f'<ul class="legend" aria-label="legend">{legend}</ul>{"".join(out)}</svg>'
@@ -195,6 +205,7 @@ def _segment_row(seg: SegmentView, index: dict[str, int], hours: bool, *, first:
     emotion = "–" if seg.label is None else escape(seg.label)
     if seg.label in seg.scores:
         emotion += f" <small>{percent(seg.scores[seg.label])}</small>"
+    emotion += _words(seg.text_sentiment, "small")
     speaker = f'<span class="who">{escape(seg.speaker)}</span>' if seg.speaker is not None else ""
     return (f'<li class="seg {colour_class(seg.label, index)}" data-s="{seg.start:g}" data-e="{seg.end:g}" '
             f'tabindex="{0 if first else -1}"><span class="when">{clock(seg.start, hours=hours)}</span>'

@@ -3,8 +3,8 @@ the emotion track over time (the SER partial's windows when the report has them)
 
 The report reads the stored JSON leniently rather than through ``contracts.from_dict``,
 which refuses unknown fields: a report must open results of any pipeline version,
-including fields added later (``speaker`` and ``channel`` per segment). What it needs is
-checked, and a record without it is refused with the field it lacks.
+including fields added later or missing from older ones (speakers, channels, text sentiment).
+What it needs is checked, and a record without it is refused with the field it lacks.
 """
 
 from __future__ import annotations
@@ -27,19 +27,22 @@ class SegmentView:
     label: str | None  # the segment's top emotion; None when it has no emotion
     scores: Mapping[str, float]
     speaker: str | None
+    text_sentiment: str | None  # of the words (POSITIVE, NEGATIVE, NEUTRAL), where the result has one
 
 
 @dataclass(frozen=True)
 class SpeakerView:
+    """One entry of the result's per-speaker summary (the joiner computes them)."""
+
     name: str
     talk_seconds: float
-    share: float  # of all speech in the file
+    share: float  # of all speakers' talk time
     turns: int
-    distribution: Mapping[str, float]  # duration-weighted mean of the speaker's segment scores
-
-    @property
-    def dominant(self) -> str | None:
-        return max(self.distribution, key=self.distribution.__getitem__) if self.distribution else None
+    dominant: str | None
+    distribution: Mapping[str, float]
+    text_sentiment: str | None
+    interruptions: int
+    overlap_seconds: float
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,18 @@ class ReportView:
     distribution: Mapping[str, float]
     sentiment_distribution: Mapping[str, float]
     speech_seconds: float
+    text_sentiment: str | None
     speakers: Sequence[SpeakerView]
     track: Track
 
     def with_windows(self, ser: SerPartial) -> ReportView:
-        """The same view with the track of the job's emotion windows (kept as it is when the SER
-        partial failed or has none); ValueError for another job's partial."""
+        """The same view with the track of the job's emotion windows; ValueError for another job's
+        partial. The track stays per segment when the partial failed or has no windows, and when
+        its channels were analysed apart: windows of two channels at one time make no single line,
+        while the segments, each scored on its own channel, do."""
         if ser.job_id != self.job_id:
             raise ValueError(f"the SER partial is of job {ser.job_id}, the result of job {self.job_id}")
-        if ser.status != "ok" or not ser.windows:
+        if ser.status != "ok" or not ser.windows or len({w.channel for w in ser.windows}) > 1:
             return self
         labels = [*self.labels, *(label for label in ser.labels if label not in self.labels)]
         return replace(self, labels=labels, track=_window_track(ser))
@@ -132,7 +138,8 @@ def read_view(record: Any) -> ReportView:
         distribution=_scores(summary.get("distribution")),
         sentiment_distribution=_scores(summary.get("sentiment_distribution")),
         speech_seconds=_number(summary.get("speech_seconds")) or sum(s.end - s.start for s in segments),
-        speakers=speakers_of(segments),
+        text_sentiment=_sentiment_label(summary.get("text_sentiment")),
+        speakers=[_speaker(s) for s in record.get("speakers") or () if isinstance(s, dict) and s.get("speaker")],
         track=_segment_track(segments),
     )
 
@@ -153,43 +160,6 @@ def _segment_track(segments: Sequence[SegmentView]) -> Track:
         for label, score in seg.scores.items():
             lines.setdefault(label, []).append(((seg.start + seg.end) / 2, score))
     return Track("segment", len(scored), lines)
-
-
-def speakers_of(segments: Sequence[SegmentView]) -> list[SpeakerView]:
-    """Per speaker, in order of first appearance; none when no segment names a speaker.
-
-    A turn is a run of consecutive segments of one speaker. The emotion distribution
-    weights each segment by its duration, as the result's own summary does.
-    """
-    talk: dict[str, float] = {}
-    turns: dict[str, int] = {}
-    weighted: dict[str, dict[str, float]] = {}
-    weight: dict[str, float] = {}
-    previous = None
-    for seg in segments:
-        if seg.speaker is None:
-            continue
-        seconds = seg.end - seg.start
-        talk[seg.speaker] = talk.get(seg.speaker, 0.0) + seconds
-        turns[seg.speaker] = turns.get(seg.speaker, 0) + (seg.speaker != previous)
-        previous = seg.speaker
-        sums = weighted.setdefault(seg.speaker, {})
-        if seg.scores:
-            w = max(seconds, 1e-3)  # a zero-length segment still counts, a little (as in the summary)
-            weight[seg.speaker] = weight.get(seg.speaker, 0.0) + w
-            for label, score in seg.scores.items():
-                sums[label] = sums.get(label, 0.0) + score * w
-    total = sum(talk.values())
-    return [
-        SpeakerView(
-            name=name,
-            talk_seconds=seconds,
-            share=seconds / total if total else 0.0,
-            turns=turns[name],
-            distribution={label: v / weight[name] for label, v in weighted[name].items()},
-        )
-        for name, seconds in talk.items()
-    ]
 
 
 def _field(data: dict, key: str, kind: type, where: str = "") -> Any:
@@ -216,7 +186,27 @@ def _segment(index: int, raw: Any) -> SegmentView:
         label=emotion.get("label"),
         scores=_scores(emotion.get("scores")),
         speaker=None if speaker is None else str(speaker),
+        text_sentiment=_sentiment_label(raw.get("text_sentiment")),
     )
+
+
+def _speaker(raw: dict) -> SpeakerView:
+    return SpeakerView(
+        name=str(raw["speaker"]),
+        talk_seconds=_number(raw.get("talk_seconds")) or 0.0,
+        share=_number(raw.get("share")) or 0.0,
+        turns=int(_number(raw.get("turns")) or 0),
+        dominant=raw.get("dominant_emotion"),
+        distribution=_scores(raw.get("distribution")),
+        text_sentiment=_sentiment_label(raw.get("text_sentiment")),
+        interruptions=int(_number(raw.get("interruptions")) or 0),
+        overlap_seconds=_number(raw.get("overlap_seconds")) or 0.0,
+    )
+
+
+def _sentiment_label(scored: Any) -> str | None:
+    label = _object(scored).get("label")
+    return str(label) if label else None
 
 
 def _object(value: Any) -> dict:
