@@ -120,6 +120,12 @@ def test_speakers_get_a_card_each_from_the_result_and_a_lane_each() -> None:
     assert html.count('<span class="who">customer</span>') == 4
 
 
+def test_speech_longer_than_the_audio_says_voices_overlap() -> None:
+    result = synthetic_result(3, speakers=("CH1", "CH2")) | {"duration": 5.0}
+    html = render_report(result)
+    assert "more than the 0:05 of audio: voices overlap; 3 segments" in html and "180 %" not in html
+
+
 def test_words_sentiment_is_shown_where_the_result_has_it() -> None:
     result = synthetic_result(2)
     result["segments"][0]["text_sentiment"] = {"label": "POSITIVE", "score": 0.7}

@@ -102,8 +102,10 @@ def _summary(view: ReportView, index: dict[str, int]) -> str:
         cards.append(_card("Sentiment", _bars(view.sentiment_distribution, classes_of_sentiment)
                            + _words(view.text_sentiment, "p")))
     speech = f'<p class="big">{clock(view.speech_seconds)}</p><p>'
-    if view.duration:
+    if view.duration and view.speech_seconds <= view.duration:
         speech += f"{percent(view.speech_seconds / view.duration)} of {clock(view.duration)}, "
+    elif view.duration:  # channels or speakers talking at once
+        speech += f"more than the {clock(view.duration)} of audio: voices overlap; "
     speech += f"{len(view.segments)} segment{'s' * (len(view.segments) != 1)}</p>"
     cards.append(_card("Speech", speech))
     if view.distribution:
@@ -155,8 +157,10 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
         out.append(f'<line class="grid" x1="{x0:g}" x2="{x1:g}" y1="{y(score):g}" y2="{y(score):g}"/>'
                    f'<text x="{x0 - 6:g}" y="{y(score) + 4:g}" text-anchor="end">{percent(score)}</text>')
     step = next((s for s in TICK_STEPS if end / s <= 10), TICK_STEPS[-1])
-    out += [f'<text x="{x(k * step):.1f}" y="{TOP + PLOT_HEIGHT + 15:g}" text-anchor="middle">'
-            f"{clock(k * step, hours=hours)}</text>" for k in range(int(end // step) + 1)]
+    for k in range(int(end // step) + 1):
+        anchor = "end" if x(k * step) > x1 - 20 else "middle"  # the last label stays inside the picture
+        out.append(f'<text x="{x(k * step):.1f}" y="{TOP + PLOT_HEIGHT + 15:g}" text-anchor="{anchor}">'
+                   f"{clock(k * step, hours=hours)}</text>")
     for label, i in index.items():
         points = " ".join(f"{x(t):.1f},{y(score):.1f}" for t, score in track.lines.get(label, ()))
         out.append(f'<polyline class="line e{i}" data-label="{escape(label)}" points="{points}"{dash(i)}/>')
