@@ -21,7 +21,7 @@ def main() -> int:
     parser.add_argument("page", type=Path, help="a report page (workers report, or run --report)")
     parser.add_argument("png", type=Path, help="where to write the picture")
     parser.add_argument("--width", type=int, default=1000)
-    parser.add_argument("--height", type=int, default=1100)
+    parser.add_argument("--height", type=int, default=1330)
     args = parser.parse_args()
     binary = find_chromium()
     if binary is None:
