@@ -19,8 +19,8 @@ setup: $(STAMP)
 	$(PY) -m workers setup
 
 demo: setup
-	$(PY) -m workers run samples results
-	@echo "results are in ./results (one JSON per audio file)"
+	$(PY) -m workers run samples results --report
+	@echo "results are in ./results (one JSON and one HTML page per audio file; open results/index.html)"
 
 test: setup
 	$(PY) -m pytest

@@ -18,13 +18,16 @@ from workers import PIPELINE_VERSION
 from workers.errors import PipelineError
 from workers.settings import Settings
 
-COMMAND_MODULES = ("workers.cli_local", "workers.cli_train", "workers.cli_cloud", "workers.cli_ops")
+COMMAND_MODULES = (
+    "workers.cli_local", "workers.cli_report", "workers.cli_train", "workers.cli_cloud", "workers.cli_ops",
+)
 
 EPILOG = """
 examples:
   python -m workers setup                         assemble the offline default models
   python -m workers run samples/ results/         every file under samples/ -> results/<name>.json
   python -m workers analyze call.m4a              print one merged result as JSON
+  python -m workers report results/call.m4a.json  the result as an HTML page (run ... --report: every file)
 """
 
 

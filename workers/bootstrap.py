@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_STAGING = "staging"
 LOCAL_RESULTS = "results"
+LOCAL_STAGING_DIR = ".staging"  # inside the results folder, unless the local stack is given another
 
 
 def configure_logging(settings: Settings, *, default_level: str | None = None) -> None:
@@ -134,7 +135,7 @@ def local_store(inbox_dir: Path, results_dir: Path, staging_dir: Path | None = N
     return LocalBlobStore({
         inbox_bucket: inbox_dir,
         LOCAL_RESULTS: results_dir,
-        LOCAL_STAGING: staging_dir or results_dir / ".staging",
+        LOCAL_STAGING: staging_dir or results_dir / LOCAL_STAGING_DIR,
     }), inbox_bucket
 
 

@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results", type=Path, metavar="RESULTS_DIR", help="folder for the merged results")
     p.add_argument("--force", action="store_true", help="recompute files that already have a result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true",
+                   help="also write RESULTS_DIR/<name>.html for every result and an index.html linking them all")
     finish_command(p, cmd_run)
 
     p = sub.add_parser(
@@ -86,8 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     ensure_models(settings)
     stack = bootstrap.local_stack(settings, args.inbox, args.results)
+    index = None
     try:
         summary = run_folder(stack, settings, force=args.force, progress=not args.no_progress)
+        if args.report:
+            from workers.report.files import write_reports
+
+            index = write_reports(stack.store, bootstrap.LOCAL_RESULTS, stack.inbox_bucket, bootstrap.LOCAL_STAGING)
     except KeyboardInterrupt:
         print("\ninterrupted: the file in progress finishes its current step; run again to continue "
               "(what is done is kept)", file=sys.stderr)
@@ -96,6 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         stack.close()
     for line in summary.lines():
         print(line, file=sys.stderr)
+    if index is not None:
+        print(f"report: {index}", file=sys.stderr)
     return 1 if summary.errors else 0
 
 
