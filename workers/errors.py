@@ -28,6 +28,14 @@ class PermanentError(PipelineError):
     code = "permanent"
 
 
+class InvalidMessage(PermanentError):
+    """A message that can never be processed: a malformed envelope, or a job that cannot be
+    named (no bucket or object, a name GCS cannot hold) or whose id is not the one of what it
+    names. Acknowledged with a log line and nothing written: a redelivery cannot fix it."""
+
+    code = "invalid_message"
+
+
 class TransientError(PipelineError):
     """A dependency failed for now; the same request may succeed later."""
 

@@ -6,7 +6,9 @@ once both partials exist, merge them and store the result, only if no result of 
 newer source generation is there yet. Every step is safe to repeat: a redelivered job finds
 its partial and only re-announces it; two racing joiners meet a generation precondition
 and exactly one result is written. Bad input becomes a failed partial (PermanentError is
-caught here and recorded); anything transient propagates so the caller retries.
+caught here and recorded); a message that cannot name its job, or whose job id is not the one
+of the object it names, is refused before anything is read or written (InvalidMessage); anything
+transient propagates so the caller retries.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from workers.engines.diarization import Diarizer, speech_regions
 from workers.engines.ser import EmotionClassifier
 from workers.engines.stt import SpeechToText
 from workers.errors import NotFound, PermanentError, PreconditionFailed, TransientError
-from workers.jobs import now_rfc3339, partial_key, result_key
+from workers.jobs import check_job, now_rfc3339, partial_key, result_key
 from workers.join import merge
 from workers.ports import BlobStore, Bus
 
@@ -123,6 +125,7 @@ class Pipeline:
         run: Callable[[DecodedAudio], SttPartial | SerPartial],
         failed: Callable[[Error], SttPartial | SerPartial],
     ) -> Outcome:
+        check_job(job)
         key = partial_key(job.job_id, kind)
         engine = (self.stt if kind == "stt" else self.ser).engine  # type: ignore[union-attr]
         match = 0
@@ -188,6 +191,7 @@ class Pipeline:
     # --- joiner ---------------------------------------------------------------------------
     def handle_partial(self, ready: PartialReady) -> Outcome:
         job = ready.job
+        check_job(job)
         partials = {}
         for kind in ("stt", "ser"):
             key = partial_key(job.job_id, kind)

@@ -13,14 +13,44 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from workers.contracts import JobMessage, PartialKind, Source
+from workers.errors import InvalidMessage
 
 RESULT_SUFFIX = ".json"
+# GCS holds names of up to 1024 bytes; the result key adds RESULT_SUFFIX to the name.
+MAX_NAME_BYTES = 1024 - len(RESULT_SUFFIX)
+MAX_GENERATION = 2**63 - 1  # int64, as GCS stores it
 
 
 def make_job_id(bucket: str, name: str, generation: int | str) -> str:
     """Stable id of one upload: the same (bucket, object, generation) always maps to it."""
     key = "\n".join((bucket, name, str(int(generation))))
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def check_job(job: JobMessage) -> None:
+    """Refuse a job that can never be processed; raises InvalidMessage.
+
+    The id is recomputed, never trusted: a message whose ``job_id`` is not the hash of its
+    (bucket, name, generation) would otherwise be deduplicated against, or stored under,
+    another upload's partials and result.
+    """
+    if not job.bucket or not job.name:
+        raise InvalidMessage("the job names no bucket or no object")
+    try:
+        job.bucket.encode("utf-8")
+        name_bytes = len(job.name.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise InvalidMessage(f"the job's bucket or object name is not valid Unicode text: {e}") from e
+    if name_bytes > MAX_NAME_BYTES:
+        raise InvalidMessage(f"the object name is {name_bytes} bytes long; at most {MAX_NAME_BYTES} can get a result")
+    if not 0 < job.generation <= MAX_GENERATION:
+        raise InvalidMessage("the job's generation is not a positive 64-bit number")
+    expected = make_job_id(job.bucket, job.name, job.generation)
+    if job.job_id != expected:
+        raise InvalidMessage(
+            f"job id {job.job_id[:64]!r} is not the id of gs://{job.bucket}/{job.name[:200]} "
+            f"generation {job.generation} ({expected}): refused"
+        )
 
 
 def skip_reason(name: str, *, prefix: str = "", ignore: Iterable[str] = ()) -> str | None:

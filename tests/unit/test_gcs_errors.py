@@ -6,7 +6,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from workers.adapters.gcs import GcsBlobStore
-from workers.errors import ConfigError, TransientError
+from workers.errors import ConfigError, PermanentError, TransientError
 
 
 class DeniedBlob:
@@ -17,6 +17,9 @@ class DeniedBlob:
         raise self.error
 
     def download_as_bytes(self, *args, **kwargs):
+        raise self.error
+
+    def download_to_filename(self, *args, **kwargs):
         raise self.error
 
 
@@ -56,3 +59,21 @@ def test_a_server_error_stays_transient():
     store = GcsBlobStore(Client(gexc.ServiceUnavailable("backend unavailable")))
     with pytest.raises(TransientError):
         store.read("staging", "ledger/x")
+
+
+@pytest.mark.parametrize("error", [
+    gexc.BadRequest("Invalid bucket name: 'Not A Bucket!'"),
+    gexc.from_http_status(431, "Request Header Fields Too Large"),
+])
+def test_a_request_gcs_refuses_as_malformed_is_permanent_so_the_job_gets_a_failed_partial(error, tmp_path):
+    store = GcsBlobStore(Client(error))
+    with pytest.raises(PermanentError) as refused:
+        store.download("Not A Bucket!", "a.wav", 5, tmp_path / "audio")
+    assert refused.value.code == "invalid_source"
+
+
+def test_a_lost_precondition_is_not_taken_for_a_malformed_request():
+    store = GcsBlobStore(Client(gexc.PreconditionFailed("generation does not match")))
+    with pytest.raises(Exception) as lost:
+        store.write("staging", "j/stt.json", b"{}", if_generation_match=0)
+    assert not isinstance(lost.value, PermanentError) and "does not match" in str(lost.value)

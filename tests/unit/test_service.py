@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import json
 import threading
 import time
@@ -19,7 +21,7 @@ from workers.engines.ser import EmotionTrack
 from workers.engines.stt import Transcript
 from workers.errors import ConfigError, TransientError
 from workers.handlers import Pipeline
-from workers.jobs import make_job, partial_key, result_key
+from workers.jobs import make_job, make_job_id, partial_key, result_key
 from workers.join import DEFAULT_SENTIMENT_MAP
 from workers.service.app import create_app
 from workers.settings import Settings
@@ -115,23 +117,108 @@ def test_bad_audio_is_recorded_as_a_failed_partial_and_acknowledged():
     assert partial["status"] == "failed" and partial["error"]["code"]
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def envelope_of(data: bytes) -> bytes:
+    """A push envelope whose message data is ``data``, whatever it holds."""
+    return json.dumps({"message": {"data": base64.b64encode(data).decode(), "messageId": "1"},
+                       "subscription": "s"}).encode()
+
+
 @pytest.mark.parametrize("body", [
     b"not json",
     b'{"subscription": "s"}',
     b'{"message": {"data": "!!!not base64"}}',
     encode_push({"job_id": "x"}),  # not a job message
     encode_push({"job_id": "x", "unexpected": 1}),
+    DEEP,  # an envelope nested deeper than the parser goes
+    envelope_of(DEEP),  # message data nested as deep
 ])
-def test_malformed_push_is_a_400_and_nothing_is_written(body):
-    store = MemoryBlobStore()
-    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+def test_a_malformed_push_is_acknowledged_as_invalid_and_nothing_is_written(body):
+    store, bus = MemoryBlobStore(), MemoryBus()
+    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, bus, stt=FakeStt()))
 
     async def scenario(client):
         r = await client.post("/push/job", data=body)
-        return r.status, (await r.json())["error"]["code"]
+        return r.status, r.headers.get("X-Outcome")
 
-    assert serve(app, scenario) == (400, "bad_request")
-    assert list(store.list("staging")) == []
+    # Pub/Sub takes any other status as a nack and redelivers until the dead-letter topic.
+    assert serve(app, scenario) == (204, "invalid")
+    assert list(store.list("staging")) == [] and bus.messages == []
+
+
+def test_a_job_whose_id_is_not_that_of_the_object_it_names_is_refused_and_nothing_is_written():
+    store, bus = MemoryBlobStore(), MemoryBus()
+    victim = upload(store, "someone-else.flac", WAV)
+    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
+    workers.handle_job_stt(victim)
+    workers.handle_job_ser(victim)
+    mine = upload(store, "mine.wav", WAV)
+    bus.messages.clear()
+    # The joiner asked to file the victim's partials under a name of the sender's choosing ...
+    hijack = PartialReady(dataclasses.replace(victim, name="hijack/someone-else.flac"), "stt", "ok", "staging",
+                          partial_key(victim.job_id, "stt"))
+    # ... and STT asked to process another object under an id whose partial exists.
+    reused_id = dataclasses.replace(mine, job_id=victim.job_id)
+
+    async def push(client, path, message):
+        r = await client.post(path, data=encode_push(to_dict(message)))
+        return r.status, r.headers.get("X-Outcome")
+
+    joiner = create_app(EMULATED, "joiner", build=lambda: make_pipeline(store, bus))
+    stt = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, bus, stt=FakeStt()))
+    assert serve(joiner, lambda c: push(c, "/push/partial", hijack)) == (204, "invalid")
+    assert serve(stt, lambda c: push(c, "/push/job", reused_id)) == (204, "invalid")
+    assert list(store.list("results")) == []
+    assert store.stat("staging", partial_key(mine.job_id, "stt")) is None and bus.messages == []
+
+
+def job_dict(**changes) -> dict:
+    """A job message as a dict, its id recomputed unless ``job_id`` is among the changes."""
+    job = to_dict(make_job(bucket="inbox", name="a.wav", generation=5, size=1, content_type=None, source="upload"))
+    job.update(changes)
+    if "job_id" not in changes:
+        try:
+            job["job_id"] = make_job_id(job["bucket"], job["name"], job["generation"])
+        except (UnicodeEncodeError, ValueError):
+            pass
+    return job
+
+
+@pytest.mark.parametrize("job", [
+    job_dict(bucket=""),
+    job_dict(name=""),
+    job_dict(name="calls/\ud800.wav"),  # a lone surrogate: no object can have that name
+    job_dict(name="x" * 5000),  # over GCS's 1024 bytes
+    job_dict(generation=0),
+    job_dict(generation=-3),
+    job_dict(generation=2**64),
+])
+def test_a_job_that_cannot_name_an_object_is_acknowledged_and_nothing_is_written(job):
+    store, bus = MemoryBlobStore(), MemoryBus()
+    app = create_app(EMULATED, "ser", build=lambda: make_pipeline(store, bus, ser=FakeSer()))
+
+    async def scenario(client):
+        r = await client.post("/push/job", data=encode_push(job))
+        return r.status, r.headers.get("X-Outcome")
+
+    assert serve(app, scenario) == (204, "invalid")
+    assert list(store.list("staging")) == [] and bus.messages == []
+
+
+def test_a_delivery_attempt_that_is_no_count_does_not_fail_the_message():
+    store = MemoryBlobStore()
+    job = upload(store, "a.wav", WAV)
+    envelope = json.loads(encode_push(to_dict(job)))
+    envelope["deliveryAttempt"] = "9" * 5000
+    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+
+    async def scenario(client):
+        r = await client.post("/push/job", data=json.dumps(envelope))
+        return r.status, r.headers.get("X-Outcome")
+
+    assert serve(app, scenario) == (204, "done")
 
 
 class FlakyStore(MemoryBlobStore):

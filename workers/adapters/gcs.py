@@ -5,7 +5,9 @@ object is absent and raises PreconditionFailed on GCS's 412; ``download`` stream
 one generation to a file and raises NotFound when that generation is gone. Errors that may
 pass (429, 5xx, timeouts, connection resets) become TransientError so the web layer answers
 5xx and Pub/Sub redelivers; a missing bucket on write is transient too (a deployment fault
-that a fix resolves, not bad input). A 403 becomes ConfigError: a missing grant.
+that a fix resolves, not bad input). A 403 becomes ConfigError: a missing grant. A request
+GCS refuses as malformed (400, 414, 431: an invalid bucket name or generation, a name too long)
+becomes a PermanentError (``invalid_source``): asking again cannot help.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Iterator
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from workers.errors import ConfigError, NotFound, PipelineError, PreconditionFailed, TransientError
+from workers.errors import ConfigError, NotFound, PermanentError, PipelineError, PreconditionFailed, TransientError
 from workers.ports import BlobInfo
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ _TRANSIENT = (
     ConnectionError,
     TimeoutError,
 )
+_MALFORMED = (400, 414, 431)
 
 
 def storage_client(project: str, emulator_host: str = "") -> storage.Client:
@@ -117,7 +120,8 @@ class GcsBlobStore:
 @contextlib.contextmanager
 def _mapped(action: str, bucket: str, name: str, *, missing: PipelineError | None) -> Iterator[None]:
     """The client's errors in the pipeline's terms: 404 becomes ``missing`` (swallowed when
-    None), 403 a ConfigError, and what may pass (429, 5xx, timeouts) a TransientError."""
+    None), 403 a ConfigError, a malformed request a PermanentError, and what may pass (429,
+    5xx, timeouts) a TransientError."""
     try:
         yield
     except gexc.NotFound as e:
@@ -127,6 +131,10 @@ def _mapped(action: str, bucket: str, name: str, *, missing: PipelineError | Non
         raise _denied(action, bucket, name, e) from e
     except _TRANSIENT as e:
         raise TransientError(f"{action} gs://{bucket}/{name}: {e}") from e
+    except gexc.GoogleAPICallError as e:  # a 431 comes as the base class
+        if e.code not in _MALFORMED:
+            raise
+        raise PermanentError(f"GCS refused to {action} gs://{bucket}/{name[:200]}: {e}", code="invalid_source") from e
 
 
 def _denied(action: str, bucket: str, name: str, error: Exception) -> ConfigError:

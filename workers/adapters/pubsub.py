@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from workers.errors import BadRequestError, ConfigError, TransientError
+from workers.errors import ConfigError, InvalidMessage, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -83,37 +83,38 @@ class PushMessage:
 
 
 def decode_push(body: bytes) -> PushMessage:
-    """Parse the standard push envelope; raises BadRequestError on anything malformed.
+    """Parse the standard push envelope; raises InvalidMessage on anything malformed.
 
     ``{"message": {"data": base64(JSON), "attributes": {...}, "messageId": ...},
     "subscription": ..., "deliveryAttempt": n}``
     """
     try:
         envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequestError(f"push body is not JSON: {e}") from e
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise InvalidMessage(f"push body is not JSON: {type(e).__name__}: {e}") from e
     if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
-        raise BadRequestError("push body has no 'message' object")
+        raise InvalidMessage("push body has no 'message' object")
     message = envelope["message"]
     raw = message.get("data")
     if not isinstance(raw, str) or not raw:
-        raise BadRequestError("push message has no data")
+        raise InvalidMessage("push message has no data")
     try:
         data = json.loads(base64.b64decode(raw, validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as e:
-        raise BadRequestError(f"push message data is not base64-encoded JSON: {e}") from e
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise InvalidMessage(f"push message data is not base64-encoded JSON: {e}") from e
     if not isinstance(data, dict):
-        raise BadRequestError("push message data is not a JSON object")
+        raise InvalidMessage("push message data is not a JSON object")
     attributes = message.get("attributes") or {}
     if not isinstance(attributes, dict):
-        raise BadRequestError("push message attributes are not an object")
-    attempt = envelope.get("deliveryAttempt")
+        raise InvalidMessage("push message attributes are not an object")
+    attempt = str(envelope.get("deliveryAttempt"))
     return PushMessage(
         data=data,
         attributes={str(k): str(v) for k, v in attributes.items()},
         message_id=str(message.get("messageId") or message.get("message_id") or ""),
         subscription=str(envelope.get("subscription") or ""),
-        delivery_attempt=int(attempt) if isinstance(attempt, (int, str)) and str(attempt).isdigit() else None,
+        # Only logged: a value that is no small count is dropped, not allowed to fail the message.
+        delivery_attempt=int(attempt) if attempt.isascii() and attempt.isdigit() and len(attempt) <= 9 else None,
     )
 
 

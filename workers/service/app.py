@@ -4,7 +4,10 @@ A thin web adapter. Push endpoints verify the OIDC token, decode the Pub/Sub env
 one handler and map its outcome to a status code:
 
 - done / duplicate / failed-and-recorded / waiting / superseded → 204 (Pub/Sub acks);
-- malformed envelope or message → 400, bad or missing token → 401, wrong caller → 403;
+- a push that can never succeed (malformed envelope or message, a job id that is not the one
+  of the object it names) → 204 with ``X-Outcome: invalid`` and a warning: Pub/Sub would
+  redeliver any other status until the message is dead-lettered;
+- malformed direct request → 400, bad or missing token → 401, wrong caller → 403;
 - TransientError or anything unexpected → 500 (Pub/Sub retries, then dead-letters);
 - model not loaded yet → 503 (retried).
 
@@ -41,7 +44,14 @@ from workers.contracts import (
     from_dict,
     loads,
 )
-from workers.errors import BadRequestError, ConfigError, PipelineError, TransientError
+from workers.errors import (
+    BadRequestError,
+    ConfigError,
+    InvalidMessage,
+    PermanentError,
+    PipelineError,
+    TransientError,
+)
 from workers.handlers import Outcome, Pipeline
 from workers.jobs import make_job, now_rfc3339, partial_key
 from workers.join import merge, parse_sentiment_map
@@ -181,6 +191,10 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
     except AuthError as e:
         log.warning("rejected %s %s: %s", request.method, request.path, e)
         return _error(e.status, e)
+    except PermanentError as e:
+        log.warning("acknowledged without processing on %s (a redelivery cannot help): %s: %s",
+                    request.path, e.code, _shortened(str(e)))
+        return web.Response(status=204, headers={"X-Outcome": "invalid"})
     except BadRequestError as e:
         log.warning("bad request %s %s: %s", request.method, request.path, e)
         return _error(400, e)
@@ -192,6 +206,10 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         return _error(500, PipelineError(f"{type(e).__name__}: {e}", code="internal"))
     finally:
         logs.current_trace.reset(token)
+
+
+def _shortened(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _trace(request: web.Request, project: str) -> str | None:
@@ -233,7 +251,7 @@ def _parse(cls: type, data: dict[str, Any]) -> Any:
     try:
         return from_dict(cls, data)
     except ValueError as e:
-        raise BadRequestError(f"not a {cls.__name__}: {e}") from e
+        raise InvalidMessage(f"not a {cls.__name__}: {e}") from e
 
 
 async def push_job(request: web.Request) -> web.Response:
@@ -286,7 +304,8 @@ async def direct(request: web.Request) -> web.Response:
     # The same handler as the push path, over a scratch store that holds only this request.
     scratch = MemoryBlobStore()
     generation = scratch.put(_SCRATCH_INBOX, "audio", body, request.content_type)
-    job = dataclasses.replace(api_job(body, request.content_type, "audio"), generation=generation)
+    job = make_job(bucket=_SCRATCH_INBOX, name="audio", generation=generation, size=len(body),
+                   content_type=request.content_type, source="api")
     pipeline = dataclasses.replace(state.pipeline, store=scratch, bus=MemoryBus(), staging_bucket=_SCRATCH_STAGING)
     kind = state.role
     handle = pipeline.handle_job_stt if kind == "stt" else pipeline.handle_job_ser
