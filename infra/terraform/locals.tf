@@ -18,9 +18,14 @@ locals {
     joiner = "${local.prefix}-joiner"
   }
 
+  # Cloud Run refuses HTTP/1 request bodies over 32 MiB; the services refuse them first, with a
+  # message that names the inbox bucket (larger files go there).
+  max_request_bytes = 32 * 1024 * 1024
+
   # Environment every workers container shares; names are the ones workers/settings.py reads.
   common_env = {
     GOOGLE_CLOUD_PROJECT = var.project_id
     LOG_FORMAT           = "json"
+    MAX_REQUEST_BYTES    = tostring(local.max_request_bytes)
   }
 }

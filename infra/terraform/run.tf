@@ -143,7 +143,8 @@ resource "google_cloud_run_v2_service" "api" {
         container_port = 8080
       }
 
-      # Room for a few request bodies of MAX_REQUEST_BYTES (200 MB by default) at once.
+      # Request bodies stream to /tmp, which is memory on Cloud Run: room for many of
+      # MAX_REQUEST_BYTES (32 MiB) at once.
       resources {
         limits = {
           cpu    = "1"

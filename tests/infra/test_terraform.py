@@ -330,3 +330,11 @@ def test_module_calls_pass_only_declared_variables_and_all_required_ones(root, m
         arguments = set(call) - {"source", "for_each", "depends_on", "__is_block__"}
         assert arguments <= set(declared), f"{name}: unknown {arguments - set(declared)}"
         assert required <= arguments, f"{name}: missing {required - arguments}"
+
+
+def test_deployed_services_refuse_bodies_over_cloud_runs_32_mib_request_limit(root, module):
+    locals_ = root.locals()
+    assert evaluate(locals_["max_request_bytes"], root) == 32 * 1024 * 1024
+    assert expression(locals_["common_env"]["MAX_REQUEST_BYTES"]) == "tostring(local.max_request_bytes)"
+    for role in ("gpu_worker_env", "joiner_env", "api_env"):
+        assert expression(locals_[role]).startswith("merge(local.common_env"), role

@@ -6,8 +6,10 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
 import threading
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -23,7 +25,7 @@ from workers.errors import ConfigError, TransientError
 from workers.handlers import Pipeline
 from workers.jobs import make_job, make_job_id, partial_key, result_key
 from workers.join import DEFAULT_SENTIMENT_MAP
-from workers.service.app import create_app
+from workers.service.app import PUSH_MAX_BYTES, create_app
 from workers.settings import Settings
 
 EMULATED = Settings.from_env({}, push_auth="off", pubsub_emulator_host="127.0.0.1:1", project="p")
@@ -348,6 +350,49 @@ def test_direct_transcribe_returns_the_partial_and_bad_input_gets_a_clear_4xx():
     assert ok == 200 and partial["status"] == "ok" and partial["segments"][0]["text"] == "hello."
     assert bad == 422 and failed["status"] == "failed" and failed["error"]["message"]
     assert (empty, big, wrong_route) == (400, 413, 404)
+
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize("path, limit", [("/v1/transcribe", 1000), ("/push/job", PUSH_MAX_BYTES)])
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(path, limit):
+    app = create_app(EMULATED.replace(max_request_bytes=1000), "stt", build=lambda: make_pipeline(stt=FakeStt()))
+
+    async def scenario(client):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {limit + 1}\r\n\r\n".encode())
+        await writer.drain()
+        try:  # no byte of the body is sent: only a refusal on the header can answer
+            return await asyncio.wait_for(reader.readline(), 5)
+        finally:
+            writer.close()
+
+    assert serve(app, scenario).startswith(b"HTTP/1.1 413")
+
+
+async def chunks(count: int, chunk: bytes):
+    for _ in range(count):
+        yield chunk
+
+
+def test_a_chunked_body_is_refused_once_it_passes_the_limit_and_audio_streams_to_disk():
+    app = create_app(EMULATED.replace(max_request_bytes=40 * MB), "stt", build=lambda: make_pipeline(stt=FakeStt()))
+    chunk = os.urandom(MB)
+
+    async def scenario(client):
+        over = await client.post("/v1/transcribe", data=chunks(41, chunk))
+        tracemalloc.start()
+        try:
+            under = await client.post("/v1/transcribe", data=chunks(40, chunk))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return over.status, under.status, peak
+
+    over, under, peak = serve(app, scenario)
+    assert (over, under) == (413, 422)  # random bytes are no audio, but they were all received
+    assert peak < 8 * MB, f"{peak / MB:.0f} MB allocated while receiving a 40 MB body"
 
 
 def test_push_auth_off_is_refused_unless_talking_to_emulators():

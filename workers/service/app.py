@@ -13,7 +13,11 @@ one handler and map its outcome to a status code:
 
 STT and SER run inference on a single-worker executor: one job at a time per instance, off
 the event loop, with the models loaded once at start-up (``/healthz`` answers 503 until
-then). Direct endpoints answer with the partial (``/v1/transcribe``, ``/v1/emotions``: 200 when
+then). Bodies are never held whole in memory before their size is known: a declared
+``Content-Length`` over the limit is refused (413) before anything is read, a chunked body is
+counted while it streams and refused as soon as it passes the limit, and audio goes to a
+temporary file chunk by chunk (push envelopes, small by nature, are read into memory up to
+PUSH_MAX_BYTES). Direct endpoints answer with the partial (``/v1/transcribe``, ``/v1/emotions``: 200 when
 ok, 422 with the failed partial for bad audio); the api role's ``/v1/analyze`` calls both
 concurrently and answers with the merged result.
 """
@@ -25,15 +29,18 @@ import contextvars
 import dataclasses
 import hashlib
 import logging
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
 from workers import PIPELINE_VERSION, logs
-from workers.adapters.memory import MemoryBlobStore, MemoryBus
+from workers.adapters.local import LocalBlobStore
+from workers.adapters.memory import MemoryBus
 from workers.adapters.pubsub import decode_push
 from workers.contracts import (
     JobMessage,
@@ -65,6 +72,9 @@ _SCRATCH_INBOX = "api"
 _SCRATCH_STAGING = "api-staging"
 
 JSON = "application/json"
+# A Pub/Sub message is at most 10 MB; base64 and the envelope add a third.
+PUSH_MAX_BYTES = 14 * 1024 * 1024
+BODY_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclasses.dataclass
@@ -125,7 +135,7 @@ def create_app(
         executor=ThreadPoolExecutor(max_workers=1 if role in ("stt", "ser") else 8, thread_name_prefix=role),
         on_load_error=on_load_error,
     )
-    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_errors])
+    app = web.Application(middlewares=[_errors])
     app[STATE] = state
     app.router.add_get("/healthz", healthz)
     if role in ("stt", "ser"):
@@ -241,7 +251,7 @@ async def _authenticated_push(request: web.Request):
     if state.verifier is not None:
         assert state.session is not None
         await state.verifier.verify(request.headers.get("Authorization"), state.session)
-    push = decode_push(await request.read())
+    push = decode_push(await _small_body(request, PUSH_MAX_BYTES))
     if not state.ready:
         raise web.HTTPServiceUnavailable(text="models are loading")
     return state, push
@@ -280,18 +290,50 @@ def _acked(outcome: Outcome, job_id: str) -> web.Response:
     return web.Response(status=204, headers={"X-Outcome": outcome.status})
 
 
-async def _audio_body(request: web.Request) -> bytes:
-    body = await request.read()  # larger than MAX_REQUEST_BYTES: aiohttp answers 413
-    if not body:
+def _refuse_declared_size(request: web.Request, limit: int) -> None:
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit, request.content_length)
+
+
+def _too_large(limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=size,
+        text=f"the body is over {limit} bytes (MAX_REQUEST_BYTES); send larger files through the inbox bucket",
+    )
+
+
+async def _small_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused (413) once it is declared or found to be over ``limit``."""
+    _refuse_declared_size(request, limit)
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(BODY_CHUNK_BYTES):
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit, len(body))
+    return bytes(body)
+
+
+async def _audio_body(request: web.Request, path: Path) -> tuple[int, str]:
+    """Stream the body into ``path``: its size and SHA-256; 413 past MAX_REQUEST_BYTES, 400 when empty."""
+    limit = request.app[STATE].settings.max_request_bytes
+    _refuse_declared_size(request, limit)
+    size, digest = 0, hashlib.sha256()
+    with path.open("wb") as out:
+        async for chunk in request.content.iter_chunked(BODY_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit, size)
+            digest.update(chunk)
+            out.write(chunk)
+    if not size:
         raise BadRequestError("the request body is empty: send the audio file as the body")
-    return body
+    return size, digest.hexdigest()
 
 
-def api_job(body: bytes, content_type: str | None, name: str | None = None) -> JobMessage:
+def api_job(digest: str, size: int, content_type: str | None, name: str | None = None) -> JobMessage:
     """The job of a direct request: named by its content, so the same audio gives the same id."""
-    digest = hashlib.sha256(body).hexdigest()
     return make_job(bucket=_SCRATCH_INBOX, name=name or f"sha256/{digest}", generation=int(digest[:13], 16),
-                    size=len(body), content_type=content_type, source="api")
+                    size=size, content_type=content_type, source="api")
 
 
 async def direct(request: web.Request) -> web.Response:
@@ -299,18 +341,22 @@ async def direct(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not state.ready:
         raise web.HTTPServiceUnavailable(text="models are loading")
-    body = await _audio_body(request)
     assert state.pipeline is not None
-    # The same handler as the push path, over a scratch store that holds only this request.
-    scratch = MemoryBlobStore()
-    generation = scratch.put(_SCRATCH_INBOX, "audio", body, request.content_type)
-    job = make_job(bucket=_SCRATCH_INBOX, name="audio", generation=generation, size=len(body),
-                   content_type=request.content_type, source="api")
-    pipeline = dataclasses.replace(state.pipeline, store=scratch, bus=MemoryBus(), staging_bucket=_SCRATCH_STAGING)
-    kind = state.role
-    handle = pipeline.handle_job_stt if kind == "stt" else pipeline.handle_job_ser
-    outcome: Outcome = await state.run(handle, job)
-    data, _ = scratch.read(_SCRATCH_STAGING, partial_key(job.job_id, kind))  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="direct-") as tmp:
+        # The same handler as the push path, over a scratch store that holds only this request.
+        scratch = LocalBlobStore({_SCRATCH_INBOX: Path(tmp) / "inbox", _SCRATCH_STAGING: Path(tmp) / "staging"})
+        audio = scratch.path(_SCRATCH_INBOX, "audio")
+        audio.parent.mkdir()
+        size, _ = await _audio_body(request, audio)
+        info = scratch.stat(_SCRATCH_INBOX, "audio")
+        assert info is not None
+        job = make_job(bucket=_SCRATCH_INBOX, name="audio", generation=info.generation, size=size,
+                       content_type=request.content_type, source="api")
+        pipeline = dataclasses.replace(state.pipeline, store=scratch, bus=MemoryBus(),
+                                       staging_bucket=_SCRATCH_STAGING)
+        handle = pipeline.handle_job_stt if state.role == "stt" else pipeline.handle_job_ser
+        outcome: Outcome = await state.run(handle, job)
+        data, _ = scratch.read(_SCRATCH_STAGING, partial_key(job.job_id, state.role))  # type: ignore[arg-type]
     return web.Response(body=data, status=200 if outcome.status == "done" else 422, content_type=JSON)
 
 
@@ -318,21 +364,21 @@ async def analyze(request: web.Request) -> web.Response:
     """/v1/analyze: STT and SER called concurrently, their partials merged into one result."""
     state = request.app[STATE]
     settings = state.settings
-    body = await _audio_body(request)
-    # Hashing up to MAX_REQUEST_BYTES and merging are CPU work: off the event loop, which keeps
-    # serving the other requests and /healthz meanwhile.
-    job = await asyncio.to_thread(api_job, body, request.content_type, request.headers.get("X-Filename"))
-    calls = [
-        asyncio.ensure_future(_call(state, settings.stt_url, "/v1/transcribe", settings.stt_audience or
-                                    settings.stt_url, body, request.content_type, SttPartial)),
-        asyncio.ensure_future(_call(state, settings.ser_url, "/v1/emotions", settings.ser_audience or
-                                    settings.ser_url, body, request.content_type, SerPartial)),
-    ]
-    try:
-        (stt, stt_window), (ser, ser_window) = await asyncio.gather(*calls)
-    finally:
-        for call in calls:  # one failed (or the client left): the other's answer would go unread
-            call.cancel()
+    with tempfile.TemporaryDirectory(prefix="analyze-") as tmp:
+        audio = Path(tmp) / "audio"
+        size, digest = await _audio_body(request, audio)
+        job = api_job(digest, size, request.content_type, request.headers.get("X-Filename"))
+        calls = [
+            asyncio.ensure_future(_call(state, settings.stt_url, "/v1/transcribe", settings.stt_audience or
+                                        settings.stt_url, audio, request.content_type, SttPartial)),
+            asyncio.ensure_future(_call(state, settings.ser_url, "/v1/emotions", settings.ser_audience or
+                                        settings.ser_url, audio, request.content_type, SerPartial)),
+        ]
+        try:
+            (stt, stt_window), (ser, ser_window) = await asyncio.gather(*calls)
+        finally:
+            for call in calls:  # one failed (or the client left): the other's answer would go unread
+                call.cancel()
     log.info("analyze: stt call %.3f-%.3f s, ser call %.3f-%.3f s", *stt_window, *ser_window,
              extra={"job_id": job.job_id})
 
@@ -345,18 +391,20 @@ async def analyze(request: web.Request) -> web.Response:
     return web.Response(text=text, status=200 if status == "ok" else 422, content_type=JSON)
 
 
-async def _call(state: ServiceState, base_url: str, path: str, audience: str, body: bytes,
+async def _call(state: ServiceState, base_url: str, path: str, audience: str, audio: Path,
                 content_type: str, kind: type) -> tuple[Any, tuple[float, float]]:
-    """POST the audio to one service; the partial and this call's (start, end) on the monotonic clock."""
+    """POST the audio file to one service (streamed from disk); the partial and this call's
+    (start, end) on the monotonic clock."""
     assert state.session is not None and state.id_token_header is not None
     headers = {"Content-Type": content_type or "application/octet-stream", **await state.id_token_header(audience)}
     timeout = aiohttp.ClientTimeout(total=state.settings.request_timeout_seconds)
     started = time.monotonic()
     try:
-        async with state.session.post(base_url.rstrip("/") + path, data=body, headers=headers,
-                                      timeout=timeout) as response:
-            data = await response.read()
-            status = response.status
+        with audio.open("rb") as body:
+            async with state.session.post(base_url.rstrip("/") + path, data=body, headers=headers,
+                                          timeout=timeout) as response:
+                data = await response.read()
+                status = response.status
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         raise web.HTTPBadGateway(text=f"{path} on {base_url} failed: {e}") from e
     window = (started, time.monotonic())
