@@ -36,10 +36,11 @@ class SigningKey:
         return cls(key_id, private_pem, cert.public_bytes(serialization.Encoding.PEM).decode())
 
     def token(self, *, audience: str, email: str = PUSH_SA, expires_in: float = 3600,
-              issuer: str = "https://accounts.google.com", key_id: str | None = None) -> str:
+              issuer: str = "https://accounts.google.com", key_id: str | None = None, **claims_over) -> str:
+        """A signed token; ``claims_over`` replaces or adds claims (values as given, any JSON type)."""
         now = int(time.time())
         claims = {"iss": issuer, "aud": audience, "email": email, "email_verified": True,
-                  "sub": "1234567890", "iat": now - 5, "exp": int(now + expires_in)}
+                  "sub": "1234567890", "iat": now - 5, "exp": int(now + expires_in), **claims_over}
         signer = crypt.RSASigner.from_string(self.private_pem, key_id or self.key_id)
         return jwt.encode(signer, claims).decode()
 

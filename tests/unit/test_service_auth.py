@@ -4,6 +4,7 @@ api role's ID-token cache."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
@@ -64,6 +65,12 @@ def run_with_certs(scenario):
     (KEY.token(audience="https://other-service.a.run.app/push/job"), 401),  # another audience
     (KEY.token(audience=AUDIENCE, issuer="https://evil.example"), 401),
     (KEY.token(audience=AUDIENCE, email="someone-else@local-dev.iam.gserviceaccount.com"), 403),
+    (KEY.token(audience=AUDIENCE, nbf=int(time.time()) + 600), 401),  # not valid yet
+    (KEY.token(audience=AUDIENCE, expires_in=100 * 365 * 86400), 401),  # Google's live one hour
+    (KEY.token(audience=AUDIENCE, exp=float("inf")), 401),
+    (KEY.token(audience=AUDIENCE, exp=str(int(time.time()) + 600)), 401),  # a time that is no number
+    (KEY.token(audience=AUDIENCE, iat=str(int(time.time()))), 401),
+    (KEY.token(audience=AUDIENCE, email_verified="false"), 403),  # a string, truthy
 ])
 def test_bad_push_tokens_are_rejected_and_nothing_is_written(token, status):
     async def scenario(push, served):

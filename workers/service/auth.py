@@ -1,8 +1,9 @@
 """OIDC for the services: verify Pub/Sub push tokens, and fetch ID tokens for outgoing calls.
 
 Push verification checks the RS256 signature against Google's certificates (or those at
-OIDC_CERTS_URL, which tests point at 127.0.0.1), the expiry, the audience, the issuer and
-the push service account's email. The certificates are cached and fetched again when a
+OIDC_CERTS_URL, which tests point at 127.0.0.1), the times (issued, not before, expiry, and a
+lifetime no longer than a Google ID token's hour), the audience, the issuer and the push
+service account's verified email. The certificates are cached and fetched again when a
 token names a key id that is not in the cache (key rotation).
 """
 
@@ -13,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import time
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 CLOCK_SKEW_SECONDS = 10
+# Google's ID tokens live one hour: one that claims longer was not minted for a push.
+MAX_TOKEN_LIFETIME_SECONDS = 3600
 CERTS_TTL_SECONDS = 3600.0
 UNKNOWN_KEY_REFETCH_SECONDS = 30.0
 # A token is used only while it has at least this long left (a call may take minutes).
@@ -94,11 +98,12 @@ class PushVerifier:
         try:
             claims = jwt.decode(token, certs=certs, audience=self.audience,
                                 clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
-        except (ValueError, gauth_exceptions.GoogleAuthError) as e:
+        except (ValueError, TypeError, gauth_exceptions.GoogleAuthError) as e:  # TypeError: a time as text
             raise AuthError(f"invalid token: {e}") from e
+        _check_times(claims, self._clock())
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise AuthError(f"token issuer {claims.get('iss')!r} is not Google")
-        if claims.get("email") != self.service_account or not claims.get("email_verified"):
+        if claims.get("email") != self.service_account or claims.get("email_verified") is not True:
             raise AuthError(f"token is for {claims.get('email')!r}, not the push service account", status=403)
         return claims
 
@@ -127,6 +132,21 @@ class PushVerifier:
             raise TransientError(f"cannot fetch OIDC certificates from {self.certs_url}: {e}") from e
         self._certs = {str(k): str(v) for k, v in certs.items()}
         self._fetched_at = self._clock()
+
+
+def _check_times(claims: dict[str, Any], now: float) -> None:
+    """What google-auth leaves out: ``nbf``, the lifetime, and times that are no finite number."""
+    times = {name: claims.get(name) for name in ("iat", "exp", "nbf")}
+    for name, value in times.items():
+        if value is None and name == "nbf":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise AuthError(f"invalid token: claim {name} is not a time ({str(value)[:40]!r})")
+    if times["nbf"] is not None and times["nbf"] - CLOCK_SKEW_SECONDS > now:
+        raise AuthError("invalid token: not valid yet (nbf is in the future)")
+    if times["exp"] - times["iat"] > MAX_TOKEN_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS:
+        raise AuthError(f"invalid token: it lives {times['exp'] - times['iat']:.0f} s; Google's ID tokens "
+                        f"live {MAX_TOKEN_LIFETIME_SECONDS} s")
 
 
 def _key_id(token: str) -> str:
