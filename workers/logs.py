@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -12,6 +13,14 @@ from datetime import datetime, timezone
 current_trace: ContextVar[str | None] = ContextVar("current_trace", default=None)
 
 _EXTRA_KEYS = ("job_id", "code", "kind", "status", "object", "attempt")
+# C0 and C1 controls (newline, CR, NUL, ESC, NEL ...) and the Unicode line and paragraph separators.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x00``): one line that
+    shows what was there."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class CloudJsonFormatter(logging.Formatter):
@@ -36,10 +45,27 @@ class CloudJsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """One line per event: control characters in a message (an object name with a newline or a
+    CR) are escaped, and traceback lines are indented under their event, so no input can forge
+    a log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         job_id = getattr(record, "job_id", None)
-        return f"{text} [job {job_id[:8]}]" if job_id else text
+        return f"{text} [job {escape_controls(str(job_id)[:8])}]" if job_id else text
+
+
+def _indented(text: str) -> str:
+    return "\n".join("  " + escape_controls(line) for line in text.split("\n"))
 
 
 def configure(*, json_lines: bool, level: str = "INFO") -> None:
