@@ -85,7 +85,9 @@ class Pipeline:
         def run(audio: DecodedAudio) -> SttPartial:
             plan = channels.plan(audio, self.channel_mode, self.channel_names)
             t = transcribe_channels(engine, plan)
-            return SttPartial(job.job_id, "ok", None, engine.engine, t.language, t.language_probability,
+            # Whisper names a language even for silence or tones; with no speech there is none.
+            language, probability = (t.language, t.language_probability) if t.segments else (None, None)
+            return SttPartial(job.job_id, "ok", None, engine.engine, language, probability,
                               t.duration, t.segments, channels=plan.names)
 
         def failed(error: Error) -> SttPartial:
@@ -174,10 +176,8 @@ class Pipeline:
             path = Path(tmp) / "audio"
             try:
                 self.store.download(job.bucket, job.name, job.generation, path)
-            except NotFound as e:
-                raise PermanentError(
-                    f"gs://{job.bucket}/{job.name} generation {job.generation} no longer exists", code="source_gone"
-                ) from e
+            except NotFound as e:  # the store's words: a gs:// URI, or what happened to a local path
+                raise PermanentError(str(e), code="source_gone") from e
             return decode(path, max_seconds=self.max_audio_seconds, keep_channels=self.channel_mode != "mix")
 
     def _announce(self, job: JobMessage, kind: PartialKind, status: str, key: str) -> None:

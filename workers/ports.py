@@ -29,7 +29,8 @@ class BlobStore(Protocol):
         """(content, generation) of the live object; raises NotFound."""
 
     def download(self, bucket: str, name: str, generation: int, dest: Path) -> None:
-        """Stream exactly ``generation`` of the object to ``dest``; raises NotFound when it is gone."""
+        """Stream exactly ``generation`` of the object to ``dest``; raises NotFound when it is gone
+        (its message says what happened to it) and PermanentError when it can never be read."""
 
     def write(
         self,

@@ -149,7 +149,7 @@ def describe(result: dict) -> str:
         emotion += " (untrained model)"
     speakers = result.get("speakers") or []
     who = f", speakers {', '.join(s['speaker'] for s in speakers)}" if speakers else ""
-    return (f"ok     {name}: {result['duration']:.1f} s, language {result['language']}, "
+    return (f"ok     {name}: {result['duration']:.1f} s, language {result['language'] or '- (no speech)'}, "
             f"{len(result['segments'])} segments{who}, dominant emotion {emotion}")
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
+import tempfile
 import threading
 import time
 
 import pytest
 
-from workers.adapters.local import LocalBlobStore, LocalBus, decode_name, encode_name
-from workers.errors import NotFound, PreconditionFailed, TransientError
+from workers.adapters.local import UNREADABLE_GENERATION, LocalBlobStore, LocalBus, decode_name, encode_name
+from workers.errors import NotFound, PermanentError, PreconditionFailed, TransientError
 
 
 @pytest.fixture
@@ -78,11 +80,71 @@ def test_name_mapping_reverses_exactly_for_object_names_and_for_real_file_names(
     alphabet = ["%", "2", "5", "E", "0", ".", "a", "/", "%25", "%2E", "%00"]
     for _ in range(5000):
         name = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
-        assert decode_name(encode_name(name)) == name
+        if name.endswith("/") or not name:  # a folder marker: no file holds it
+            with pytest.raises(ValueError, match="folder marker"):
+                encode_name(name)
+        else:
+            assert decode_name(encode_name(name)) == name
         segments = [seg for seg in name.split("/") if seg not in ("", ".", "..")]  # what a disk can hold
         real = "/".join(segments)
         if real:
             assert encode_name(decode_name(real)) == real
+            assert decode_name(real).rsplit("/", 1)[-1], "a real file must not list as a folder marker"
+
+
+@pytest.mark.parametrize("name", ["%00", "calls/%00", "%00/%00"])
+def test_a_file_named_like_the_empty_segment_escape_is_listed_under_its_own_name(store, tmp_path, name) -> None:
+    path = tmp_path / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"audio")
+    [info] = [b for b in store.list("in") if b.name != "out"]
+    assert info.name.rsplit("/", 1)[-1] == "%00" and info.size == 5
+    store.download("in", info.name, info.generation, tmp_path / "copy")
+    assert (tmp_path / "copy").read_bytes() == b"audio"
+
+
+def _create_only(root: str, names: list[str], won) -> None:
+    store = LocalBlobStore({"out": root})
+    for name in names:
+        try:
+            store.write("out", name, str(os.getpid()).encode(), if_generation_match=0)
+            won.put(name)
+        except PreconditionFailed:
+            pass
+
+
+def test_writes_lock_inside_the_store_leave_no_lock_behind_and_stay_exclusive_across_processes(tmp_path) -> None:
+    locks_before = set(os.listdir(tempfile.gettempdir()))
+    names = [f"job{i}/stt.json" for i in range(40)]
+    context = multiprocessing.get_context("fork")
+    won = context.Queue()
+    racers = [context.Process(target=_create_only, args=(str(tmp_path), names, won)) for _ in range(4)]
+    [p.start() for p in racers]
+    [p.join(60) for p in racers]
+    winners = [won.get(timeout=5) for _ in range(len(names))]
+    assert sorted(winners) == sorted(names) and won.empty(), "each create-only write has exactly one winner"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == sorted(names)
+    assert not {n for n in set(os.listdir(tempfile.gettempdir())) - locks_before if n.endswith(".lock")}
+
+
+def test_a_listed_file_that_cannot_be_examined_or_read_says_why_about_its_local_path(store, tmp_path) -> None:
+    inbox = tmp_path / "in"
+    os.symlink("loop.wav", inbox / "loop.wav")  # a symlink to itself: stat fails, even for root
+    os.mkfifo(inbox / "pipe.wav")
+    (inbox / "growing.wav").write_bytes(b"first")
+    listed = {b.name: b for b in store.list("in")}
+    assert listed["loop.wav"].generation == UNREADABLE_GENERATION
+    with (inbox / "growing.wav").open("ab") as f:
+        f.write(b" and more")
+    errors = {}
+    for name in ("loop.wav", "pipe.wav", "growing.wav"):
+        with pytest.raises((PermanentError, NotFound)) as raised:
+            store.download("in", name, listed[name].generation, tmp_path / "copy")
+        errors[name] = raised.value
+    assert errors["loop.wav"].code == "unreadable" and str(inbox / "loop.wav") in str(errors["loop.wav"])
+    assert errors["pipe.wav"].code == "unreadable" and "is a FIFO" in str(errors["pipe.wav"])
+    assert isinstance(errors["growing.wav"], NotFound) and "changed after it was listed" in str(errors["growing.wav"])
+    assert not any("gs://" in str(e) for e in errors.values())
 
 
 def test_a_file_replaced_by_one_with_an_older_modification_time_is_a_newer_generation(store, tmp_path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -99,6 +101,7 @@ def test_silence_is_ok_with_no_segments(processed) -> None:
     _, results, _, _ = processed
     record = load(results, "silence.wav")
     assert record["segments"] == [] and record["summary"]["dominant_emotion"] is None
+    assert (record["language"], record["language_probability"]) == (None, None), "no speech, no language"
 
 
 def test_no_output_escapes_the_results_folder_and_ignored_files_get_none(processed) -> None:
@@ -164,3 +167,48 @@ def test_each_processed_file_gets_a_readable_line(processed) -> None:
     assert ok.startswith("ok ") and "language en" in ok and "untrained" not in ok
     failed = describe(load(results, "picture.png"))
     assert failed.startswith("FAILED picture.png: not_audio")
+
+
+def permissions_that_hold() -> list[str]:
+    """A command prefix under which file permissions apply, as they do to a user: as root,
+    the capabilities that override them are dropped."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: file permissions cannot be made to hold")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_cli_run_gives_unreadable_and_odd_files_failed_results_and_goes_on(fast_settings, tmp_path) -> None:
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    (inbox / "closed").mkdir(parents=True)
+    silence = encode(tone(2.0, amplitude=0.0))
+    for name in ("silence.wav", "%00", "locked.wav", "closed/inside.wav"):
+        (inbox / name).write_bytes(silence)
+    os.mkfifo(inbox / "pipe.wav")
+    (inbox / "locked.wav").chmod(0)
+    (inbox / "closed").chmod(0o444)  # its names can be listed, its files not opened
+    env = {**os.environ, "MODELS_DIR": fast_settings.models_dir, "STT_MODEL": fast_settings.stt_model}
+    run = [*permissions_that_hold(), sys.executable, "-m", "workers", "run", "--no-progress"]
+    lock_files_before = {p for p in os.listdir(tempfile.gettempdir()) if p.endswith(".lock")}
+    try:
+        out = subprocess.run([*run, str(inbox), str(results)], capture_output=True, text=True, env=env,
+                             cwd=REPO_ROOT, timeout=300)
+    finally:
+        (inbox / "closed").chmod(0o755)
+    assert out.returncode == 0, out.stderr
+    records = {name: load(results, name) for name in ("silence.wav", "%00", "locked.wav", "closed/inside.wav",
+                                                       "pipe.wav")}
+    assert records["silence.wav"]["status"] == records["%00"]["status"] == "ok"
+    assert records["%00"]["job"]["name"] == "%00"
+    for name in ("locked.wav", "closed/inside.wav", "pipe.wav"):
+        error = records[name]["error"]
+        assert (records[name]["status"], error["code"]) == ("failed", "unreadable"), (name, error)
+        assert str(inbox / name) in error["message"] and "gs://" not in error["message"]
+    assert "is a FIFO" in records["pipe.wav"]["error"]["message"]
+    assert {p for p in os.listdir(tempfile.gettempdir()) if p.endswith(".lock")} == lock_files_before
+
+    same = subprocess.run([*run, str(inbox), str(inbox / ".")], capture_output=True, text=True, env=env,
+                          cwd=REPO_ROOT, timeout=120)
+    assert same.returncode != 0 and "is the inbox folder itself" in same.stderr
+    assert not list(inbox.rglob("*.json")), "nothing is written among the inputs"

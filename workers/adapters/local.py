@@ -4,8 +4,13 @@ The folder store maps object names to paths without ever leaving its root: ``..`
 and empty path segments are escaped, so an object called ``../../etc/passwd`` is stored
 as ``%2E%2E/%2E%2E/etc/passwd`` under the root. A file's generation is the later of its
 modification and change times in nanoseconds, bumped when needed so every write gets a larger
-one; if-generation-match writes are atomic across threads and processes (a lock file, then
-``os.replace``).
+one; if-generation-match writes are atomic across threads and processes (a lock file beside
+the object, inside the store and removed again, then ``os.replace``).
+
+A file that is listed but cannot be examined or read (a folder without search permission, a
+symlink loop, a FIFO, a file that changed after it was listed) is still an object: reading it
+raises a PermanentError (``unreadable``) or NotFound naming the local path, so it gets a failed
+result and a run goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import mimetypes
 import os
 import shutil
-import tempfile
+import stat as stat_mode
 import threading
 import time
 import uuid
@@ -26,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from workers.errors import NotFound, PreconditionFailed, TransientError
+from workers.errors import NotFound, PermanentError, PreconditionFailed, TransientError
 from workers.ports import BlobInfo
 
 log = logging.getLogger(__name__)
@@ -34,11 +39,17 @@ log = logging.getLogger(__name__)
 _TMP_PREFIX = ".tmp-"
 _ESCAPES = {"": "%00", ".": "%2E", "..": "%2E%2E"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+# The last segment is a file's name, never empty, so ``%00`` there is no escape: a file a user
+# called ``%00`` is found under that name.
+_LAST_UNESCAPES = {k: v for k, v in _UNESCAPES.items() if v}
+# Generation of a listed file that cannot be examined: older than any real one (a time in ns),
+# so it gets a failed result now and is redone once it can be read.
+UNREADABLE_GENERATION = 1
 
 
-def _token_like(seg: str) -> bool:
+def _token_like(seg: str, tokens: Mapping[str, str]) -> bool:
     """An escape, or an escape with its leading ``%`` itself escaped (any number of times)."""
-    return seg in _UNESCAPES or (seg.startswith("%25") and _token_like("%" + seg[3:]))
+    return seg in tokens or (seg.startswith("%25") and _token_like("%" + seg[3:], tokens))
 
 
 def encode_name(name: str) -> str:
@@ -48,19 +59,29 @@ def encode_name(name: str) -> str:
     segment that merely looks like an escape gets its leading ``%`` written as ``%25``. Every
     other name is its own path, so files a user puts in the folder (``100% sure.flac``) are
     found under the names they are listed with, and the mapping reverses exactly both ways.
+    A name ending in ``/`` is a folder marker, which no file can be: ValueError.
     """
-    return "/".join(_ESCAPES.get(seg) or ("%25" + seg[1:] if _token_like(seg) else seg) for seg in name.split("/"))
+    *folders, last = name.split("/")
+    if not last:
+        raise ValueError(f"object name {name!r} is empty or ends with '/': a folder marker is not a file")
+    return "/".join([*(_encode(seg, _UNESCAPES) for seg in folders), _encode(last, _LAST_UNESCAPES)])
+
+
+def _encode(seg: str, tokens: Mapping[str, str]) -> str:
+    return _ESCAPES.get(seg) or ("%25" + seg[1:] if _token_like(seg, tokens) else seg)
 
 
 def decode_name(rel: str) -> str:
-    parts = []
-    for seg in rel.split("/"):
-        if seg in _UNESCAPES:
-            seg = _UNESCAPES[seg]
-        elif seg.startswith("%25") and _token_like("%" + seg[3:]):
-            seg = "%" + seg[3:]
-        parts.append(seg)
-    return "/".join(parts)
+    *folders, last = rel.split("/")
+    return "/".join([*(_decode(seg, _UNESCAPES) for seg in folders), _decode(last, _LAST_UNESCAPES)])
+
+
+def _decode(seg: str, tokens: Mapping[str, str]) -> str:
+    if seg in tokens:
+        return tokens[seg]
+    if seg.startswith("%25") and _token_like("%" + seg[3:], tokens):
+        return "%" + seg[3:]
+    return seg
 
 
 class LocalBlobStore:
@@ -78,7 +99,10 @@ class LocalBlobStore:
 
     def path(self, bucket: str, name: str) -> Path:
         root = self.root(bucket)
-        path = root / encode_name(name)
+        try:
+            path = root / encode_name(name)
+        except ValueError as e:
+            raise NotFound(str(e)) from e
         if root != path and root not in path.parents:
             raise NotFound(f"object name {name!r} escapes its bucket")
         return path
@@ -100,10 +124,24 @@ class LocalBlobStore:
         return self.path(bucket, name).read_bytes(), info.generation
 
     def download(self, bucket: str, name: str, generation: int, dest: Path) -> None:
-        info = self.stat(bucket, name)
-        if info is None or info.generation != generation:
-            raise NotFound(f"{bucket}/{name} generation {generation} is gone")
-        shutil.copyfile(self.path(bucket, name), dest)
+        path = self.path(bucket, name)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise NotFound(f"{path} no longer exists") from e
+        except OSError as e:
+            raise _unreadable(path, "cannot be examined", e) from e
+        if not stat_mode.S_ISREG(st.st_mode):
+            kind = "a FIFO" if stat_mode.S_ISFIFO(st.st_mode) else "a folder" if stat_mode.S_ISDIR(st.st_mode) \
+                else "not a regular file (a device or socket)"
+            raise PermanentError(f"{path} is {kind}, not an audio file", code="unreadable")
+        if _generation(st) != generation:
+            raise NotFound(f"{path} changed after it was listed (still being written, or replaced); "
+                           "a rerun takes the new version")
+        try:
+            shutil.copyfile(path, dest)
+        except OSError as e:
+            raise _unreadable(path, "cannot be read", e) from e
 
     def write(
         self,
@@ -139,7 +177,7 @@ class LocalBlobStore:
         root = self.root(bucket)
         others = {r for b, r in self._roots.items() if b != bucket and root in r.parents}
         found = []
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, dirnames, filenames in os.walk(root, onerror=_unlisted):
             here = Path(dirpath)
             dirnames[:] = sorted(d for d in dirnames if here / d not in others)
             for fn in filenames:
@@ -152,27 +190,55 @@ class LocalBlobStore:
                         found.append(_info(bucket, name, path, path.stat()))
                     except FileNotFoundError:
                         continue
+                    except OSError:  # listed, but not to be examined: reading it says why
+                        found.append(BlobInfo(bucket, name, UNREADABLE_GENERATION, 0))
         yield from sorted(found, key=lambda b: b.name)
 
-    def _locked(self, path: Path):
-        digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-        lock_path = Path(tempfile.gettempdir()) / f"speech-pipeline-{digest}.lock"
-        return _FileLock(lock_path, self._thread_lock)
+    def _locked(self, path: Path) -> "_FileLock":
+        digest = hashlib.sha256(path.name.encode(errors="surrogateescape")).hexdigest()[:16]
+        return _FileLock(path.parent / f"{_TMP_PREFIX}lock-{digest}", self._thread_lock)
 
 
 class _FileLock:
+    """flock on a file beside the object, removed on release. A waiter that wakes holding a
+    lock file that was removed meanwhile tries again, so removal never lets two in at once."""
+
     def __init__(self, path: Path, thread_lock: threading.Lock) -> None:
         self._path, self._thread_lock, self._fd = path, thread_lock, -1
 
     def __enter__(self) -> None:
         self._thread_lock.acquire()
-        self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            while True:
+                fd = os.open(self._path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    held, current = os.fstat(fd), os.stat(self._path, follow_symlinks=False)
+                    if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                        self._fd = fd
+                        return
+                except FileNotFoundError:
+                    pass
+                os.close(fd)
+        except BaseException:
+            self._thread_lock.release()
+            raise
 
     def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._thread_lock.release()
+        try:
+            os.unlink(self._path)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._thread_lock.release()
+
+
+def _unreadable(path: Path, what: str, error: OSError) -> PermanentError:
+    return PermanentError(f"{path} {what}: {error.strerror or error}", code="unreadable")
+
+
+def _unlisted(error: OSError) -> None:
+    log.warning("cannot list %s (%s): the files in it are not processed", error.filename, error.strerror)
 
 
 def _generation(st: os.stat_result) -> int:
