@@ -79,9 +79,9 @@ resource "google_cloudfunctions2_function" "trigger" {
     google_project_service.apis,
     google_project_iam_member.eventarc_receiver,
     google_project_iam_member.gcs_agent_publishes_events,
-    google_project_iam_member.fnbuild_writes_logs,
+    google_project_iam_member.builds_write_logs["fnbuild"],
     google_project_iam_member.fnbuild_reads_function_sources,
-    google_artifact_registry_repository_iam_member.fnbuild_pushes_image,
+    google_artifact_registry_repository_iam_member.builds_push_images["fnbuild"],
     google_storage_bucket_iam_member.component,
   ]
 }

@@ -2,16 +2,17 @@
 # Cloud Functions, Eventarc, Pub/Sub and Cloud Scheduler mint short-lived tokens for them.
 locals {
   components = {
-    trigger   = "Cloud Function: inbox finalize event -> job message"
-    stt       = "STT worker (GPU)"
-    ser       = "SER worker (GPU)"
-    joiner    = "Joiner: partials -> result"
-    api       = "One-file API: calls STT and SER"
-    push      = "Identity of Pub/Sub push OIDC tokens"
-    backfill  = "Backfill job: inbox listing -> job messages"
-    loader    = "load-bigquery job: results bucket -> BigQuery"
-    scheduler = "Cloud Scheduler: runs the backfill and load jobs"
-    fnbuild   = "Builds the trigger function's image"
+    trigger    = "Cloud Function: inbox finalize event -> job message"
+    stt        = "STT worker (GPU)"
+    ser        = "SER worker (GPU)"
+    joiner     = "Joiner: partials -> result"
+    api        = "One-file API: calls STT and SER"
+    push       = "Identity of Pub/Sub push OIDC tokens"
+    backfill   = "Backfill job: inbox listing -> job messages"
+    loader     = "load-bigquery job: results bucket -> BigQuery"
+    scheduler  = "Cloud Scheduler: runs the backfill and load jobs"
+    fnbuild    = "Builds the trigger function's image"
+    imagebuild = "Cloud Build: builds and pushes the worker images (gcloud builds submit --service-account)"
   }
 
   # (bucket, role, component) triples.
@@ -33,6 +34,8 @@ locals {
     ["results", "roles/storage.objectViewer", "backfill"],
     ["results", "roles/storage.objectViewer", "loader"],
     ["function-source", "roles/storage.objectViewer", "fnbuild"],
+    # `gcloud builds submit --gcs-source-staging-dir=gs://<function-source>/source` uploads there.
+    ["function-source", "roles/storage.objectViewer", "imagebuild"],
   ]
 
   topic_publishers = {
@@ -117,10 +120,12 @@ resource "google_project_iam_member" "loader_runs_bigquery_jobs" {
   member  = google_service_account.component["loader"].member
 }
 
-resource "google_project_iam_member" "fnbuild_writes_logs" {
+resource "google_project_iam_member" "builds_write_logs" {
+  for_each = toset(["fnbuild", "imagebuild"])
+
   project = var.project_id
   role    = "roles/logging.logWriter"
-  member  = google_service_account.component["fnbuild"].member
+  member  = google_service_account.component[each.key].member
 }
 
 # Gen2 functions copy the source into Google's gcf-v2-sources-<number>-<region> bucket and
@@ -136,11 +141,13 @@ resource "google_project_iam_member" "fnbuild_reads_function_sources" {
   }
 }
 
-resource "google_artifact_registry_repository_iam_member" "fnbuild_pushes_image" {
+resource "google_artifact_registry_repository_iam_member" "builds_push_images" {
+  for_each = toset(["fnbuild", "imagebuild"])
+
   location   = google_artifact_registry_repository.images.location
   repository = google_artifact_registry_repository.images.name
   role       = "roles/artifactregistry.writer"
-  member     = google_service_account.component["fnbuild"].member
+  member     = google_service_account.component[each.key].member
 }
 
 resource "google_bigquery_dataset_iam_member" "loader_writes_results" {

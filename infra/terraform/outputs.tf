@@ -63,3 +63,13 @@ output "service_accounts" {
   description = "Service account email per component."
   value       = { for name, account in google_service_account.component : name => account.email }
 }
+
+output "image_build_service_account" {
+  description = "Service account to run the image builds as (gcloud builds submit --service-account)."
+  value       = google_service_account.component["imagebuild"].email
+}
+
+output "build_source_bucket" {
+  description = "Bucket the image builds read their uploaded source from (--gcs-source-staging-dir=gs://BUCKET/source)."
+  value       = google_storage_bucket.buckets["function-source"].name
+}

@@ -46,6 +46,8 @@ locals {
   }
 }
 
+# Each push_worker's dead-letter topic is encrypted with kms_key_name when CMEK is on, so the
+# module waits for the Pub/Sub agent's grant on the key, as the root topics do.
 module "gpu_worker" {
   source   = "./modules/push_worker"
   for_each = local.gpu_workers
@@ -78,7 +80,7 @@ module "gpu_worker" {
   kms_key_name                  = var.kms_key_name
   labels                        = local.labels
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # The joiner only merges two small JSON files: CPU, several pushes per instance, internal ingress.
@@ -112,7 +114,7 @@ module "joiner" {
   kms_key_name               = var.kms_key_name
   labels                     = local.labels
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service.apis, google_kms_crypto_key_iam_member.service_agents]
 }
 
 # The one-file API: POST /v1/analyze, which calls STT and SER with ID tokens. Callers need

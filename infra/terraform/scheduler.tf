@@ -15,7 +15,11 @@ locals {
       })
     }
     loader = {
-      args     = concat(["load-bigquery"], var.load_bigquery_args)
+      # Only results written within the window: each hourly run stages and MERGEs the last few
+      # hours (overlapping, so a failed run is caught up by the next), not the whole bucket.
+      args = concat(["load-bigquery"],
+        var.load_bigquery_window == null ? [] : ["--updated-since", var.load_bigquery_window],
+      var.load_bigquery_args)
       schedule = var.load_bigquery_schedule
       env = merge(local.common_env, {
         RESULTS_BUCKET = local.results_bucket

@@ -29,9 +29,13 @@ variable "labels" {
 
 # --- images --------------------------------------------------------------------------------
 variable "image_tag" {
-  description = "Tag of the worker images in the Artifact Registry repository (cloudbuild.yaml pushes worker-gpu:TAG and worker-cpu:TAG; use the git commit)."
+  description = "Tag of the worker images in the Artifact Registry repository (cloudbuild.yaml pushes worker-gpu:TAG and worker-cpu:TAG): the git commit. A moved tag such as latest changes no service's configuration, so no new revision would roll out."
   type        = string
-  default     = "latest"
+
+  validation {
+    condition     = var.image_tag != "latest" && length(var.image_tag) > 0
+    error_message = "image_tag must name the build (the git commit, e.g. $(git rev-parse --short HEAD)), not latest: a moved tag rolls out no new revision."
+  }
 }
 
 variable "gpu_image" {
@@ -227,6 +231,17 @@ variable "load_bigquery_schedule" {
   description = "Cron schedule of `python -m workers load-bigquery`; null creates the job without a schedule."
   type        = string
   default     = "30 * * * *"
+}
+
+variable "load_bigquery_window" {
+  description = "How far back each scheduled load looks (`--updated-since`, e.g. 3h): longer than the schedule's interval so runs overlap and a failed one is caught up; null loads the whole results bucket every run."
+  type        = string
+  default     = "3h"
+
+  validation {
+    condition     = var.load_bigquery_window == null || can(regex("^[0-9]+[mhd]$", var.load_bigquery_window))
+    error_message = "load_bigquery_window is a number of minutes, hours or days such as 90m, 3h or 2d, or null."
+  }
 }
 
 variable "load_bigquery_args" {

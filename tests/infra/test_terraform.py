@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .hcl_config import MODULE, REPO, TERRAFORM, Config, expression, sub_blocks, unquote
 from workers.settings import settings_table
@@ -338,3 +339,44 @@ def test_deployed_services_refuse_bodies_over_cloud_runs_32_mib_request_limit(ro
     assert expression(locals_["common_env"]["MAX_REQUEST_BYTES"]) == "tostring(local.max_request_bytes)"
     for role in ("gpu_worker_env", "joiner_env", "api_env"):
         assert expression(locals_[role]).startswith("merge(local.common_env"), role
+
+
+def test_with_cmek_the_worker_dead_letter_topics_wait_for_the_pubsub_agents_key_grant(root, module):
+    (topic,) = module.resources("google_pubsub_topic").values()
+    assert expression(topic["kms_key_name"]) == "var.kms_key_name"
+    for name in ("gpu_worker", "joiner"):
+        waits_for = [expression(d) for d in root.modules()[name].get("depends_on", [])]
+        assert "google_kms_crypto_key_iam_member.service_agents" in waits_for, name
+
+
+def test_the_scheduled_load_reads_a_window_that_overlaps_its_hourly_schedule(root):
+    args = expression(root.locals()["scheduled_jobs"]["loader"]["args"])
+    assert '["--updated-since", var.load_bigquery_window]' in args
+    window = unquote(root.variable_defaults()["load_bigquery_window"])
+    hours = int(window[:-1]) * {"m": 1 / 60, "h": 1, "d": 24}[window[-1]]
+    assert unquote(root.variable_defaults()["load_bigquery_schedule"]) == "30 * * * *"  # hourly
+    assert 1 < hours <= 24, f"a window of {window} does not overlap hourly runs, or re-reads too much"
+
+
+def test_images_are_deployed_by_commit_tag_never_latest(root):
+    variables = {name: body for name, _, body in root.blocks("variable")}
+    assert "default" not in variables["image_tag"], "the tag must be given: the commit"
+    (validation,) = variables["image_tag"]["validation"]
+    assert 'var.image_tag != "latest"' in expression(validation["condition"])
+    assert "_TAG" not in yaml.safe_load((REPO / "cloudbuild.yaml").read_text())["substitutions"]
+
+
+def test_state_lives_in_a_gcs_backend_and_image_builds_run_as_their_own_account(root):
+    backends = [b for parsed in root.files.values() for t in parsed.get("terraform", []) for b in t.get("backend", [])]
+    assert [[unquote(kind) for kind in b] for b in backends] == [["gcs"]]
+    assert "imagebuild" in root.locals()["components"]
+    for resource_type, name in (("google_artifact_registry_repository_iam_member", "builds_push_images"),
+                                ("google_project_iam_member", "builds_write_logs")):
+        assert "imagebuild" in expression(root.resources(resource_type)[name]["for_each"]), name
+
+
+def test_deploy_doc_lists_act_as_the_state_bucket_the_build_account_and_todays_cost():
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    assert "Service Account User" in doc and "actAs" in doc
+    assert "≈ $25/day" in doc and "$20/day" not in doc
+    assert "-backend-config" in doc and "--service-account" in doc
