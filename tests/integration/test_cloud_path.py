@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -133,6 +134,29 @@ def test_a_worker_killed_mid_job_is_completed_by_redelivery(stack, audio_30s):
     result = stack.wait_result(name, generation, timeout=180)
     assert result["status"] == "ok"
     assert results_named(stack, name) == [result_key(name)]
+
+
+def test_a_restarted_worker_gets_no_push_before_it_is_ready(stack, tmp_path):
+    """As Cloud Run's startup probe does: a push that met a closed port or a 503 while the model
+    loads would be a failed delivery, counted towards dead-lettering."""
+    stack.kill("ser")
+    before = stack.processes["ser"]
+    log_start = len(before.log_path.read_text(errors="replace"))
+    restarting = threading.Thread(target=stack.restart, args=("ser",))
+    restarting.start()
+    deadline = time.monotonic() + 30
+    while stack.processes["ser"] is before:  # spawned: now the job is pushed at once, if at all
+        assert time.monotonic() < deadline, "ser was never started again"
+        time.sleep(0.01)
+    audio = tmp_path / "restart.wav"
+    audio.write_bytes(encode(np.zeros(16000, dtype=np.float32)))
+    name, generation = stack.upload(audio, "e2e/while-ser-restarts.wav")
+    restarting.join(120)
+    assert stack.wait_result(name, generation, timeout=120)["status"] == "ok"
+    log = before.log_path.read_text(errors="replace")[log_start:]
+    job_id = make_job_id(stack.names.inbox, name, generation)
+    assert "still loading its model" not in log, log
+    assert len(re.findall(rf"ser job received .*\[job {job_id[:8]}\]", log)) == 1, log
 
 
 def test_a_message_that_always_fails_lands_in_the_dead_letter_subscription(stack, unique):

@@ -176,6 +176,10 @@ class PubSubEmulator:
             wait_http(f"http://{self.host_port}/", timeout, proc, self._process.log_path)
         return self
 
+    @property
+    def process(self) -> _Process:
+        return self._process
+
     def stop(self) -> None:
         self._process.stop()
 
@@ -227,6 +231,10 @@ class FakeGcsServer:
         with stopped_on_failure(self):
             wait_http(f"{self.url}/storage/v1/b", timeout, proc, self._process.log_path)
         return self
+
+    @property
+    def process(self) -> _Process:
+        return self._process
 
     def stop(self) -> None:
         self._process.stop()
@@ -309,6 +317,19 @@ def create_subscription(
     finally:
         subscriber.close()
     return request["name"]
+
+
+def set_push_endpoint(subscription: str, endpoint: str) -> None:
+    """Push ``subscription``'s messages to ``endpoint``, or hold them (``""``: no push config,
+    so the messages wait on the subscription until an endpoint is set again)."""
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        subscriber.modify_push_config(request={"subscription": subscription,
+                                               "push_config": {"push_endpoint": endpoint} if endpoint else {}})
+    finally:
+        subscriber.close()
 
 
 def delete_subscription(name: str, project: str = PROJECT) -> None:

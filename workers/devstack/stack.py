@@ -89,6 +89,7 @@ class DevStack:
         self.store = GcsBlobStore(storage_client(emulators.PROJECT, gcs_url))
         self.urls: dict[str, str] = {}
         self.processes: dict[str, emulators._Process] = {}
+        self.subscriptions: dict[str, str] = {}  # role -> its push subscription
         self.bridge: NotificationBridge | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -117,7 +118,7 @@ class DevStack:
                             self.processes["trigger"].log_path)
         for role in SERVICE_ROLES:
             topic = n.partials if role == "joiner" else n.jobs
-            emulators.create_subscription(
+            self.subscriptions[role] = emulators.create_subscription(
                 f"{topic}-{role}", topic, push_endpoint=self.urls[role] + PUSH_PATHS[role],
                 ack_deadline_seconds=self.ack_deadline_seconds, dead_letter_topic=n.dead_letter(topic),
                 max_delivery_attempts=self.max_delivery_attempts, min_backoff_seconds=self.backoff_seconds[0],
@@ -157,10 +158,18 @@ class DevStack:
             process.proc.wait()
 
     def restart(self, role: str, timeout: float = 120.0) -> None:
+        """Start ``role`` again on its port. Its push subscription holds the messages until the
+        new process is ready, as Cloud Run's startup probe keeps requests off a starting instance:
+        no push meets a closed port or a 503 while the model loads, and none is counted as failed."""
+        subscription = self.subscriptions.get(role)
+        if subscription:
+            emulators.set_push_endpoint(subscription, "")
         port = int(self.urls[role].rsplit(":", 1)[1])
         self.start_service(role, port)
         emulators.wait_http(self.urls[role] + "/healthz", timeout, self.processes[role].proc,
                             self.processes[role].log_path, ok_only=True)
+        if subscription:
+            emulators.set_push_endpoint(subscription, self.urls[role] + PUSH_PATHS[role])
 
     def stop(self) -> None:
         if self.bridge is not None:
@@ -225,13 +234,43 @@ def run_dev_stack(settings: Settings, *, files: Sequence[Path], timeout: float, 
                 if files:
                     return _process(stack, files, timeout, out)
                 _explain(stack, pubsub.host_port, gcs.url)
-                try:
-                    while all(p.proc is None or p.proc.poll() is None for p in stack.processes.values()):
-                        time.sleep(1)
-                except KeyboardInterrupt:
-                    pass
+                status = supervise(stack, {"pubsub-emulator": pubsub.process, "fake-gcs-server": gcs.process})
                 print("stopping", file=sys.stderr)
-                return 0
+                return status
+
+
+def supervise(stack: DevStack, emulator_processes: dict[str, "emulators._Process"], *, poll_seconds: float = 1.0,
+              crash_loop_seconds: float = 60.0) -> int:
+    """Keep the stack running until Ctrl-C (0). A stt, ser or joiner process that exits is named
+    and restarted (its pushes held until it is ready); one that exits again within
+    ``crash_loop_seconds`` of its restart, or any other child (trigger, emulators), stops the
+    stack: 1, with the child named and the end of its log."""
+    restarted_at: dict[str, float] = {}
+    try:
+        while True:
+            for name, process in {**emulator_processes, **stack.processes}.items():
+                code = None if process.proc is None else process.proc.poll()
+                if code is None:
+                    continue
+                print(f"the {name} process exited with status {code}; the end of its log "
+                      f"({process.log_path}):\n{process.log_tail()}", file=sys.stderr)
+                if name not in SERVICE_ROLES:
+                    print(f"error: {name} died; the stack cannot go on without it", file=sys.stderr)
+                    return 1
+                if time.monotonic() - restarted_at.get(name, float("-inf")) < crash_loop_seconds:
+                    print(f"error: {name} died again within {crash_loop_seconds:.0f} s of its restart",
+                          file=sys.stderr)
+                    return 1
+                print(f"restarting {name} (its pushes wait until it is ready)", file=sys.stderr)
+                try:
+                    stack.restart(name)
+                except RuntimeError as e:
+                    print(f"error: {name} could not be restarted: {e}", file=sys.stderr)
+                    return 1
+                restarted_at[name] = time.monotonic()
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _process(stack: DevStack, files: Sequence[Path], timeout: float, out: IO[str]) -> int:

@@ -253,6 +253,8 @@ async def _authenticated_push(request: web.Request):
         await state.verifier.verify(request.headers.get("Authorization"), state.session)
     push = decode_push(await _small_body(request, PUSH_MAX_BYTES))
     if not state.ready:
+        # Cloud Run's startup probe (and dev-stack's held pushes) keep this from happening.
+        log.warning("push answered 503: the %s service is still loading its model", state.role)
         raise web.HTTPServiceUnavailable(text="models are loading")
     return state, push
 
