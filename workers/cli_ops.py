@@ -103,9 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stuck",
         help="report jobs with exactly one partial older than a threshold",
         description="A job whose STT or SER partial exists but whose other partial never came is stuck: "
-        "nothing retries it once its message is dead-lettered or lost. Lists them (job id, object, age).",
+        "nothing retries it once its message is dead-lettered or lost. Lists them (job id, object, age); "
+        "with --republish sends their job messages again (what the scheduled healer job runs).",
     )
     p.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES", help="default 60")
+    p.add_argument("--republish", action="store_true",
+                   help="send each stuck job's message to JOBS_TOPIC again (cloud; finds its object in INBOX_BUCKET)")
     _local_options(p, inbox=False)
     finish_command(p, cmd_stuck, ("cloud",))
 
@@ -340,6 +343,8 @@ def cmd_stuck(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.local_results is not None:
+        if args.republish:
+            raise ConfigError("--republish is for the cloud; locally, `run` again redoes a file without a result")
         if not args.local_results.is_dir():
             raise ConfigError(f"folder {args.local_results} does not exist")
         store, _ = bootstrap.local_store(args.local_results, args.local_results)
@@ -354,4 +359,24 @@ def cmd_stuck(args: argparse.Namespace) -> int:
         print(f"{job.job_id}  has {job.present}, missing {job.missing}, for {job.age.total_seconds() / 3600:.1f} h"
               f"  {job.name or '(object unknown: not sent by a backfill)'}")
     print(f"{len(found)} job(s) with one partial older than {args.older_than:g} min", file=sys.stderr)
-    return 1 if found else 0
+    if not args.republish or not found:
+        return 1 if found else 0
+    return _republish(settings, store, found)
+
+
+def _republish(settings, store, found) -> int:
+    from workers.adapters.pubsub import PubSubBus
+    from workers.ops import republish_stuck
+
+    _require(GOOGLE_CLOUD_PROJECT=settings.project, INBOX_BUCKET=settings.inbox_bucket)
+    bus = PubSubBus(settings.project)
+    try:
+        with _cloud_errors():
+            sent = republish_stuck(store, bus, found, inbox_bucket=settings.inbox_bucket,
+                                   jobs_topic=settings.jobs_topic, inbox_prefix=settings.inbox_prefix)
+    finally:
+        bus.close()
+    gone = len(found) - len(sent)
+    print(f"republished {len(sent)}" + (f"; {gone} no longer in the inbox at that generation" if gone else ""),
+          file=sys.stderr)
+    return 0

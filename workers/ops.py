@@ -19,7 +19,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator, Protocol
 
 from workers.errors import NotFound
-from workers.jobs import make_job_id, partial_key, result_key
+from workers.contracts import to_dict
+from workers.jobs import make_job, make_job_id, partial_key, result_key
 from workers.ledger import Ledger
 from workers.ports import BlobStore, Bus
 
@@ -291,3 +292,25 @@ def stuck_jobs(store: BlobStore, staging_bucket: str, older_than: timedelta, *, 
             found.append(StuckJob(job_id, kind, "ser" if kind == "stt" else "stt", age,
                                   marker.name if marker else None))
     return found
+
+
+def republish_stuck(store: BlobStore, bus: Bus, stuck: list[StuckJob], *, inbox_bucket: str, jobs_topic: str,
+                    inbox_prefix: str = "") -> list[str]:
+    """Send each stuck job's message to the jobs topic again; the ids sent.
+
+    Safe to repeat, and what heals a job whose message was dead-lettered or lost after one
+    engine finished: that engine finds its partial and announces it again, the other makes the
+    missing one, and the joiner merges. A partial names only its job id, so the jobs are found
+    by listing the inbox; a job whose object was replaced or deleted is not sent (the newer
+    upload has a job of its own).
+    """
+    wanted = {job.job_id for job in stuck}
+    sent = []
+    for info in store.list(inbox_bucket, inbox_prefix):
+        job = make_job(bucket=info.bucket, name=info.name, generation=info.generation, size=info.size,
+                       content_type=info.content_type, source="backfill")
+        if job.job_id in wanted:
+            bus.publish(jobs_topic, to_dict(job), {"job_id": job.job_id})
+            log.info("republished stuck job for %s", info.name, extra={"job_id": job.job_id})
+            sent.append(job.job_id)
+    return sent

@@ -1,9 +1,11 @@
 # Scheduled Cloud Run jobs on the CPU image: the backfill (inbox -> job messages for what has no
-# result yet) and the BigQuery load (results bucket -> table, idempotent MERGE). Cloud Scheduler
+# result yet), the BigQuery load (results bucket -> table, idempotent MERGE) and the healer (jobs
+# with one partial and no result past a deadline -> their job messages again). Cloud Scheduler
 # starts each through the Cloud Run Admin API with an OAuth token of its own service account.
 locals {
   scheduled_jobs = {
     backfill = {
+      account  = "backfill"
       args     = concat(["backfill"], var.backfill_args)
       schedule = var.backfill_schedule
       env = merge(local.common_env, {
@@ -15,6 +17,7 @@ locals {
       })
     }
     loader = {
+      account = "loader"
       # Only results written within the window: each hourly run stages and MERGEs the last few
       # hours (overlapping, so a failed run is caught up by the next), not the whole bucket.
       args = concat(["load-bigquery"],
@@ -24,6 +27,18 @@ locals {
       env = merge(local.common_env, {
         RESULTS_BUCKET = local.results_bucket
         BIGQUERY_TABLE = local.bigquery_table
+      })
+    }
+    # Reads the inbox and staging and publishes job messages: exactly the backfill's grants.
+    healer = {
+      account  = "backfill"
+      args     = ["stuck", "--republish", "--older-than", tostring(var.stuck_after_minutes)]
+      schedule = var.healer_schedule
+      env = merge(local.common_env, {
+        INBOX_BUCKET   = local.inbox_bucket
+        INBOX_PREFIX   = var.inbox_prefix
+        STAGING_BUCKET = local.staging_bucket
+        JOBS_TOPIC     = google_pubsub_topic.jobs.name
       })
     }
   }
@@ -40,7 +55,7 @@ resource "google_cloud_run_v2_job" "scheduled" {
   template {
     task_count = 1
     template {
-      service_account = google_service_account.component[each.key].email
+      service_account = google_service_account.component[each.value.account].email
       timeout         = "3600s"
       max_retries     = 1
       containers {

@@ -233,6 +233,18 @@ variable "load_bigquery_schedule" {
   default     = "30 * * * *"
 }
 
+variable "healer_schedule" {
+  description = "Cron schedule of `python -m workers stuck --republish` (jobs with one partial and no result get their message again); null creates the job without a schedule."
+  type        = string
+  default     = "15 * * * *"
+}
+
+variable "stuck_after_minutes" {
+  description = "A job with one partial and no result for this long is republished by the healer. Republishing one that Pub/Sub is still retrying only costs a duplicate run."
+  type        = number
+  default     = 120
+}
+
 variable "load_bigquery_window" {
   description = "How far back each scheduled load looks (`--updated-since`, e.g. 3h): longer than the schedule's interval so runs overlap and a failed one is caught up; null loads the whole results bucket every run."
   type        = string

@@ -380,3 +380,18 @@ def test_deploy_doc_lists_act_as_the_state_bucket_the_build_account_and_todays_c
     assert "Service Account User" in doc and "actAs" in doc
     assert "≈ $25/day" in doc and "$20/day" not in doc
     assert "-backend-config" in doc and "--service-account" in doc
+
+
+def test_a_scheduled_healer_republishes_stuck_jobs_under_an_account_that_may(root):
+    healer = root.locals()["scheduled_jobs"]["healer"]
+    assert [unquote(a) for a in healer["args"]][:3] == ["stuck", "--republish", "--older-than"]
+    assert unquote(healer["account"]) == "backfill"
+    grants = {tuple(unquote(x) for x in g) for g in root.locals()["bucket_grants"]}
+    assert {("inbox", "roles/storage.objectViewer", "backfill"),
+            ("staging", "roles/storage.objectUser", "backfill")} <= grants
+    assert "jobs/backfill" in {unquote(k) for k in root.locals()["topic_publishers"]}
+    (job,) = root.resources("google_cloud_run_v2_job").values()
+    assert "each.value.account" in str(job["template"])
+    defaults = root.variable_defaults()
+    assert defaults["stuck_after_minutes"] * 60 > defaults["ack_deadline_seconds"], "a job in flight is not stuck"
+    assert unquote(defaults["healer_schedule"]) is not None

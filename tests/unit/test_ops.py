@@ -168,3 +168,30 @@ def test_stuck_reports_jobs_with_one_partial_older_than_the_threshold():
         ("anon", "ser", "stt", None), (job.job_id, "stt", "ser", "call.wav"),
     ])
     assert stuck_jobs(store, "staging", timedelta(hours=3), now=later) == []
+
+
+def test_republishing_a_stuck_job_lets_the_missing_engine_finish_it_and_the_joiner_merge():
+    from tests.unit.test_service import WAV, FakeSer, FakeStt, make_pipeline, upload
+    from workers.contracts import JobMessage, PartialReady, from_dict
+    from workers.ops import republish_stuck
+
+    store, bus = MemoryBlobStore(), MemoryBus()
+    stuck_job, replaced = upload(store, "stuck.wav", WAV), upload(store, "replaced.wav", WAV)
+    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
+    workers.handle_job_stt(stuck_job)  # SER's delivery was lost: one partial, no result
+    workers.handle_job_stt(replaced)
+    upload(store, "replaced.wav", WAV)  # a newer generation has a job of its own
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    found = stuck_jobs(store, "staging", timedelta(hours=1), now=later)
+    bus.messages.clear()
+
+    sent = republish_stuck(store, bus, found, inbox_bucket="inbox", jobs_topic="jobs")
+
+    assert sent == [stuck_job.job_id]
+    for message in bus.on("jobs"):
+        workers.handle_job_stt(from_dict(JobMessage, message))
+        workers.handle_job_ser(from_dict(JobMessage, message))
+    for message in bus.on("partials"):
+        workers.handle_partial(from_dict(PartialReady, message))
+    assert json.loads(store.read("results", result_key("stuck.wav"))[0])["status"] == "ok"
+    assert stuck_jobs(store, "staging", timedelta(hours=1), now=later) == [s for s in found if s.job_id != stuck_job.job_id]
