@@ -25,7 +25,7 @@ from workers.audio import decode
 from workers.contracts import JobMessage, PartialReady, to_dict
 from workers.devstack import emulators
 from workers.devstack.bridge import cloud_event
-from workers.devstack.stack import DevStack
+from workers.devstack.stack import Delivery, DevStack
 from workers.jobs import make_job, make_job_id, partial_key, result_key
 from workers.settings import REPO_ROOT
 
@@ -39,8 +39,8 @@ def stack(pubsub_emulator, gcs_emulator, fast_settings, tmp_path_factory):
 
     dev = DevStack(fast_settings, tmp_path_factory.mktemp("stack"), pubsub_host_port=pubsub_emulator,
                    gcs_url=gcs_emulator, notify_topic=GCS_NOTIFY_TOPIC, prefix="e2e-",
-                   # Enough attempts to outlive a worker restart; short backoff so tests see retries fast.
-                   max_delivery_attempts=20, ack_deadline_seconds=60, backoff_seconds=(0.5, 2.0))
+                   # A short ack deadline and backoff so tests see redeliveries fast.
+                   delivery=Delivery(ack_deadline_seconds=60, max_delivery_attempts=20, backoff_seconds=(0.5, 2.0)))
     try:
         dev.start()
     except Exception:

@@ -70,3 +70,16 @@ def test_a_child_that_cannot_be_restarted_stops_the_stack_with_its_name(tmp_path
 def test_ctrl_c_stops_a_healthy_stack_with_status_zero(tmp_path):
     stack = stack_of(tmp_path, joiner=(None, None, "interrupt"))
     assert supervise(stack, {}, poll_seconds=0) == 0
+
+
+def test_the_dev_stacks_delivery_settings_are_checked_against_terraforms():
+    from tests.infra.hcl_config import TERRAFORM, Config
+    from workers.devstack.stack import DEV_STACK_DELIVERY, PRODUCTION_DELIVERY
+
+    defaults = Config(TERRAFORM).variable_defaults()
+    deployed = (defaults["ack_deadline_seconds"], defaults["max_delivery_attempts"],
+                (defaults["retry_minimum_backoff_seconds"], defaults["retry_maximum_backoff_seconds"]))
+    assert deployed == (PRODUCTION_DELIVERY.ack_deadline_seconds, PRODUCTION_DELIVERY.max_delivery_attempts,
+                        PRODUCTION_DELIVERY.backoff_seconds), "Terraform changed: revisit DEV_STACK_DELIVERY"
+    # A long job is pushed twice only after the same deadline as in production.
+    assert DEV_STACK_DELIVERY.ack_deadline_seconds == PRODUCTION_DELIVERY.ack_deadline_seconds

@@ -32,6 +32,32 @@ SERVICE_ROLES = ("stt", "ser", "joiner")
 PUSH_PATHS = {"stt": "/push/job", "ser": "/push/job", "joiner": "/push/partial"}
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """How a push subscription delivers: its ack deadline, retry backoff and dead-letter policy."""
+
+    ack_deadline_seconds: int
+    max_delivery_attempts: int
+    backoff_seconds: tuple[float, float]
+
+
+# Terraform's defaults (infra/terraform/variables.tf); a test keeps the two equal, so a change
+# there is a change here, and DEV_STACK_DELIVERY's reasons are looked at again.
+PRODUCTION_DELIVERY = Delivery(ack_deadline_seconds=600, max_delivery_attempts=50, backoff_seconds=(10.0, 600.0))
+# What the Pub/Sub emulator does, measured (tests/integration/test_emulator_delivery.py): with a
+# 1-10 s backoff a failed push is retried after about 1, 3, 3, 3 s and dead-lettered after
+# max_delivery_attempts failed pushes (a 5xx, a 503 while loading, a refused or cut connection
+# all count); a message whose push is still open is pushed again only once the ack deadline
+# passes. So: the same ack deadline (a long job is not pushed twice), and 20 attempts, which at
+# the emulator's pace ride out about a minute of faults (a storage outage) before a message is
+# dead-lettered, where production's 50 with its backoff ride out hours. What outlasts that is in
+# a dead-letter subscription (redrive) or stuck (stuck --republish). A restart holds its
+# service's pushes (restart()): pushes into a restarting service stalled jobs in the emulator,
+# with no dead letter (ser killed twice in a burst of 30: 21 left with one partial after 2 min).
+DEV_STACK_DELIVERY = Delivery(ack_deadline_seconds=PRODUCTION_DELIVERY.ack_deadline_seconds,
+                              max_delivery_attempts=20, backoff_seconds=(1.0, 10.0))
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings (only what differs from the defaults)."""
     defaults = Settings()
@@ -71,16 +97,13 @@ class Names:
 
 class DevStack:
     def __init__(self, settings: Settings, workdir: Path, *, pubsub_host_port: str, gcs_url: str,
-                 notify_topic: str = NOTIFY_TOPIC, prefix: str = "", max_delivery_attempts: int = 5,
-                 ack_deadline_seconds: int = 600, backoff_seconds: tuple[float, float] = (1.0, 10.0)) -> None:
+                 notify_topic: str = NOTIFY_TOPIC, prefix: str = "", delivery: Delivery = DEV_STACK_DELIVERY) -> None:
         self.names = Names(prefix)
         self.workdir = workdir
         self.pubsub_host_port = pubsub_host_port
         self.gcs_url = gcs_url
         self.notify_topic = notify_topic
-        self.max_delivery_attempts = max_delivery_attempts
-        self.ack_deadline_seconds = ack_deadline_seconds
-        self.backoff_seconds = backoff_seconds
+        self.delivery = delivery
         self.settings = settings.replace(
             project=emulators.PROJECT, inbox_bucket=self.names.inbox, staging_bucket=self.names.staging,
             results_bucket=self.names.results, jobs_topic=self.names.jobs, partials_topic=self.names.partials,
@@ -120,9 +143,10 @@ class DevStack:
             topic = n.partials if role == "joiner" else n.jobs
             self.subscriptions[role] = emulators.create_subscription(
                 f"{topic}-{role}", topic, push_endpoint=self.urls[role] + PUSH_PATHS[role],
-                ack_deadline_seconds=self.ack_deadline_seconds, dead_letter_topic=n.dead_letter(topic),
-                max_delivery_attempts=self.max_delivery_attempts, min_backoff_seconds=self.backoff_seconds[0],
-                max_backoff_seconds=self.backoff_seconds[1],
+                ack_deadline_seconds=self.delivery.ack_deadline_seconds, dead_letter_topic=n.dead_letter(topic),
+                max_delivery_attempts=self.delivery.max_delivery_attempts,
+                min_backoff_seconds=self.delivery.backoff_seconds[0],
+                max_backoff_seconds=self.delivery.backoff_seconds[1],
             )
         bridge_sub = emulators.create_subscription(f"{n.prefix}{self.notify_topic}-bridge", self.notify_topic)
         self.bridge = NotificationBridge(bridge_sub, self.urls["trigger"] + "/", bucket=n.inbox).start()
