@@ -3,6 +3,7 @@
     python -m bench                     tiny.en STT; the default whisper-head SER and a production-size one
     python -m bench --stt base          the default multilingual base STT
     python -m bench --minutes 3         only the 3-minute file
+    python -m bench faults              the fault campaign (bench/faults.py)
 
 Each case runs in its own process: STT alone, SER alone, then the full local pipeline
 (STT ∥ SER → joiner) on the same file; the overlap comes from the recorded start/end
@@ -112,4 +113,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["faults"]:
+        from bench.faults import main as faults
+
+        sys.exit(faults(sys.argv[2:]))
     main()

@@ -1,0 +1,268 @@
+"""The fault campaign: the emulated cloud path (dev-stack) and the services under faults.
+
+    python -m bench faults                 every scenario, 30 jobs each
+    python -m bench faults --jobs 10       smaller bursts
+
+Prints one table. Each burst scenario uploads its own files and counts, once the results stop
+coming (or a deadline passes): results written, jobs duplicated (a result written more than
+once), stuck (one partial, no result), lost (no partial, no result) and dead-lettered (messages
+in the dead-letter subscriptions), the time to the last result and the peak RSS of each
+service. The in-process scenarios send forged push tokens (accepted must be 0) and malformed
+push messages (each acknowledged, retried or crashed). tests/faults runs a short version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import requests
+from cloudevents.conversion import to_binary
+
+from workers.devstack import emulators
+from workers.devstack.bridge import cloud_event
+from workers.devstack.stack import NOTIFY_TOPIC, SERVICE_ROLES, DevStack
+from workers.jobs import make_job_id, partial_key
+from workers.settings import Settings
+
+
+@dataclass
+class Row:
+    scenario: str
+    jobs: int
+    results: int = 0
+    duplicated: int = 0
+    stuck: int = 0
+    lost: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        rss = " ".join(f"{k}={v}" for k, v in self.peak_rss_mb.items())
+        return (f"{self.scenario:<28} {self.jobs:>5} {self.results:>7} {self.duplicated:>10} {self.stuck:>6} "
+                f"{self.lost:>5} {self.dead_lettered:>13} {self.seconds:>8.1f}  {rss}")
+
+
+HEADER = (f"{'scenario':<28} {'jobs':>5} {'results':>7} {'duplicated':>10} {'stuck':>6} {'lost':>5} "
+          f"{'dead-lettered':>13} {'seconds':>8}  peak RSS MB")
+
+
+# --- bursts through the emulated cloud path -------------------------------------------------------
+
+def burst(stack: DevStack, scenario: str, audio: Path, jobs: int, *, during: Callable[[int], None] | None = None,
+          deadline_seconds: float = 180.0) -> Row:
+    """Upload ``jobs`` copies of ``audio``; ``during(i)`` runs after the i-th upload."""
+    started = time.monotonic()
+    uploads = []
+    for i in range(jobs):
+        uploads.append(stack.upload(audio, f"faults/{scenario}/{i:04d}.wav"))
+        if during is not None:
+            during(i)
+    return account(stack, scenario, uploads, started, deadline_seconds)
+
+
+def account(stack: DevStack, scenario: str, uploads: list[tuple[str, int]], started: float,
+            deadline_seconds: float) -> Row:
+    row = Row(scenario, len(uploads))
+    deadline = time.monotonic() + deadline_seconds
+    waiting = list(uploads)
+    while waiting and time.monotonic() < deadline:
+        waiting = [(name, generation) for name, generation in waiting if stack.result(name, generation) is None]
+        if waiting:
+            time.sleep(0.5)
+    row.seconds = time.monotonic() - started
+    joiner_log = stack.processes["joiner"].log_path.read_text(errors="replace")
+    for name, generation in uploads:
+        job_id = make_job_id(stack.names.inbox, name, generation)
+        writes = len(re.findall(rf"result (ok|failed) written to .*\[job {job_id[:8]}\]", joiner_log))
+        if stack.result(name, generation) is not None:
+            row.results += 1
+            row.duplicated += writes > 1
+            continue
+        partials = [k for k in ("stt", "ser") if stack.store.stat(stack.names.staging, partial_key(job_id, k))]
+        row.stuck += len(partials) == 1
+        row.lost += not partials
+    row.dead_lettered = sum(len(emulators.pull(stack.names.dead_letter(topic), max_messages=1000))
+                            for topic in (stack.names.jobs, stack.names.partials))
+    row.peak_rss_mb = {role: peak_rss_mb(stack, role) for role in SERVICE_ROLES}
+    return row
+
+
+def peak_rss_mb(stack: DevStack, role: str) -> int:
+    proc = stack.processes[role].proc
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text() if proc is not None else ""
+    except FileNotFoundError:
+        return 0
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(found.group(1)) // 1024 if found else 0
+
+
+def redelivered_events(stack: DevStack, audio: Path, jobs: int, copies: int = 10) -> Row:
+    """Each upload's finalize event delivered ``copies`` more times (Eventarc is at least once)."""
+    started = time.monotonic()
+    uploads = [stack.upload(audio, f"faults/duplicates/{i:04d}.wav") for i in range(jobs)]
+    for name, generation in uploads:
+        info = stack.store.stat(stack.names.inbox, name)
+        assert info is not None
+        notification = type("Notification", (), {})()
+        notification.attributes = {"eventType": "OBJECT_FINALIZE", "payloadFormat": "JSON_API_V1",
+                                   "bucketId": stack.names.inbox, "objectId": name, "eventTime": info.updated}
+        notification.data = json.dumps({"bucket": info.bucket, "name": name, "generation": str(generation),
+                                        "size": str(info.size), "contentType": "audio/wav"}).encode()
+        notification.message_id = f"again-{generation}"
+        headers, body = to_binary(cloud_event(notification))
+        for _ in range(copies):
+            requests.post(stack.urls["trigger"] + "/", data=body, headers=headers, timeout=30).raise_for_status()
+    return account(stack, f"event x{copies + 1}", uploads, started, 180.0)
+
+
+def killed_mid_burst(stack: DevStack, audio: Path, jobs: int, role: str) -> Row:
+    """``role`` SIGKILLed twice during the burst, each time restarted at once."""
+    kills = {jobs // 3, 2 * jobs // 3}
+
+    def kill(i: int) -> None:
+        if i in kills:
+            stack.kill(role)
+            stack.restart(role)
+
+    return burst(stack, f"SIGKILL {role} x2", audio, jobs, during=kill)
+
+
+# --- the services in process -----------------------------------------------------------------------
+
+def forged_tokens() -> tuple[int, int]:
+    """(tokens sent, accepted): every token here must be refused."""
+    from tests.oidc_factory import PUSH_SA, SigningKey
+
+    key, attacker = SigningKey.generate("key-1"), SigningKey.generate("key-1")
+    audience, now = "https://stt.example/push/job", int(time.time())
+    tokens = [
+        attacker.token(audience=audience),  # same key id, another private key
+        key.token(audience=audience, expires_in=-120),
+        key.token(audience="https://other.example/push/job"),
+        key.token(audience=audience, issuer="https://evil.example"),
+        key.token(audience=audience, email="someone@example.iam.gserviceaccount.com"),
+        key.token(audience=audience, nbf=now + 600),
+        key.token(audience=audience, expires_in=100 * 365 * 86400),
+        key.token(audience=audience, exp=str(now + 600)),
+        key.token(audience=audience, email_verified="false"),
+        "e30.e30.",  # alg none, no signature
+        "not-a-jwt",
+    ]
+    statuses = asyncio.run(_push_tokens(key, audience, PUSH_SA, tokens))
+    return len(tokens), sum(200 <= s < 300 for s in statuses)
+
+
+async def _push_tokens(key, audience: str, account: str, tokens: list[str]) -> list[int]:
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from tests.oidc_factory import certs_page
+    from tests.unit.test_service import WAV, FakeStt, make_pipeline, upload, wait_ready
+    from workers.adapters.memory import MemoryBlobStore
+    from workers.adapters.pubsub import encode_push
+    from workers.contracts import to_dict
+    from workers.service.app import create_app
+
+    async def certs(request):
+        return web.json_response(certs_page(key))
+
+    cert_app = web.Application()
+    cert_app.router.add_get("/certs", certs)
+    async with TestServer(cert_app, host="127.0.0.1") as cert_server:
+        settings = Settings.from_env({}, push_audience=audience, push_service_account=account,
+                                     oidc_certs_url=str(cert_server.make_url("/certs")))
+        store = MemoryBlobStore()
+        body = encode_push(to_dict(upload(store, "a.wav", WAV)))
+        app = create_app(settings, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            await wait_ready(client)
+            return [(await client.post("/push/job", data=body, headers={"Authorization": f"Bearer {t}"})).status
+                    for t in tokens]
+
+
+def malformed_messages() -> dict[str, int]:
+    """Push bodies that can never succeed: acknowledged (2xx), retried (other) or crashed (500 internal)."""
+    import base64
+
+    from tests.unit.test_service import EMULATED, FakeStt, make_pipeline, serve
+    from workers.adapters.pubsub import encode_push
+    from workers.jobs import make_job
+    from workers.contracts import to_dict
+    from workers.service.app import create_app
+
+    job = to_dict(make_job(bucket="inbox", name="a.wav", generation=5, size=1, content_type=None, source="upload"))
+    deep = b"[" * 100_000 + b"]" * 100_000
+    bodies = [
+        b"not json", deep,
+        json.dumps({"message": {"data": base64.b64encode(deep).decode()}}).encode(),
+        encode_push({**job, "bucket": ""}), encode_push({**job, "name": ""}),
+        encode_push({**job, "name": "\ud800.wav"}), encode_push({**job, "name": "x" * 5000}),
+        encode_push({**job, "generation": -1}), encode_push({**job, "job_id": "0" * 32}),
+        json.dumps({"message": {"data": base64.b64encode(json.dumps(job).encode()).decode()},
+                    "deliveryAttempt": "9" * 5000}).encode(),
+    ]
+    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(stt=FakeStt()))
+
+    async def scenario(client):
+        answers = []
+        for body in bodies:
+            response = await client.post("/push/job", data=body)
+            crashed = response.status == 500 and "internal" in await response.text()
+            answers.append("crashed" if crashed else "acknowledged" if response.status < 300 else "retried")
+        return answers
+
+    answers = serve(app, scenario)
+    return {kind: answers.count(kind) for kind in ("acknowledged", "retried", "crashed")}
+
+
+# --- the campaign ----------------------------------------------------------------------------------
+
+def campaign(stack: DevStack, audio: Path, jobs: int, out=sys.stdout) -> list[Row]:
+    rows = []
+    print(HEADER, file=out, flush=True)
+    scenarios = [lambda: redelivered_events(stack, audio, jobs),
+                 *[lambda role=role: killed_mid_burst(stack, audio, jobs, role) for role in SERVICE_ROLES],
+                 lambda: burst(stack, f"burst of {jobs * 4}", audio, jobs * 4)]
+    for run in scenarios:
+        rows.append(run())
+        print(rows[-1].line(), file=out, flush=True)
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench faults", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=30, help="jobs per burst (the last burst has 4x)")
+    args = parser.parse_args(argv)
+    from tests.audio_factory import encode, tone
+    from workers.models import WHISPER_TINY_EN, setup_models
+
+    models = Path(Settings.from_env().models_dir)
+    setup_models(models)
+    settings = Settings.from_env({}, models_dir=str(models), stt_model=str(models / WHISPER_TINY_EN))
+    workdir = Path(tempfile.mkdtemp(prefix="faults-"))
+    audio = workdir / "tone.wav"
+    audio.write_bytes(encode(tone(3.0, freq=300.0)))
+    sent, accepted = forged_tokens()
+    print(f"forged push tokens: {sent} sent, {accepted} accepted")
+    print("malformed push messages: " + ", ".join(f"{k} {v}" for k, v in malformed_messages().items()))
+    with emulators.PubSubEmulator(workdir / "pubsub") as pubsub:
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub.host_port
+        emulators.create_topic(NOTIFY_TOPIC)
+        with emulators.FakeGcsServer(workdir / "gcs", pubsub_host_port=pubsub.host_port,
+                                     notify_topic=NOTIFY_TOPIC) as gcs:
+            with DevStack(settings, workdir, pubsub_host_port=pubsub.host_port, gcs_url=gcs.url) as stack:
+                rows = campaign(stack, audio, args.jobs)
+    return 0 if all(r.results == r.jobs and not r.duplicated for r in rows) and not accepted else 1

@@ -1,0 +1,61 @@
+"""A short run of the fault campaign (bench/faults.py; `python -m bench faults` runs all of it):
+duplicates, a service SIGKILLed mid-burst, forged tokens and malformed messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import faults
+from tests.audio_factory import encode, tone
+from workers.devstack.stack import SERVICE_ROLES, DevStack
+
+
+@pytest.fixture(scope="module")
+def stack(pubsub_emulator, gcs_emulator, fast_settings, tmp_path_factory):
+    from tests.integration.conftest import GCS_NOTIFY_TOPIC
+
+    dev = DevStack(fast_settings, tmp_path_factory.mktemp("faults"), pubsub_host_port=pubsub_emulator,
+                   gcs_url=gcs_emulator, notify_topic=GCS_NOTIFY_TOPIC, prefix="faults-")
+    try:
+        dev.start()
+    except Exception:
+        print(dev.log_tails())
+        dev.stop()
+        raise
+    yield dev
+    dev.stop()
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "tone.wav"
+    path.write_bytes(encode(tone(2.0, freq=300.0)))
+    return path
+
+
+def assert_every_job_has_exactly_one_result(row: faults.Row) -> None:
+    assert (row.results, row.duplicated, row.stuck, row.lost, row.dead_lettered) == (row.jobs, 0, 0, 0, 0), row
+
+
+def test_each_event_delivered_many_times_gives_one_result_written_once(stack, audio):
+    assert_every_job_has_exactly_one_result(faults.redelivered_events(stack, audio, jobs=3, copies=10))
+
+
+@pytest.mark.parametrize("role", ["ser"])
+def test_a_service_killed_twice_mid_burst_loses_and_strands_nothing(stack, audio, role):
+    assert_every_job_has_exactly_one_result(faults.killed_mid_burst(stack, audio, jobs=6, role=role))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", [r for r in SERVICE_ROLES if r != "ser"])
+def test_the_other_services_killed_mid_burst_lose_and_strand_nothing(stack, audio, role):
+    assert_every_job_has_exactly_one_result(faults.killed_mid_burst(stack, audio, jobs=6, role=role))
+
+
+def test_no_forged_push_token_is_accepted():
+    sent, accepted = faults.forged_tokens()
+    assert sent >= 10 and accepted == 0
+
+
+def test_malformed_messages_are_acknowledged_never_retried_or_crashed():
+    assert faults.malformed_messages() == {"acknowledged": 10, "retried": 0, "crashed": 0}
