@@ -388,10 +388,11 @@ def test_a_chunked_body_is_refused_once_it_passes_the_limit_and_audio_streams_to
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        return over.status, under.status, peak
+        return over.status, await over.text(), under.status, peak
 
-    over, under, peak = serve(app, scenario)
+    over, refusal, under, peak = serve(app, scenario)
     assert (over, under) == (413, 422)  # random bytes are no audio, but they were all received
+    assert "send larger files through the inbox bucket" in refusal
     assert peak < 8 * MB, f"{peak / MB:.0f} MB allocated while receiving a 40 MB body"
 
 

@@ -202,6 +202,9 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         log.warning("rejected %s %s: %s", request.method, request.path, e)
         return _error(e.status, e)
     except PermanentError as e:
+        if not request.path.startswith("/push/"):
+            log.warning("bad request %s %s: %s", request.method, request.path, _shortened(str(e)))
+            return _error(400, e)
         log.warning("acknowledged without processing on %s (a redelivery cannot help): %s: %s",
                     request.path, e.code, _shortened(str(e)))
         return web.Response(status=204, headers={"X-Outcome": "invalid"})
@@ -292,16 +295,17 @@ def _acked(outcome: Outcome, job_id: str) -> web.Response:
     return web.Response(status=204, headers={"X-Outcome": outcome.status})
 
 
-def _refuse_declared_size(request: web.Request, limit: int) -> None:
+_AUDIO_ADVICE = " (MAX_REQUEST_BYTES): send larger files through the inbox bucket"
+
+
+def _refuse_declared_size(request: web.Request, limit: int, advice: str = "") -> None:
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit, request.content_length)
+        raise _too_large(limit, request.content_length, advice)
 
 
-def _too_large(limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
-    return web.HTTPRequestEntityTooLarge(
-        max_size=limit, actual_size=size,
-        text=f"the body is over {limit} bytes (MAX_REQUEST_BYTES); send larger files through the inbox bucket",
-    )
+def _too_large(limit: int, size: int, advice: str = "") -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size,
+                                         text=f"the body is over {limit} bytes{advice}")
 
 
 async def _small_body(request: web.Request, limit: int) -> bytes:
@@ -318,13 +322,13 @@ async def _small_body(request: web.Request, limit: int) -> bytes:
 async def _audio_body(request: web.Request, path: Path) -> tuple[int, str]:
     """Stream the body into ``path``: its size and SHA-256; 413 past MAX_REQUEST_BYTES, 400 when empty."""
     limit = request.app[STATE].settings.max_request_bytes
-    _refuse_declared_size(request, limit)
+    _refuse_declared_size(request, limit, _AUDIO_ADVICE)
     size, digest = 0, hashlib.sha256()
     with path.open("wb") as out:
         async for chunk in request.content.iter_chunked(BODY_CHUNK_BYTES):
             size += len(chunk)
             if size > limit:
-                raise _too_large(limit, size)
+                raise _too_large(limit, size, _AUDIO_ADVICE)
             digest.update(chunk)
             out.write(chunk)
     if not size:
