@@ -139,6 +139,72 @@ def killed_mid_burst(stack: DevStack, audio: Path, jobs: int, role: str) -> Row:
     return burst(stack, f"SIGKILL {role} x2", audio, jobs, during=kill)
 
 
+# --- storage faults ---------------------------------------------------------------------------------
+
+class FaultyStorage:
+    """A proxy in front of the GCS emulator that answers ``status`` to writes into some buckets
+    for a while (a missing grant, an outage), and passes everything else through."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.url = ""
+        self._fault: tuple[int, float, tuple[str, ...]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> "FaultyStorage":
+        import threading
+
+        ready = threading.Event()
+        threading.Thread(target=lambda: asyncio.run(self._serve(ready)), daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def fail(self, status: int, seconds: float, buckets: tuple[str, ...]) -> None:
+        self._fault = (status, time.monotonic() + seconds, buckets)
+
+    def _refused(self, method: str, path: str) -> int | None:
+        if self._fault is None or method in ("GET", "HEAD"):
+            return None
+        status, until, buckets = self._fault
+        if time.monotonic() > until:
+            return None
+        return status if any(f"/b/{bucket}/" in path for bucket in buckets) else None
+
+    async def _serve(self, ready) -> None:
+        import aiohttp
+        from aiohttp import web
+
+        hop = {"content-length", "transfer-encoding", "content-encoding", "connection", "host"}
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async def forward(request: web.Request) -> web.StreamResponse:
+                status = self._refused(request.method, request.path)
+                if status is not None:
+                    return web.json_response({"error": {"code": status, "message": "injected fault"}}, status=status)
+                async with session.request(request.method, self.upstream + request.path_qs,
+                                           headers={k: v for k, v in request.headers.items() if k.lower() not in hop},
+                                           data=await request.read()) as answer:
+                    body = await answer.read()
+                    headers = {k: v for k, v in answer.headers.items() if k.lower() not in hop}
+                    return web.Response(status=answer.status, body=body, headers=headers)
+
+            app = web.Application(client_max_size=1 << 30)
+            app.router.add_route("*", "/{tail:.*}", forward)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            port = emulators.free_port()
+            await web.TCPSite(runner, emulators.HOST, port).start()
+            self.url = f"http://{emulators.HOST}:{port}"
+            ready.set()
+            await asyncio.Event().wait()
+
+
+def storage_fault(stack: DevStack, storage: FaultyStorage, audio: Path, jobs: int, status: int,
+                  seconds: float) -> Row:
+    """Writes to staging and results answer ``status`` for ``seconds`` from the burst's start."""
+    storage.fail(status, seconds, (stack.names.staging, stack.names.results))
+    return burst(stack, f"store {status} for {seconds:.0f} s", audio, jobs)
+
+
 # --- the services in process -----------------------------------------------------------------------
 
 def forged_tokens() -> tuple[int, int]:
@@ -229,11 +295,13 @@ def malformed_messages() -> dict[str, int]:
 
 # --- the campaign ----------------------------------------------------------------------------------
 
-def campaign(stack: DevStack, audio: Path, jobs: int, out=sys.stdout) -> list[Row]:
+def campaign(stack: DevStack, storage: FaultyStorage, audio: Path, jobs: int, out=sys.stdout) -> list[Row]:
     rows = []
     print(HEADER, file=out, flush=True)
     scenarios = [lambda: redelivered_events(stack, audio, jobs),
                  *[lambda role=role: killed_mid_burst(stack, audio, jobs, role) for role in SERVICE_ROLES],
+                 lambda: storage_fault(stack, storage, audio, jobs, 503, 40),
+                 lambda: storage_fault(stack, storage, audio, jobs, 403, 40),
                  lambda: burst(stack, f"burst of {jobs * 4}", audio, jobs * 4)]
     for run in scenarios:
         rows.append(run())
@@ -263,6 +331,7 @@ def main(argv: list[str]) -> int:
         emulators.create_topic(NOTIFY_TOPIC)
         with emulators.FakeGcsServer(workdir / "gcs", pubsub_host_port=pubsub.host_port,
                                      notify_topic=NOTIFY_TOPIC) as gcs:
-            with DevStack(settings, workdir, pubsub_host_port=pubsub.host_port, gcs_url=gcs.url) as stack:
-                rows = campaign(stack, audio, args.jobs)
+            storage = FaultyStorage(gcs.url).start()
+            with DevStack(settings, workdir, pubsub_host_port=pubsub.host_port, gcs_url=storage.url) as stack:
+                rows = campaign(stack, storage, audio, args.jobs)
     return 0 if all(r.results == r.jobs and not r.duplicated for r in rows) and not accepted else 1

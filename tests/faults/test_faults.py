@@ -11,11 +11,16 @@ from workers.devstack.stack import SERVICE_ROLES, DevStack
 
 
 @pytest.fixture(scope="module")
-def stack(pubsub_emulator, gcs_emulator, fast_settings, tmp_path_factory):
+def storage(gcs_emulator):
+    return faults.FaultyStorage(gcs_emulator).start()
+
+
+@pytest.fixture(scope="module")
+def stack(pubsub_emulator, storage, fast_settings, tmp_path_factory):
     from tests.integration.conftest import GCS_NOTIFY_TOPIC
 
     dev = DevStack(fast_settings, tmp_path_factory.mktemp("faults"), pubsub_host_port=pubsub_emulator,
-                   gcs_url=gcs_emulator, notify_topic=GCS_NOTIFY_TOPIC, prefix="faults-")
+                   gcs_url=storage.url, notify_topic=GCS_NOTIFY_TOPIC, prefix="faults-")
     try:
         dev.start()
     except Exception:
@@ -50,6 +55,13 @@ def test_a_service_killed_twice_mid_burst_loses_and_strands_nothing(stack, audio
 @pytest.mark.parametrize("role", [r for r in SERVICE_ROLES if r != "ser"])
 def test_the_other_services_killed_mid_burst_lose_and_strand_nothing(stack, audio, role):
     assert_every_job_has_exactly_one_result(faults.killed_mid_burst(stack, audio, jobs=6, role=role))
+
+
+def test_staging_and_results_unavailable_for_a_while_delays_jobs_and_loses_none(stack, storage, audio):
+    # A 503 is retried inside the storage client, a 403 is not: its pushes fail at once, and the
+    # emulator stops pushing several failing messages after 2-4 tries (bench/faults.py reports it).
+    assert_every_job_has_exactly_one_result(faults.storage_fault(stack, storage, audio, jobs=4, status=503,
+                                                                 seconds=15))
 
 
 def test_no_forged_push_token_is_accepted():

@@ -51,9 +51,14 @@ PRODUCTION_DELIVERY = Delivery(ack_deadline_seconds=600, max_delivery_attempts=5
 # passes. So: the same ack deadline (a long job is not pushed twice), and 20 attempts, which at
 # the emulator's pace ride out about a minute of faults (a storage outage) before a message is
 # dead-lettered, where production's 50 with its backoff ride out hours. What outlasts that is in
-# a dead-letter subscription (redrive) or stuck (stuck --republish). A restart holds its
-# service's pushes (restart()): pushes into a restarting service stalled jobs in the emulator,
-# with no dead letter (ser killed twice in a burst of 30: 21 left with one partial after 2 min).
+# a dead-letter subscription (redrive) or stuck (stuck --republish). Unlike production, the
+# emulator stops pushing when several messages of a subscription fail at once: 8 messages
+# answered 500 were pushed 2-3 times each within 4 s, then never again and never dead-lettered
+# (whatever the ack deadline or attempts; setting the push config again does not revive them).
+# So a restart holds its service's pushes until it is ready (restart()): pushes into a
+# restarting service stalled jobs (ser killed twice in a burst of 30: 21 left with one partial
+# and no dead letter after 2 min; none now), and a fault that fails many pushes at once (a 403
+# on staging) still strands jobs in the dev stack, where production retries them for hours.
 DEV_STACK_DELIVERY = Delivery(ack_deadline_seconds=PRODUCTION_DELIVERY.ack_deadline_seconds,
                               max_delivery_attempts=20, backoff_seconds=(1.0, 10.0))
 
