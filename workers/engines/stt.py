@@ -9,6 +9,7 @@ the longest pause between words, so every segment can carry its own emotion.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ import numpy as np
 
 from workers.audio import SAMPLE_RATE
 from workers.contracts import Engine, Segment, Word
+from workers.engines.coverage import Coverage, Span, holes, in_speech, repeats_itself, speech_regions, windows
 from workers.engines.identity import model_id
 from workers.errors import ConfigError
 
@@ -35,6 +37,7 @@ class Transcript:
     language_probability: float | None
     duration: float
     segments: list[Segment]
+    speech_coverage: float | None  # share of VAD's speech that words cover; None without speech
 
 
 class SpeechToText(Protocol):
@@ -102,34 +105,84 @@ class FasterWhisperEngine:
         detected: tuple[str, float] | None = None  # from the first block with speech
         first_guess: tuple[str, float] | None = None
         raw: list[Segment] = []
+        coverage = Coverage()
         for start, end in block_bounds(audio, int(self._block_seconds * SAMPLE_RATE)):
             language = self._language or (detected[0] if detected else None)
-            segments, info = self._transcribe_block(audio[start:end], language)
-            guess = (info.language, info.language_probability)
+            segments, guess, block_coverage = self._transcribe_block(audio[start:end], language)
             first_guess = first_guess or guess
             if detected is None and segments:
                 detected = guess
             raw += [_shifted(seg, start / SAMPLE_RATE) for seg in segments]
+            coverage += block_coverage
         language, probability = detected or first_guess or (self._language, None)
         return Transcript(
             language=language,
             language_probability=probability,
             duration=len(audio) / SAMPLE_RATE,
             segments=split_segments(raw, self._max_seconds),
+            speech_coverage=coverage.share,
         )
 
-    def _transcribe_block(self, audio: np.ndarray, language: str | None) -> tuple[list[Segment], object]:
-        options = dict(language=language, beam_size=self._beam_size, word_timestamps=True, vad_filter=True)
+    def _transcribe_block(
+        self, audio: np.ndarray, language: str | None
+    ) -> tuple[list[Segment], tuple[str, float] | None, Coverage]:
+        """Decode the speech windows of one block, then decode again, one by one and sequentially,
+        the windows whose speech the words do not cover or whose text loops."""
+        regions = speech_regions(audio)
+        if not regions:
+            return [], None, Coverage()
+        spans = windows(regions)
         if self._batched is not None:
-            segments, info = self._batched.transcribe(audio, batch_size=self._batch_size, **options)
+            found, info = self._batched.transcribe(
+                audio, clip_timestamps=[{"start": a, "end": b} for a, b in spans], language=language,
+                batch_size=self._batch_size, beam_size=self._beam_size, word_timestamps=True,
+            )
         else:
-            segments, info = self._model.transcribe(audio, condition_on_previous_text=False, **options)
-        found = [
-            decoded_segment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob,
-                            [(w.start, w.end, w.word, w.probability) for w in (s.words or [])])
-            for s in segments
-        ]
-        return found, info
+            found, info = self._model.transcribe(
+                audio, clip_timestamps=[t for span in spans for t in span], language=language,
+                beam_size=self._beam_size, word_timestamps=True, condition_on_previous_text=False,
+            )
+        segments = self._repaired(audio, info.language, regions, spans, [_decoded(s) for s in found])
+        return segments, (info.language, info.language_probability), Coverage.of(regions, segments)
+
+    def _repaired(self, audio: np.ndarray, language: str, regions: list[Span], spans: list[Span],
+                  segments: list[Segment]) -> list[Segment]:
+        by_window: list[list[Segment]] = [[] for _ in spans]
+        starts = [a for a, _ in spans]
+        for seg in segments:  # by its middle: faster-whisper rounds a start to 1 ms, before its window
+            by_window[max(0, bisect.bisect_right(starts, (seg.start + seg.end) / 2) - 1)].append(seg)
+        out: list[Segment] = []
+        for (start, end), first in zip(spans, by_window):
+            speech = [(max(a, start), min(b, end)) for a, b in regions if a < end and b > start]
+            if holes(speech, first) or any(repeats_itself(s.text) for s in first):
+                again = self._decode_window(audio, start, end, language)
+                if _quality(speech, again) > _quality(speech, first):
+                    log.debug("window %.1f-%.1f s decoded again: %d -> %d words", start, end,
+                              sum(len(s.words) for s in first), sum(len(s.words) for s in again))
+                    first = again
+            # Whisper writes text into pauses (a "Thank you." after the speech ends): drop it.
+            out += [s for s in first if in_speech(s, speech)]
+        return out
+
+    def _decode_window(self, audio: np.ndarray, start: float, end: float, language: str) -> list[Segment]:
+        """Sequential decoding of one window: timestamps, seeking on after an early end of text,
+        temperature fallback on a loop or a low log-probability. No prompt: given the text
+        before, Whisper base was seen to repeat its last phrase through the whole window."""
+        window = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        found, _ = self._model.transcribe(window, language=language, beam_size=self._beam_size,
+                                          word_timestamps=True, condition_on_previous_text=False)
+        return [_shifted(_decoded(s), start) for s in found]
+
+
+def _decoded(segment) -> Segment:
+    return decoded_segment(segment.start, segment.end, segment.text, segment.avg_logprob, segment.no_speech_prob,
+                           [(w.start, w.end, w.word, w.probability) for w in (segment.words or [])])
+
+
+def _quality(speech: list[Span], segments: list[Segment]) -> tuple[bool, float]:
+    """A text that loops loses (a loop's words are spread over the whole window, so it covers
+    speech well); then the one that covers more speech."""
+    return not any(repeats_itself(s.text) for s in segments), Coverage.of(speech, segments).covered_seconds
 
 
 def decoded_segment(start: float, end: float, text: str, avg_logprob: float, no_speech_prob: float,
@@ -232,7 +285,9 @@ class OpenAIWhisperEngine:
                             [(w["start"], w["end"], w["word"], w["probability"]) for w in s.get("words", [])])
             for s in result["segments"]
         ]
-        return Transcript(language, probability, len(audio) / SAMPLE_RATE, split_segments(raw, self._max_seconds))
+        coverage = Coverage.of(speech_regions(audio), raw)
+        return Transcript(language, probability, len(audio) / SAMPLE_RATE, split_segments(raw, self._max_seconds),
+                          coverage.share)
 
 
 def split_segments(segments: Sequence[Segment], max_seconds: float) -> list[Segment]:

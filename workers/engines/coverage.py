@@ -1,0 +1,139 @@
+"""Speech coverage: how much of the speech that VAD found the decoded words account for.
+
+Batched Whisper decodes each window of up to 30 s once, without timestamps, at temperature 0,
+with none of sequential decoding's fallbacks (faster-whisper lists the compression-ratio and
+log-probability thresholds as unused there) and nothing that seeks on past an early end of
+text. When the decoder stops early, a whole window of speech comes back as a few tokens (a
+lone "10.") or loses a sentence, and nothing downstream notices. This module makes that
+visible: VAD's speech regions minus the time the words cover are the holes a transcript
+has, and their share is the coverage a result records.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from workers.audio import SAMPLE_RATE
+from workers.contracts import Segment
+
+Span = tuple[float, float]
+
+WINDOW_SECONDS = 30.0  # Whisper's receptive field
+# Word times come from cross-attention and are off by up to a few hundred ms; VAD pads each
+# region by 0.4 s. A word accounts for its own time plus this much either side.
+WORD_SLACK_SECONDS = 0.5
+# Speech left uncovered for this long is a hole worth decoding again: shorter gaps are a
+# word's timing error, not a lost word.
+HOLE_SECONDS = 1.0
+
+
+def speech_regions(audio: np.ndarray) -> list[Span]:
+    """Silero VAD with the options faster-whisper's batched pipeline uses (short pauses end a
+    region, none is longer than a window), in seconds."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
+    return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE) for r in get_speech_timestamps(audio, options)]
+
+
+def windows(regions: Sequence[Span], max_seconds: float = WINDOW_SECONDS) -> list[Span]:
+    """Consecutive regions joined into windows of at most ``max_seconds`` of the audio as it
+    is, pauses included: the decoder hears sentences apart, as in training, instead of speech
+    spliced end to end with the pauses cut out (where faster-whisper's own chunks lose
+    sentences at the joins)."""
+    out: list[list[float]] = []
+    for start, end in regions:
+        if out and end - out[-1][0] <= max_seconds:
+            out[-1][1] = end
+        else:
+            out.append([start, end])
+    return [(a, b) for a, b in out]
+
+
+def _union(spans: Iterable[Span]) -> list[Span]:
+    merged: list[list[float]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def covered_spans(segments: Sequence[Segment]) -> list[Span]:
+    return _union((w.start - WORD_SLACK_SECONDS, w.end + WORD_SLACK_SECONDS) for s in segments for w in s.words)
+
+
+def uncovered(regions: Sequence[Span], segments: Sequence[Segment]) -> list[Span]:
+    """The parts of ``regions`` that no word accounts for."""
+    cover = covered_spans(segments)
+    out: list[Span] = []
+    for start, end in regions:
+        cursor = start
+        for a, b in cover:
+            if b <= cursor or a >= end:
+                continue
+            if a > cursor:
+                out.append((cursor, a))
+            cursor = max(cursor, b)
+            if cursor >= end:
+                break
+        if cursor < end:
+            out.append((cursor, end))
+    return out
+
+
+def holes(regions: Sequence[Span], segments: Sequence[Segment]) -> list[Span]:
+    return [(a, b) for a, b in uncovered(regions, segments) if b - a >= HOLE_SECONDS]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Seconds of speech found by VAD, and of those, seconds that decoded words account for."""
+
+    speech_seconds: float = 0.0
+    covered_seconds: float = 0.0
+
+    @classmethod
+    def of(cls, regions: Sequence[Span], segments: Sequence[Segment]) -> Coverage:
+        speech = sum(b - a for a, b in regions)
+        return cls(speech, speech - sum(b - a for a, b in uncovered(regions, segments)))
+
+    def __add__(self, other: Coverage) -> Coverage:
+        return Coverage(self.speech_seconds + other.speech_seconds, self.covered_seconds + other.covered_seconds)
+
+    @property
+    def share(self) -> float | None:
+        """Covered share of the speech; None where VAD found none (nothing to cover)."""
+        if self.speech_seconds <= 0:
+            return None
+        return min(1.0, max(0.0, self.covered_seconds / self.speech_seconds))
+
+
+def in_speech(segment: Segment, regions: Sequence[Span]) -> bool:
+    """Whether any word of ``segment`` falls in speech; a segment without words is kept."""
+    if not segment.words:
+        return True
+    return any(w.start < b and w.end > a for w in segment.words for a, b in regions)
+
+
+_TOKEN = re.compile(r"[\w']+")
+
+
+def repeats_itself(text: str) -> bool:
+    """Whisper's failure loop: a word said 4 times running, or a phrase of 2–8 words 3 times
+    running ("no, no, no" and a paragraph read twice are speech, not a loop)."""
+    words = _TOKEN.findall(text.lower())
+    for n in range(1, 9):
+        needed = 4 if n == 1 else 3
+        for phase in range(n):  # a loop may start at any word
+            run = 1
+            for i in range(phase + n, len(words) - n + 1, n):
+                run = run + 1 if words[i : i + n] == words[i - n : i] else 1
+                if run >= needed:
+                    return True
+    return False
