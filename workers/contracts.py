@@ -99,6 +99,7 @@ class SttPartial:
     segments: list[Segment]
     timing: Optional[Timing] = None
     channels: Optional[list[str]] = None  # names of the channels analysed apart; None: mono
+    speech_coverage: Optional[float] = None  # share of VAD's speech that words cover; None: no speech
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ class Result:
     timings: ResultTimings = field(metadata={"volatile": True})
     channels: Optional[list[str]] = None
     speakers: Optional[list[SpeakerSummary]] = None
+    speech_coverage: Optional[float] = None  # copy of SttPartial.speech_coverage
 
 
 SCHEMA_FILES: dict[type, str] = {

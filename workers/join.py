@@ -140,6 +140,7 @@ def merge(
         timings=ResultTimings(stt=stt.timing, ser=ser.timing, completed_at=completed_at),
         channels=channels,
         speakers=_speaker_summaries(segments, ser.labels, sentiment_map) if emotions_ok else None,
+        speech_coverage=stt.speech_coverage if stt.status == "ok" else None,
     )
 
 
