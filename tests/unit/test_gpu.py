@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import SAMPLES
-from tests.wer import word_error_rate
+from bench.wer import word_error_rate
 from workers import bootstrap
 from workers.audio import decode
 from workers.engines.stt import resolve_device

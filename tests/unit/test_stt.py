@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import SAMPLES
-from tests.wer import word_error_rate
+from bench.wer import word_error_rate
 from workers.audio import SAMPLE_RATE, decode
 from workers.contracts import Segment, Word
 from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, block_bounds, split_segments

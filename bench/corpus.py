@@ -1,0 +1,54 @@
+"""Real English speech with references, read from ``../shared/external`` (never copied here).
+
+Public recordings other projects ship (LJ Speech, JFK, TIMIT, Harvard sentences; see each
+folder's MANIFEST.md), joined with pauses and repeated as issue 11 measured them. Left out:
+four Harvard clips whose repository transcript is not what is said (their MANIFEST says so;
+a WER against them measures the reference), the two-speaker stereo clip (overlap unknown)
+and the English/German clip (its reference is a small model's output).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workers.audio import SAMPLE_RATE, decode
+from workers.settings import REPO_ROOT
+
+EXTERNAL = REPO_ROOT.parent / "shared" / "external"
+
+ENGLISH_CLIPS = (
+    *(f"coqui-ljspeech/LJ001-000{i}.wav" for i in range(1, 9)),
+    "speechbrain-samples/LJ050-0131.wav",
+    "fw-tests/jfk.flac",
+    "deepspeech-smoke/LDC93S1.wav",
+    "deepspeech-smoke/new-home-in-the-stars-16k.wav",
+    "speechbrain-samples/example1.wav",
+    "speechbrain-samples/spk1_snt1.wav",
+    "speechbrain-samples/spk1_snt3.wav",
+    "speechbrain-samples/spk1_snt4.wav",
+    "speechbrain-samples/spk1_snt5.wav",
+    "speechbrain-samples/spk2_snt2.wav",
+    "speechbrain-samples/spk2_snt4.wav",
+    "uberi-sr/english.wav",
+)
+
+
+class Missing(RuntimeError):
+    """``../shared/external`` is not beside this checkout (a user's clone)."""
+
+
+def clip(name: str) -> tuple[np.ndarray, str]:
+    """One recording, decoded to 16 kHz mono, and its reference text."""
+    path = EXTERNAL / name
+    if not path.is_file():
+        raise Missing(f"{path} is missing: the real recordings live in ../shared/external beside the repository")
+    return decode(path, max_seconds=600).samples, path.with_suffix(".txt").read_text(encoding="utf-8").strip()
+
+
+def english_speech(repeats: int = 2, pause_seconds: float = 1.0) -> tuple[np.ndarray, str]:
+    """Every English clip, ``pause_seconds`` apart, ``repeats`` times; audio and reference."""
+    clips = [clip(name) for name in ENGLISH_CLIPS]
+    pause = np.zeros(int(pause_seconds * SAMPLE_RATE), dtype=np.float32)
+    audio = np.concatenate([part for _ in range(repeats) for samples, _ in clips for part in (samples, pause)])
+    return audio, " ".join(text for _ in range(repeats) for _, text in clips)
+
