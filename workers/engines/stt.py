@@ -9,10 +9,13 @@ the longest pause between words, so every segment can carry its own emotion.
 
 from __future__ import annotations
 
+import base64
 import bisect
+import gzip
 import logging
 import math
 import os
+import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -252,7 +255,7 @@ class OpenAIWhisperEngine:
             raise ConfigError(f"no openai-whisper checkpoint at {model_path}; set STT_MODEL to a .pt file")
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self._whisper = whisper
-        self._model = whisper.load_model(str(model_path), device=self.device)
+        self._model = _load_openai_whisper(model_path, self.device)
         self._beam_size = beam_size
         self._language = language or None
         self._max_seconds = segment_max_seconds
@@ -288,6 +291,27 @@ class OpenAIWhisperEngine:
         coverage = Coverage.of(speech_regions(audio), raw)
         return Transcript(language, probability, len(audio) / SAMPLE_RATE, split_segments(raw, self._max_seconds),
                           coverage.share)
+
+
+def _load_openai_whisper(path: Path, device: str):
+    """``whisper.load_model`` for a local file, plus the alignment heads a converted checkpoint
+    carries (``workers.ct2_whisper``): the library sets heads only for its own named models, and
+    falls back to every head of the upper half of the decoder, which times words worse."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+        model = Whisper(ModelDimensions(**checkpoint["dims"]))
+        model.load_state_dict(checkpoint["model_state_dict"])
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        raise ConfigError(f"{path} is not an openai-whisper checkpoint: {e}") from e
+    if checkpoint.get("alignment_heads"):
+        mask = np.zeros((model.dims.n_text_layer, model.dims.n_text_head), dtype=bool)
+        for layer, head in checkpoint["alignment_heads"]:
+            mask[layer, head] = True
+        model.set_alignment_heads(base64.b85encode(gzip.compress(mask.tobytes())))
+    return model.to(device)
 
 
 def split_segments(segments: Sequence[Segment], max_seconds: float) -> list[Segment]:

@@ -1,0 +1,105 @@
+"""Speech coverage: holes between VAD's speech and the decoded words are measured and decoded again."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tests.audio_factory import SAMPLES
+from workers.audio import SAMPLE_RATE, decode
+from workers.contracts import Segment, Word
+from workers.engines.coverage import Coverage, holes, in_speech, repeats_itself, uncovered, windows
+
+
+def _segment(*words: tuple[float, float]) -> Segment:
+    return Segment(0, words[0][0], words[-1][1], "x", -0.1, 0.0, [Word(a, b, " w", 0.9) for a, b in words])
+
+
+def test_speech_without_words_is_uncovered_and_counted() -> None:
+    regions = [(0.0, 10.0), (12.0, 14.0)]
+    segments = [_segment((0.0, 1.0), (1.2, 3.0)), _segment((7.0, 10.0))]
+    assert uncovered(regions, segments) == [(3.5, 6.5), (12.0, 14.0)]
+    assert holes(regions, segments) == [(3.5, 6.5), (12.0, 14.0)]
+    assert Coverage.of(regions, segments).share == pytest.approx(7 / 12)
+    assert Coverage.of(regions, segments + [_segment((12.3, 13.7))]).share == pytest.approx(9 / 12)
+
+
+def test_a_word_timing_error_is_no_hole() -> None:
+    regions = [(0.0, 5.0)]  # VAD pads its regions; words start late and end early
+    segments = [_segment((0.4, 2.0), (2.8, 4.6))]
+    assert holes(regions, segments) == []
+    assert Coverage.of(regions, segments).share == 1.0
+
+
+def test_no_speech_has_no_coverage_and_coverages_add_up() -> None:
+    assert Coverage().share is None
+    total = Coverage(10.0, 9.0) + Coverage(10.0, 10.0)
+    assert total.share == pytest.approx(0.95)
+
+
+def test_windows_keep_the_pauses_and_stay_within_30_seconds() -> None:
+    regions = [(0.5, 10.0), (11.0, 25.0), (26.0, 40.0), (41.0, 42.0)]
+    assert windows(regions) == [(0.5, 25.0), (26.0, 42.0)]
+
+
+@pytest.mark.parametrize("text, loops", [
+    ("produced by the French book, produced by the French book, produced by the French book,", True),
+    ("Thank you. Thank you. Thank you.", True),
+    ("the the the the", True),
+    ("No, no, no. I said the other one.", False),
+    ("Good morning. Thank you for calling. Good morning. Thank you for calling.", False),
+])
+def test_a_loop_is_told_from_speech_that_repeats(text: str, loops: bool) -> None:
+    assert repeats_itself(text) is loops
+
+
+def test_text_in_a_pause_is_not_speech() -> None:
+    regions = [(0.0, 4.0)]
+    assert in_speech(_segment((1.0, 2.0)), regions)
+    assert not in_speech(_segment((6.0, 7.0)), regions)
+
+
+def _speech_with_a_pause() -> np.ndarray:
+    speech = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
+    return np.concatenate([speech, np.zeros(2 * SAMPLE_RATE, dtype=np.float32), speech])
+
+
+class _DropsWords:
+    """The batched pipeline, losing every word that starts in ``lost`` (an early end of text)."""
+
+    def __init__(self, pipeline, lost: tuple[float, float]) -> None:
+        self.pipeline, self.lost = pipeline, lost
+
+    def transcribe(self, audio, **options):
+        found, info = self.pipeline.transcribe(audio, **options)
+        kept = []
+        for seg in found:
+            words = [w for w in seg.words if not self.lost[0] <= w.start < self.lost[1]]
+            if words:
+                kept.append(dataclasses.replace(seg, words=words, text="".join(w.word for w in words),
+                                                    start=words[0].start, end=words[-1].end))
+        return kept, info
+
+
+def test_a_hole_left_by_batched_decoding_is_decoded_again(fast_settings) -> None:
+    from workers.engines.stt import FasterWhisperEngine
+
+    audio = _speech_with_a_pause()
+    engine = FasterWhisperEngine(fast_settings.stt_model_path, device="cpu", batch_size=8)
+    whole = engine.transcribe(audio)
+    assert whole.speech_coverage >= 0.99
+
+    engine._batched = _DropsWords(engine._batched, lost=(27.0, 35.0))  # "I understand ... really sorry"
+    repaired = engine.transcribe(audio)
+    text = " ".join(s.text for s in repaired.segments).lower()
+    assert text.count("really sorry") == 2 and text.count("damaged") == 2, text
+    assert repaired.speech_coverage >= 0.99
+    assert any(w.start >= 27.0 and w.end <= 35.0 for s in repaired.segments for w in s.words), "timestamps kept"
+
+
+def test_silence_has_no_coverage_and_speech_has_one_between_0_and_1(tiny_stt) -> None:
+    assert tiny_stt.transcribe(np.zeros(5 * SAMPLE_RATE, dtype=np.float32)).speech_coverage is None
+    coverage = tiny_stt.transcribe(_speech_with_a_pause()).speech_coverage
+    assert 0.0 <= coverage <= 1.0
