@@ -4,6 +4,8 @@
     python -m bench --stt base          the default multilingual base STT
     python -m bench --minutes 3         only the 3-minute file
     python -m bench faults              the fault campaign (bench/faults.py)
+    python -m bench peers               this STT engine against faster-whisper, openai-whisper,
+                                        WhisperX on real speech (see bench/peers.py)
 
 Each case runs in its own process: STT alone, SER alone, then the full local pipeline
 (STT ∥ SER → joiner) on the same file; the overlap comes from the recorded start/end
@@ -117,4 +119,8 @@ if __name__ == "__main__":
         from bench.faults import main as faults
 
         sys.exit(faults(sys.argv[2:]))
+    if sys.argv[1:2] == ["peers"]:
+        from bench.peers import main as peers
+
+        sys.exit(peers(sys.argv[2:]))
     main()

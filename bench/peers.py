@@ -1,0 +1,186 @@
+"""This project's STT engine against its peers, on the same real speech and the same model.
+
+    python -m bench peers                       every peer once on the real English corpus
+    python -m bench peers --runs 3              three rounds, ranges printed
+    python -m bench peers --file call.flac      another file (no reference: WER is not shown)
+
+The audio is ``bench.corpus.english_speech()``: real recordings from ../shared/external with
+their references, 1 s apart, twice (about 232 s). Every engine runs Whisper base (the
+CTranslate2 model set-up builds; for openai-whisper, its conversion ``whisper-base-openai.pt``),
+beam 5, word timestamps, the same CPU threads, in a fresh process of its own (peak RSS is its
+own), timed after a 5 s warm-up. WER uses Whisper's English normaliser (``bench.wer``); speech
+coverage is the share of VAD's speech that the engine's words cover (``workers.engines.coverage``).
+
+Peers: faster-whisper sequential (``WhisperModel.transcribe``, ``vad_filter``) and batched
+(``BatchedInferencePipeline``, batch 8), openai-whisper as the library runs it, and WhisperX
+when it is installed (``pip install whisperx`` into a separate environment: it is no project
+requirement, and it brings its own torch and pyannote; batch 8, its bundled VAD, no alignment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from workers.audio import SAMPLE_RATE
+from workers.contracts import Segment
+
+THIS = "this engine"
+PEERS = (THIS, "faster-whisper sequential", "faster-whisper batched", "openai-whisper", "whisperx")
+WARM_UP_SECONDS = 5
+
+
+def _result(segments: list[Segment]) -> tuple[str, list[Segment]]:
+    return " ".join(s.text for s in segments), segments
+
+
+def _engine(name: str, models: Path, threads: int, batch: int, beam: int) -> Callable[[np.ndarray], tuple]:
+    """A function from audio to (text, segments or None) for one peer, its model loaded."""
+    from workers.engines.stt import FasterWhisperEngine, decoded_segment
+    from workers.models import WHISPER_BASE, WHISPER_BASE_OPENAI
+
+    ct2 = models / WHISPER_BASE
+    if name == THIS:
+        engine = FasterWhisperEngine(ct2, device="cpu", batch_size=batch, beam_size=beam, cpu_threads=threads)
+        return lambda audio: _result(engine.transcribe(audio).segments)
+    if name.startswith("faster-whisper"):
+        import faster_whisper
+
+        model = faster_whisper.WhisperModel(str(ct2), device="cpu", compute_type="int8", cpu_threads=threads)
+        pipeline = faster_whisper.BatchedInferencePipeline(model) if name.endswith("batched") else None
+
+        def run(audio: np.ndarray) -> tuple:
+            if pipeline is not None:
+                found, _ = pipeline.transcribe(audio, batch_size=batch, beam_size=beam, word_timestamps=True)
+            else:
+                found, _ = model.transcribe(audio, beam_size=beam, word_timestamps=True, vad_filter=True)
+            return _result([decoded_segment(s.start, s.end, s.text, s.avg_logprob, s.no_speech_prob,
+                                            [(w.start, w.end, w.word, w.probability) for w in s.words or []])
+                            for s in found])
+        return run
+    if name == "openai-whisper":
+        import torch
+        import whisper
+
+        torch.set_num_threads(threads)
+        model = whisper.load_model(str(models / WHISPER_BASE_OPENAI), device="cpu")
+
+        def run(audio: np.ndarray) -> tuple:
+            found = model.transcribe(audio, beam_size=beam, word_timestamps=True, fp16=False, verbose=None)
+            return _result([decoded_segment(s["start"], s["end"], s["text"], s["avg_logprob"], s["no_speech_prob"],
+                                            [(w["start"], w["end"], w["word"], w["probability"]) for w in s["words"]])
+                            for s in found["segments"]])
+        return run
+    if name == "whisperx":
+        import whisperx
+
+        model = whisperx.load_model(str(ct2), device="cpu", compute_type="int8", threads=threads,
+                                    asr_options={"beam_size": beam})
+
+        def run(audio: np.ndarray) -> tuple:
+            found = model.transcribe(audio, batch_size=batch)
+            return " ".join(s["text"].strip() for s in found["segments"]), None  # no words without alignment
+        return run
+    raise ValueError(f"unknown engine {name!r}; one of {PEERS}")
+
+
+def _child(args: argparse.Namespace) -> None:
+    from bench.corpus import english_speech
+    from bench.wer import word_error_rate
+    from workers.audio import decode
+    from workers.engines.coverage import Coverage, speech_regions
+
+    if args.file:
+        audio, reference = decode(Path(args.file), max_seconds=14_400).samples, None
+    else:
+        audio, reference = english_speech()
+    transcribe = _engine(args.child, Path(args.models_dir), args.threads, args.batch_size, args.beam_size)
+    transcribe(audio[: WARM_UP_SECONDS * SAMPLE_RATE])
+    started = time.perf_counter()
+    text, segments = transcribe(audio)
+    seconds = time.perf_counter() - started
+    coverage = Coverage.of(speech_regions(audio), segments).share if segments is not None else None
+    print(json.dumps({
+        "audio_seconds": len(audio) / SAMPLE_RATE,
+        "seconds": seconds,
+        "wer": word_error_rate(reference, text) if reference else None,
+        "coverage": coverage,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+def _span(values: list[float], fmt: str) -> str:
+    low, high = min(values), max(values)
+    return format(low, fmt) if format(low, fmt) == format(high, fmt) else f"{low:{fmt}}–{high:{fmt}}"
+
+
+def main(argv: list[str]) -> None:
+    from workers.settings import REPO_ROOT, Settings
+
+    parser = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1, help="rounds over every engine (default 1)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for every engine (default 2)")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size of the batched engines (default 8)")
+    parser.add_argument("--beam-size", type=int, default=5, help="beam size (default 5)")
+    parser.add_argument("--engines", nargs="+", choices=PEERS, default=list(PEERS), metavar="ENGINE",
+                        help=f"which engines (default all): {', '.join(repr(p) for p in PEERS)}")
+    parser.add_argument("--file", help="an audio file instead of the real English corpus (no WER then)")
+    parser.add_argument("--models-dir", default=None, help="MODELS_DIR (default: the setting)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args)
+
+    from workers.models import setup_models
+
+    args.models_dir = args.models_dir or Settings.from_env().models_dir
+    setup_models(Path(args.models_dir))
+    engines = [e for e in args.engines if e != "whisperx" or importlib.util.find_spec("whisperx")]
+    if "whisperx" in args.engines and "whisperx" not in engines:
+        print("whisperx: not installed, left out (optional: pip install whisperx, best in an environment "
+              "of its own; it is no project requirement)", file=sys.stderr)
+    results: dict[str, list[dict]] = {e: [] for e in engines}
+    for _ in range(args.runs):
+        for engine in engines:  # interleaved, so a busy minute on a shared machine hits every engine
+            cmd = [sys.executable, "-m", "bench", "peers", "--child", engine, "--models-dir", str(args.models_dir),
+                   "--threads", str(args.threads), "--batch-size", str(args.batch_size),
+                   "--beam-size", str(args.beam_size)] + (["--file", args.file] if args.file else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
+            if out.returncode:
+                sys.exit(f"{engine} failed:\n{out.stderr[-3000:]}")
+            results[engine].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"  {engine}: {results[engine][-1]}", file=sys.stderr, flush=True)
+
+    audio = results[engines[0]][0]["audio_seconds"]
+    print(f"{audio:.0f} s of audio, Whisper base, int8 (CTranslate2), beam {args.beam_size}, {args.threads} threads, "
+          f"{args.runs} run(s); ranges are min–max")
+    print(f"{'engine':<28}{'RTF x':>12}{'WER':>14}{'coverage':>16}{'peak RSS MB':>14}{'speed / this':>14}"
+          f"{'WER - this':>12}{'RSS / this':>12}")
+    mine = results.get(THIS)
+    for engine, runs in results.items():
+        rtf = [r["audio_seconds"] / r["seconds"] for r in runs]
+        wer = [r["wer"] for r in runs if r["wer"] is not None]
+        cover = [r["coverage"] for r in runs if r["coverage"] is not None]
+        rss = [r["peak_rss_mb"] for r in runs]
+        line = (f"{engine:<28}{_span(rtf, '.1f'):>12}{_span(wer, '.3f') if wer else '-':>14}"
+                f"{_span(cover, '.1%') if cover else '-':>16}{_span(rss, '.0f'):>14}")
+        if mine:
+            # Ratios within a round: both engines ran minutes apart under the same load.
+            speed = [(r["audio_seconds"] / r["seconds"]) / (m["audio_seconds"] / m["seconds"]) for r, m in zip(runs, mine)]
+            dwer = [r["wer"] - m["wer"] for r, m in zip(runs, mine) if r["wer"] is not None and m["wer"] is not None]
+            line += (f"{_span(speed, '.2f'):>14}{_span(dwer, '+.3f') if dwer else '-':>12}"
+                     f"{_span([r['peak_rss_mb'] / m['peak_rss_mb'] for r, m in zip(runs, mine)], '.2f'):>12}")
+        print(line)
+    print("RTF x: audio seconds per second of compute; speed / this: that engine's RTF over this engine's "
+          "(below 1: slower); coverage: share of VAD's speech that the words cover (WhisperX without alignment "
+          "gives no words).")
