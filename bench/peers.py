@@ -2,6 +2,7 @@
 
     python -m bench peers                       every peer once on the real English corpus
     python -m bench peers --runs 3              three rounds, ranges printed
+    python -m bench peers --repeats 1           the corpus once (116 s), for the slow engines
     python -m bench peers --file call.flac      another file (no reference: WER is not shown)
 
 The audio is ``bench.corpus.english_speech()``: real recordings from ../shared/external with
@@ -102,7 +103,7 @@ def _child(args: argparse.Namespace) -> None:
     if args.file:
         audio, reference = decode(Path(args.file), max_seconds=14_400).samples, None
     else:
-        audio, reference = english_speech()
+        audio, reference = english_speech(repeats=args.repeats)
     transcribe = _engine(args.child, Path(args.models_dir), args.threads, args.batch_size, args.beam_size)
     transcribe(audio[: WARM_UP_SECONDS * SAMPLE_RATE])
     started = time.perf_counter()
@@ -134,6 +135,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--beam-size", type=int, default=5, help="beam size (default 5)")
     parser.add_argument("--engines", nargs="+", choices=PEERS, default=list(PEERS), metavar="ENGINE",
                         help=f"which engines (default all): {', '.join(repr(p) for p in PEERS)}")
+    parser.add_argument("--repeats", type=int, default=2, help="times the real corpus is read (default 2: 232 s)")
     parser.add_argument("--file", help="an audio file instead of the real English corpus (no WER then)")
     parser.add_argument("--models-dir", default=None, help="MODELS_DIR (default: the setting)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -154,7 +156,7 @@ def main(argv: list[str]) -> None:
         for engine in engines:  # interleaved, so a busy minute on a shared machine hits every engine
             cmd = [sys.executable, "-m", "bench", "peers", "--child", engine, "--models-dir", str(args.models_dir),
                    "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-                   "--beam-size", str(args.beam_size)] + (["--file", args.file] if args.file else [])
+                   "--beam-size", str(args.beam_size), "--repeats", str(args.repeats)] + (["--file", args.file] if args.file else [])
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
             if out.returncode:
                 sys.exit(f"{engine} failed:\n{out.stderr[-3000:]}")

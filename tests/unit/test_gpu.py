@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.audio_factory import SAMPLES
 from bench.wer import word_error_rate
+from tests.audio_factory import SAMPLES
 from workers import bootstrap
 from workers.audio import decode
 from workers.engines.stt import resolve_device

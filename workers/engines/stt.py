@@ -5,6 +5,11 @@ language with its probability, and sentence-sized segments with word timestamps.
 (batched faster-whisper especially) returns segments up to ~30 s long; ``split_segments``
 cuts them at sentence punctuation and then, while still longer than ``max_seconds``, at
 the longest pause between words, so every segment can carry its own emotion.
+
+Each transcript also says how much of the speech it accounts for (``speech_coverage``: VAD's
+speech regions against the time the words cover, ``workers.engines.coverage``). faster-whisper
+decodes windows of the audio as it is, batched, then decodes again, sequentially, any window
+that left a hole in its speech or whose text loops, and keeps the better-covering text.
 """
 
 from __future__ import annotations
