@@ -88,7 +88,7 @@ class Pipeline:
             # Whisper names a language even for silence or tones; with no speech there is none.
             language, probability = (t.language, t.language_probability) if t.segments else (None, None)
             return SttPartial(job.job_id, "ok", None, engine.engine, language, probability,
-                              t.duration, t.segments, channels=plan.names, speech_coverage=t.speech_coverage)
+                              t.duration, t.segments, channels=plan.names, speech_coverage=t.coverage.share)
 
         def failed(error: Error) -> SttPartial:
             return SttPartial(job.job_id, "failed", error, engine.engine, None, None, None, [])

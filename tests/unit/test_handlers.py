@@ -12,6 +12,7 @@ from tests.audio_factory import encode, png_bytes, tone
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
 from workers.contracts import Engine, EmotionWindow, JobMessage, PartialReady, Segment, Word, from_dict, to_dict
 from workers.engines.ser import EmotionTrack
+from workers.engines.coverage import Coverage
 from workers.engines.stt import Transcript
 from workers.errors import NotFound, TransientError
 from workers.handlers import Pipeline
@@ -29,7 +30,7 @@ class CountingStt:
         self.calls += 1
         d = len(audio) / 16000
         words = [Word(0.1, d - 0.1, " hello.", 0.9)]
-        return Transcript("en", 0.9, d, [Segment(0, 0.1, d - 0.1, "hello.", -0.1, 0.0, words)], 1.0)
+        return Transcript("en", 0.9, d, [Segment(0, 0.1, d - 0.1, "hello.", -0.1, 0.0, words)], Coverage(d, d))
 
 
 class CountingSer:

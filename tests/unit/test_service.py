@@ -44,7 +44,7 @@ class FakeStt:
         self.windows.append((t0, time.time()))
         d = len(audio) / 16000
         return Transcript("en", 0.9, d, [Segment(0, 0.1, d - 0.1, "hello.", -0.1, 0.0,
-                                                 [Word(0.1, d - 0.1, " hello.", 0.9)])], 1.0)
+                                                 [Word(0.1, d - 0.1, " hello.", 0.9)])])
 
 
 class FakeSer:

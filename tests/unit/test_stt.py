@@ -126,7 +126,7 @@ def test_openai_whisper_engine_transcribes_with_the_converted_base_weights(model
     assert engine.engine.name == "openai-whisper" and engine.engine.model == "whisper-base-openai"
     assert t.language == "en" and t.language_probability > 0.7
     assert word_error_rate(EN_REFERENCE, " ".join(s.text for s in t.segments)) <= 0.1
-    assert t.speech_coverage >= 0.95
+    assert t.coverage.share >= 0.95
     check_timestamps(t.segments, t.duration)
 
 

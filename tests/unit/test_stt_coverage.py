@@ -89,17 +89,17 @@ def test_a_hole_left_by_batched_decoding_is_decoded_again(fast_settings) -> None
     audio = _speech_with_a_pause()
     engine = FasterWhisperEngine(fast_settings.stt_model_path, device="cpu", batch_size=8)
     whole = engine.transcribe(audio)
-    assert whole.speech_coverage >= 0.99
+    assert whole.coverage.share >= 0.99
 
     engine._batched = _DropsWords(engine._batched, lost=(27.0, 35.0))  # "I understand ... really sorry"
     repaired = engine.transcribe(audio)
     text = " ".join(s.text for s in repaired.segments).lower()
     assert text.count("really sorry") == 2 and text.count("damaged") == 2, text
-    assert repaired.speech_coverage >= 0.99
+    assert repaired.coverage.share >= 0.99
     assert any(w.start >= 27.0 and w.end <= 35.0 for s in repaired.segments for w in s.words), "timestamps kept"
 
 
 def test_silence_has_no_coverage_and_speech_has_one_between_0_and_1(tiny_stt) -> None:
-    assert tiny_stt.transcribe(np.zeros(5 * SAMPLE_RATE, dtype=np.float32)).speech_coverage is None
-    coverage = tiny_stt.transcribe(_speech_with_a_pause()).speech_coverage
+    assert tiny_stt.transcribe(np.zeros(5 * SAMPLE_RATE, dtype=np.float32)).coverage.share is None
+    coverage = tiny_stt.transcribe(_speech_with_a_pause()).coverage.share
     assert 0.0 <= coverage <= 1.0

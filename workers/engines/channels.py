@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from workers.audio import SAMPLE_RATE
 from workers.channels import ChannelPlan
+from workers.engines.coverage import Coverage
 from workers.engines.ser import EmotionClassifier, EmotionTrack
 from workers.engines.stt import SpeechToText, Transcript
 
@@ -23,7 +24,7 @@ def transcribe_channels(engine: SpeechToText, plan: ChannelPlan) -> Transcript:
     spoken = [sum(s.end - s.start for s in t.segments) for t in parts]
     main = parts[max(range(len(parts)), key=lambda c: (spoken[c], -c))]
     return Transcript(main.language, main.language_probability, max(len(s) for s in plan.signals) / SAMPLE_RATE,
-                      [replace(s, id=i) for i, s in enumerate(segments)])
+                      [replace(s, id=i) for i, s in enumerate(segments)], sum((t.coverage for t in parts), Coverage()))
 
 
 def classify_channels(engine: EmotionClassifier, plan: ChannelPlan) -> EmotionTrack:

@@ -6,7 +6,7 @@ language with its probability, and sentence-sized segments with word timestamps.
 cuts them at sentence punctuation and then, while still longer than ``max_seconds``, at
 the longest pause between words, so every segment can carry its own emotion.
 
-Each transcript also says how much of the speech it accounts for (``speech_coverage``: VAD's
+Each transcript also says how much of the speech it accounts for (``coverage``: VAD's
 speech regions against the time the words cover, ``workers.engines.coverage``). faster-whisper
 decodes windows of the audio as it is, batched, then decodes again, sequentially, any window
 that left a hole in its speech or whose text loops, and keeps the better-covering text.
@@ -45,7 +45,7 @@ class Transcript:
     language_probability: float | None
     duration: float
     segments: list[Segment]
-    speech_coverage: float | None  # share of VAD's speech that words cover; None without speech
+    coverage: Coverage = Coverage()  # VAD's speech and the part of it the words cover; none: not measured
 
 
 class SpeechToText(Protocol):
@@ -128,7 +128,7 @@ class FasterWhisperEngine:
             language_probability=probability,
             duration=len(audio) / SAMPLE_RATE,
             segments=split_segments(raw, self._max_seconds),
-            speech_coverage=coverage.share,
+            coverage=coverage,
         )
 
     def _transcribe_block(
@@ -293,9 +293,8 @@ class OpenAIWhisperEngine:
                             [(w["start"], w["end"], w["word"], w["probability"]) for w in s.get("words", [])])
             for s in result["segments"]
         ]
-        coverage = Coverage.of(speech_regions(audio), raw)
         return Transcript(language, probability, len(audio) / SAMPLE_RATE, split_segments(raw, self._max_seconds),
-                          coverage.share)
+                          Coverage.of(speech_regions(audio), raw))
 
 
 def _load_openai_whisper(path: Path, device: str):
