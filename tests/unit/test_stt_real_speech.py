@@ -49,6 +49,7 @@ def test_no_sentence_of_real_english_speech_is_lost(base_stt) -> None:
     _check_word_times(t)
 
 
+@pytest.mark.slow  # openai-whisper on the CPU; test_stt checks it on the repo's own sample
 def test_both_engines_transcribe_real_speech_on_the_same_weights(base_stt, openai_stt) -> None:
     audio, reference = _clip("fw-tests/jfk.flac")
     for engine in (base_stt, openai_stt):
