@@ -103,3 +103,47 @@ def test_silence_has_no_coverage_and_speech_has_one_between_0_and_1(tiny_stt) ->
     assert tiny_stt.transcribe(np.zeros(5 * SAMPLE_RATE, dtype=np.float32)).coverage.share is None
     coverage = tiny_stt.transcribe(_speech_with_a_pause()).coverage.share
     assert 0.0 <= coverage <= 1.0
+
+
+def test_a_window_that_says_the_same_segment_again_and_again_is_decoded_again(fast_settings) -> None:
+    from workers.engines.stt import FasterWhisperEngine
+
+    class Loops:
+        def transcribe(self, audio, **options):
+            # Words over all of the speech: no hole, only the loop calls for decoding again.
+            return [_FakeSegment(2.0 * i, 2.0 * i + 2.0, " Thank you.") for i in range(10)], _FakeInfo()
+
+    audio = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
+    engine = FasterWhisperEngine(fast_settings.stt_model_path, device="cpu", batch_size=8)
+    engine._batched = Loops()
+    text = " ".join(s.text for s in engine.transcribe(audio).segments).lower()
+    assert "thank you. thank you. thank you." not in text
+    assert "customer support" in text and "shipping" in text
+
+
+@dataclasses.dataclass
+class _FakeWord:
+    start: float
+    end: float
+    word: str
+    probability: float = 0.9
+
+
+@dataclasses.dataclass
+class _FakeSegment:
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = -0.2
+    no_speech_prob: float = 0.1
+
+    @property
+    def words(self) -> list[_FakeWord]:
+        middle = (self.start + self.end) / 2
+        return [_FakeWord(self.start, middle, " Thank"), _FakeWord(middle, self.end, " you.")]
+
+
+@dataclasses.dataclass
+class _FakeInfo:
+    language: str = "en"
+    language_probability: float = 1.0

@@ -162,7 +162,7 @@ class FasterWhisperEngine:
         out: list[Segment] = []
         for (start, end), first in zip(spans, by_window):
             speech = [(max(a, start), min(b, end)) for a, b in regions if a < end and b > start]
-            if holes(speech, first) or any(repeats_itself(s.text) for s in first):
+            if holes(speech, first) or _loops(first):
                 again = self._decode_window(audio, start, end, language)
                 if _quality(speech, again) > _quality(speech, first):
                     log.debug("window %.1f-%.1f s decoded again: %d -> %d words", start, end,
@@ -190,7 +190,12 @@ def _decoded(segment) -> Segment:
 def _quality(speech: list[Span], segments: list[Segment]) -> tuple[bool, float]:
     """A text that loops loses (a loop's words are spread over the whole window, so it covers
     speech well); then the one that covers more speech."""
-    return not any(repeats_itself(s.text) for s in segments), Coverage.of(speech, segments).covered_seconds
+    return not _loops(segments), Coverage.of(speech, segments).covered_seconds
+
+
+def _loops(segments: list[Segment]) -> bool:
+    """Over the window's whole text: a loop also comes as the same short segment again and again."""
+    return repeats_itself(" ".join(s.text for s in segments))
 
 
 def decoded_segment(start: float, end: float, text: str, avg_logprob: float, no_speech_prob: float,
