@@ -137,17 +137,18 @@ def test_the_documented_example_queries_run_on_loaded_results(bq, gcs_emulator, 
     loader.load(list(result_uris(gcs_store, results_bucket)))
 
     queries = _doc_queries()
-    assert len(queries) == 6
+    assert len(queries) == 7
     answers = []
     for sql in queries:
         sql = sql.replace("project.speech.results", loader.table).replace("INTERVAL 30 DAY", "INTERVAL 36500 DAY")
         answers.append([dict(r) for r in client.query(sql).result()])
-    negative, per_sentence, _, per_speaker, failures, versions = answers
+    negative, per_sentence, _, per_speaker, low_coverage, failures, versions = answers
     assert negative[0]["file"] == "calls/2026/11/25/0001.wav" and negative[0]["segments"] == len(rows[0].segments)
     speakers = {s.speaker for s in rows[0].segments}
     assert {r["speaker"] for r in per_speaker} == speakers and len(speakers) == 2
     assert all(0 <= r["negative_voice_share"] <= 1 for r in per_speaker)
     assert len(per_sentence) == len(rows[0].segments)
+    assert low_coverage == [], "the golden result covers 99.3 % of its speech"
     assert failures[0]["code"] == "not_audio" and failures[0]["files"] == 1
     assert sum(v["files"] for v in versions) == 2
 
