@@ -17,18 +17,11 @@ def storage(gcs_emulator):
 
 @pytest.fixture(scope="module")
 def stack(pubsub_emulator, storage, fast_settings, tmp_path_factory):
-    from tests.integration.conftest import GCS_NOTIFY_TOPIC
+    from tests.integration.conftest import GCS_NOTIFY_TOPIC, running
 
-    dev = DevStack(fast_settings, tmp_path_factory.mktemp("faults"), pubsub_host_port=pubsub_emulator,
-                   gcs_url=storage.url, notify_topic=GCS_NOTIFY_TOPIC, prefix="faults-")
-    try:
-        dev.start()
-    except Exception:
-        print(dev.log_tails())
-        dev.stop()
-        raise
-    yield dev
-    dev.stop()
+    with running(DevStack(fast_settings, tmp_path_factory.mktemp("faults"), pubsub_host_port=pubsub_emulator,
+                          gcs_url=storage.url, notify_topic=GCS_NOTIFY_TOPIC, prefix="faults-")) as dev:
+        yield dev
 
 
 @pytest.fixture(scope="module")

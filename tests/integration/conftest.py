@@ -10,9 +10,11 @@ reason, except under CI=true, where it fails them: CI must exercise the emulator
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -69,6 +71,21 @@ def gcs_emulator(pubsub_emulator: str, tmp_path_factory: pytest.TempPathFactory)
     finally:
         server.stop()
         _restore("STORAGE_EMULATOR_HOST", previous)
+
+
+@contextlib.contextmanager
+def running(dev) -> Iterator:
+    """A started DevStack, stopped afterwards; a start that fails prints its children's logs."""
+    try:
+        dev.start()
+    except Exception:
+        print(dev.log_tails())
+        dev.stop()
+        raise
+    try:
+        yield dev
+    finally:
+        dev.stop()
 
 
 @pytest.fixture

@@ -35,20 +35,14 @@ RESULT_SCHEMA = json.loads((REPO_ROOT / "schemas" / "result.schema.json").read_t
 
 @pytest.fixture(scope="session")
 def stack(pubsub_emulator, gcs_emulator, fast_settings, tmp_path_factory):
-    from tests.integration.conftest import GCS_NOTIFY_TOPIC
+    from tests.integration.conftest import GCS_NOTIFY_TOPIC, running
 
-    dev = DevStack(fast_settings, tmp_path_factory.mktemp("stack"), pubsub_host_port=pubsub_emulator,
-                   gcs_url=gcs_emulator, notify_topic=GCS_NOTIFY_TOPIC, prefix="e2e-",
-                   # A short ack deadline and backoff so tests see redeliveries fast.
-                   delivery=Delivery(ack_deadline_seconds=60, max_delivery_attempts=20, backoff_seconds=(0.5, 2.0)))
-    try:
-        dev.start()
-    except Exception:
-        print(dev.log_tails())
-        dev.stop()
-        raise
-    yield dev
-    dev.stop()
+    with running(DevStack(fast_settings, tmp_path_factory.mktemp("stack"), pubsub_host_port=pubsub_emulator,
+                          gcs_url=gcs_emulator, notify_topic=GCS_NOTIFY_TOPIC, prefix="e2e-",
+                          # A short ack deadline and backoff so tests see redeliveries fast.
+                          delivery=Delivery(ack_deadline_seconds=60, max_delivery_attempts=20,
+                                            backoff_seconds=(0.5, 2.0)))) as dev:
+        yield dev
 
 
 @pytest.fixture(scope="session")
