@@ -35,6 +35,9 @@ from workers.jobs import make_job_id, partial_key
 from workers.settings import Settings
 
 
+HEAL_EVERY = 30.0
+
+
 @dataclass
 class Row:
     scenario: str
@@ -44,40 +47,66 @@ class Row:
     stuck: int = 0
     lost: int = 0
     dead_lettered: int = 0
+    healed: int = 0  # job messages the healer sent again
     seconds: float = 0.0
     peak_rss_mb: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         rss = " ".join(f"{k}={v}" for k, v in self.peak_rss_mb.items())
         return (f"{self.scenario:<28} {self.jobs:>5} {self.results:>7} {self.duplicated:>10} {self.stuck:>6} "
-                f"{self.lost:>5} {self.dead_lettered:>13} {self.seconds:>8.1f}  {rss}")
+                f"{self.lost:>5} {self.dead_lettered:>13} {self.healed:>6} {self.seconds:>8.1f}  {rss}")
 
 
 HEADER = (f"{'scenario':<28} {'jobs':>5} {'results':>7} {'duplicated':>10} {'stuck':>6} {'lost':>5} "
-          f"{'dead-lettered':>13} {'seconds':>8}  peak RSS MB")
+          f"{'dead-lettered':>13} {'healed':>6} {'seconds':>8}  peak RSS MB")
 
 
 # --- bursts through the emulated cloud path -------------------------------------------------------
 
 def burst(stack: DevStack, scenario: str, audio: Path, jobs: int, *, during: Callable[[int], None] | None = None,
-          deadline_seconds: float = 180.0) -> Row:
-    """Upload ``jobs`` copies of ``audio``; ``during(i)`` runs after the i-th upload."""
+          deadline_seconds: float = 180.0, heal_every: float = 0.0) -> Row:
+    """Upload ``jobs`` copies of ``audio``; ``during(i)`` runs after the i-th upload; with
+    ``heal_every``, the healer runs that often while results are awaited."""
     started = time.monotonic()
     uploads = []
     for i in range(jobs):
         uploads.append(stack.upload(audio, f"faults/{scenario}/{i:04d}.wav"))
         if during is not None:
             during(i)
-    return account(stack, scenario, uploads, started, deadline_seconds)
+    return account(stack, scenario, uploads, started, deadline_seconds, heal_every)
+
+
+def heal(stack: DevStack, older_than: float) -> int:
+    """What the scheduled healer (`stuck --republish`) does: jobs with one partial, and uploads with
+    none and no result, older than ``older_than`` seconds, get their job message again."""
+    from datetime import timedelta
+
+    from workers.adapters.pubsub import PubSubBus
+    from workers.ops import lost_jobs, republish_stuck, stuck_jobs
+
+    n, age = stack.names, timedelta(seconds=older_than)
+    found = stuck_jobs(stack.store, n.staging, age) + lost_jobs(
+        stack.store, inbox_bucket=n.inbox, staging_bucket=n.staging, results_bucket=n.results, older_than=age)
+    if not found:
+        return 0
+    bus = PubSubBus(emulators.PROJECT)
+    try:
+        return len(republish_stuck(stack.store, bus, found, inbox_bucket=n.inbox, jobs_topic=n.jobs))
+    finally:
+        bus.close()
 
 
 def account(stack: DevStack, scenario: str, uploads: list[tuple[str, int]], started: float,
-            deadline_seconds: float) -> Row:
+            deadline_seconds: float, heal_every: float = 0.0) -> Row:
     row = Row(scenario, len(uploads))
     deadline = time.monotonic() + deadline_seconds
     waiting = list(uploads)
+    healed_at = time.monotonic()
     while waiting and time.monotonic() < deadline:
         waiting = [(name, generation) for name, generation in waiting if stack.result(name, generation) is None]
+        if waiting and heal_every and time.monotonic() - healed_at >= heal_every:
+            row.healed += heal(stack, older_than=heal_every)
+            healed_at = time.monotonic()
         if waiting:
             time.sleep(0.5)
     row.seconds = time.monotonic() - started
@@ -199,10 +228,11 @@ class FaultyStorage:
 
 
 def storage_fault(stack: DevStack, storage: FaultyStorage, audio: Path, jobs: int, status: int,
-                  seconds: float) -> Row:
-    """Writes to staging and results answer ``status`` for ``seconds`` from the burst's start."""
+                  seconds: float, heal_every: float = HEAL_EVERY) -> Row:
+    """Writes to staging and results answer ``status`` for ``seconds`` from the burst's start; the
+    healer runs every ``heal_every`` seconds (hourly in Terraform) as the cloud's scheduler would."""
     storage.fail(status, seconds, (stack.names.staging, stack.names.results))
-    return burst(stack, f"store {status} for {seconds:.0f} s", audio, jobs)
+    return burst(stack, f"store {status} for {seconds:.0f} s", audio, jobs, heal_every=heal_every)
 
 
 # --- the services in process -----------------------------------------------------------------------
@@ -295,15 +325,19 @@ def malformed_messages() -> dict[str, int]:
 
 # --- the campaign ----------------------------------------------------------------------------------
 
-def campaign(stack: DevStack, storage: FaultyStorage, audio: Path, jobs: int, out=sys.stdout) -> list[Row]:
+def campaign(stack: DevStack, storage: FaultyStorage, audio: Path, jobs: int, out=sys.stdout,
+             only: str = "") -> list[Row]:
     rows = []
     print(HEADER, file=out, flush=True)
-    scenarios = [lambda: redelivered_events(stack, audio, jobs),
-                 *[lambda role=role: killed_mid_burst(stack, audio, jobs, role) for role in SERVICE_ROLES],
-                 lambda: storage_fault(stack, storage, audio, jobs, 503, 40),
-                 lambda: storage_fault(stack, storage, audio, jobs, 403, 40),
-                 lambda: burst(stack, f"burst of {jobs * 4}", audio, jobs * 4)]
-    for run in scenarios:
+    scenarios = [("each event delivered", lambda: redelivered_events(stack, audio, jobs)),
+                 *[(f"SIGKILL {role}", lambda role=role: killed_mid_burst(stack, audio, jobs, role))
+                   for role in SERVICE_ROLES],
+                 ("store 503", lambda: storage_fault(stack, storage, audio, jobs, 503, 40)),
+                 ("store 403", lambda: storage_fault(stack, storage, audio, jobs, 403, 40)),
+                 ("burst", lambda: burst(stack, f"burst of {jobs * 4}", audio, jobs * 4))]
+    for name, run in scenarios:
+        if only and only not in name:
+            continue
         rows.append(run())
         print(rows[-1].line(), file=out, flush=True)
     return rows
@@ -313,6 +347,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench faults", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=30, help="jobs per burst (the last burst has 4x)")
+    parser.add_argument("--only", metavar="TEXT", default="",
+                        help="run only the scenarios whose name contains TEXT (e.g. 'store 403')")
     args = parser.parse_args(argv)
     from tests.audio_factory import encode, tone
     from workers.models import WHISPER_TINY_EN, setup_models
@@ -333,5 +369,5 @@ def main(argv: list[str]) -> int:
                                      notify_topic=NOTIFY_TOPIC) as gcs:
             storage = FaultyStorage(gcs.url).start()
             with DevStack(settings, workdir, pubsub_host_port=pubsub.host_port, gcs_url=storage.url) as stack:
-                rows = campaign(stack, storage, audio, args.jobs)
+                rows = campaign(stack, storage, audio, args.jobs, only=args.only)
     return 0 if all(r.results == r.jobs and not r.duplicated for r in rows) and not accepted else 1

@@ -103,8 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stuck",
         help="report jobs with exactly one partial older than a threshold",
         description="A job whose STT or SER partial exists but whose other partial never came is stuck: "
-        "nothing retries it once its message is dead-lettered or lost. Lists them (job id, object, age); "
-        "with --republish sends their job messages again (what the scheduled healer job runs).",
+        "nothing retries it once its message is dead-lettered or lost. With INBOX_BUCKET and RESULTS_BUCKET "
+        "set, uploads older than the threshold with no partial and no result (lost: their message was never "
+        "handled) are listed too. Lists them (job id, object, age); with --republish sends their job messages "
+        "again (what the scheduled healer job runs).",
     )
     p.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES", help="default 60")
     p.add_argument("--republish", action="store_true",
@@ -339,7 +341,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 def cmd_stuck(args: argparse.Namespace) -> int:
     from workers.ledger import Ledger
-    from workers.ops import stuck_jobs
+    from workers.ops import lost_jobs, stuck_jobs
 
     settings = _settings(args)
     if args.local_results is not None:
@@ -355,10 +357,15 @@ def cmd_stuck(args: argparse.Namespace) -> int:
     with _cloud_errors():
         found = stuck_jobs(store, staging, timedelta(minutes=args.older_than),
                            ledger=Ledger(store, staging, run_id="stuck"))
+        if args.local_results is None and settings.inbox_bucket and settings.results_bucket:
+            found += lost_jobs(store, inbox_bucket=settings.inbox_bucket, staging_bucket=staging,
+                               results_bucket=settings.results_bucket, older_than=timedelta(minutes=args.older_than),
+                               inbox_prefix=settings.inbox_prefix, ignore=settings.ignore_globs)
     for job in found:
         print(f"{job.job_id}  has {job.present}, missing {job.missing}, for {job.age.total_seconds() / 3600:.1f} h"
               f"  {job.name or '(object unknown: not sent by a backfill)'}")
-    print(f"{len(found)} job(s) with one partial older than {args.older_than:g} min", file=sys.stderr)
+    print(f"{len(found)} job(s) older than {args.older_than:g} min with one partial, or with none and no result",
+          file=sys.stderr)
     if not args.republish or not found:
         return 1 if found else 0
     return _republish(settings, store, found)

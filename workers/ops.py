@@ -20,7 +20,7 @@ from typing import Iterator, Protocol
 
 from workers.errors import NotFound
 from workers.contracts import to_dict
-from workers.jobs import make_job, make_job_id, partial_key, result_key
+from workers.jobs import make_job, make_job_id, partial_key, result_key, skip_reason
 from workers.ledger import Ledger
 from workers.ports import BlobStore, Bus
 
@@ -292,6 +292,34 @@ def stuck_jobs(store: BlobStore, staging_bucket: str, older_than: timedelta, *, 
             found.append(StuckJob(job_id, kind, "ser" if kind == "stt" else "stt", age,
                                   marker.name if marker else None))
     return found
+
+
+def lost_jobs(store: BlobStore, *, inbox_bucket: str, staging_bucket: str, results_bucket: str,
+              older_than: timedelta, inbox_prefix: str = "", ignore: tuple[str, ...] = (),
+              now: datetime | None = None) -> list[StuckJob]:
+    """Uploads older than ``older_than`` with no partial and no result of their generation: their
+    job message was never handled (both engines' writes failed until the message was dropped, or
+    the trigger's publish was lost). Like stuck jobs, they only heal by being sent again."""
+    now = now or datetime.now(timezone.utc)
+    with_partials = {info.name.partition("/")[0] for info in store.list(staging_bucket)
+                     if info.name.endswith(("/stt.json", "/ser.json"))}
+    found = []
+    for info in store.list(inbox_bucket, inbox_prefix):
+        if skip_reason(info.name, prefix=inbox_prefix, ignore=ignore) or not info.updated:
+            continue
+        uploaded = _time(info.updated)
+        job_id = make_job_id(info.bucket, info.name, info.generation)
+        if now - uploaded <= older_than or job_id in with_partials:
+            continue
+        result = store.stat(results_bucket, result_key(info.name))
+        if result is not None and result.updated and _time(result.updated) >= uploaded:
+            continue
+        found.append(StuckJob(job_id, "nothing", "stt and ser", now - uploaded, info.name))
+    return found
+
+
+def _time(rfc3339: str) -> datetime:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
 
 
 def republish_stuck(store: BlobStore, bus: Bus, stuck: list[StuckJob], *, inbox_bucket: str, jobs_topic: str,

@@ -29,7 +29,8 @@ locals {
         BIGQUERY_TABLE = local.bigquery_table
       })
     }
-    # Reads the inbox and staging and publishes job messages: exactly the backfill's grants.
+    # Reads the inbox, staging and results and publishes job messages: exactly the backfill's grants.
+    # It sends again jobs with one partial (stuck) and uploads with none and no result (lost).
     healer = {
       account  = "backfill"
       args     = ["stuck", "--republish", "--older-than", tostring(var.stuck_after_minutes)]
@@ -38,6 +39,7 @@ locals {
         INBOX_BUCKET   = local.inbox_bucket
         INBOX_PREFIX   = var.inbox_prefix
         STAGING_BUCKET = local.staging_bucket
+        RESULTS_BUCKET = local.results_bucket
         JOBS_TOPIC     = google_pubsub_topic.jobs.name
       })
     }

@@ -57,6 +57,15 @@ def test_staging_and_results_unavailable_for_a_while_delays_jobs_and_loses_none(
                                                                  seconds=15))
 
 
+def test_lost_jobs_of_a_403_window_are_healed_by_the_scheduled_healer(stack, storage, audio):
+    # With a 403 both engines' writes fail at once and the emulator stops pushing: the jobs have no
+    # partial and no result. The healer (`stuck --republish`, hourly in Terraform; every 5 s here)
+    # sends them again once the window is over.
+    row = faults.storage_fault(stack, storage, audio, jobs=4, status=403, seconds=15, heal_every=5.0)
+    assert_every_job_has_exactly_one_result(row)
+    assert row.healed > 0
+
+
 def test_no_forged_push_token_is_accepted():
     sent, accepted = faults.forged_tokens()
     assert sent >= 10 and accepted == 0

@@ -195,3 +195,36 @@ def test_republishing_a_stuck_job_lets_the_missing_engine_finish_it_and_the_join
         workers.handle_partial(from_dict(PartialReady, message))
     assert json.loads(store.read("results", result_key("stuck.wav"))[0])["status"] == "ok"
     assert stuck_jobs(store, "staging", timedelta(hours=1), now=later) == [s for s in found if s.job_id != stuck_job.job_id]
+
+
+def test_uploads_with_no_partial_and_no_result_past_the_deadline_are_lost_and_republished():
+    from tests.unit.test_service import WAV, FakeSer, FakeStt, make_pipeline, upload
+    from workers.contracts import JobMessage, PartialReady, from_dict
+    from workers.ops import lost_jobs, republish_stuck
+
+    store, bus = MemoryBlobStore(), MemoryBus()
+    lost, done, half = upload(store, "lost.wav", WAV), upload(store, "done.wav", WAV), upload(store, "half.wav", WAV)
+    upload(store, ".DS_Store", b"\0")
+    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
+    for handle in (workers.handle_job_stt, workers.handle_job_ser):
+        handle(done)
+    for message in bus.on("partials"):
+        workers.handle_partial(from_dict(PartialReady, message))
+    workers.handle_job_stt(half)  # stuck, not lost: the other report finds it
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    kwargs = dict(inbox_bucket="inbox", staging_bucket="staging", results_bucket="results",
+                  older_than=timedelta(hours=1), ignore=(".DS_Store",))
+
+    found = lost_jobs(store, now=later, **kwargs)
+    assert [(j.job_id, j.name, j.present) for j in found] == [(lost.job_id, "lost.wav", "nothing")]
+    assert lost_jobs(store, now=datetime.now(timezone.utc), **kwargs) == [], "a fresh upload may still be in flight"
+
+    bus.messages.clear()
+    assert republish_stuck(store, bus, found, inbox_bucket="inbox", jobs_topic="jobs") == [lost.job_id]
+    for message in bus.on("jobs"):
+        workers.handle_job_stt(from_dict(JobMessage, message))
+        workers.handle_job_ser(from_dict(JobMessage, message))
+    for message in bus.on("partials"):
+        workers.handle_partial(from_dict(PartialReady, message))
+    assert json.loads(store.read("results", result_key("lost.wav"))[0])["status"] == "ok"
+    assert lost_jobs(store, now=later, **kwargs) == []
