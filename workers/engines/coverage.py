@@ -17,10 +17,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE
 from workers.contracts import Segment
-
-Span = tuple[float, float]
+from workers.engines import vad
+from workers.engines.vad import Span
 
 WINDOW_SECONDS = 30.0  # Whisper's receptive field
 # Word times come from cross-attention and are off by up to a few hundred ms; VAD pads each
@@ -32,12 +31,9 @@ HOLE_SECONDS = 1.0
 
 
 def speech_regions(audio: np.ndarray) -> list[Span]:
-    """Silero VAD with the options faster-whisper's batched pipeline uses (short pauses end a
-    region, none is longer than a window), in seconds."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    options = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
-    return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE) for r in get_speech_timestamps(audio, options)]
+    """Speech as faster-whisper's batched pipeline finds it (short pauses end a region, none is
+    longer than a window)."""
+    return vad.speech_regions(audio, min_silence_ms=160, max_seconds=WINDOW_SECONDS)
 
 
 def windows(regions: Sequence[Span], max_seconds: float = WINDOW_SECONDS) -> list[Span]:

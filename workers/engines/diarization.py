@@ -1,6 +1,6 @@
 """Who speaks when, offline: speaker turns of a mono recording.
 
-1. Speech regions from Silero VAD (the ONNX model faster-whisper ships).
+1. Speech regions from Silero VAD (``workers.engines.vad``).
 2. A voice embedding every 0.8 s over 1.6 s of speech, from Resemblyzer's GE2E speaker
    encoder (its trained weights ship in the PyPI wheel; Apache-2.0). The network (a 3-layer
    LSTM over 40 mel bands and a projection) is rebuilt here around those weights, and its mel
@@ -25,6 +25,8 @@ from typing import Protocol
 import numpy as np
 
 from workers.audio import SAMPLE_RATE
+from workers.engines import vad
+from workers.engines.vad import Span
 from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -116,7 +118,7 @@ class SpeakerDiarizer:
         labels = self._cluster(embeddings)
         return _named(_merged(_assigned(regions, centres, labels), self.min_turn_seconds))
 
-    def _embeddings(self, audio: np.ndarray, regions: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    def _embeddings(self, audio: np.ndarray, regions: list[Span]) -> tuple[np.ndarray, np.ndarray]:
         mels, centres = [], []
         for start, end in regions:
             chunk = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
@@ -172,15 +174,12 @@ class SpeakerDiarizer:
         return labels
 
 
-def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
-    """(start, end) seconds of speech, from the Silero VAD faster-whisper ships."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    found = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300, speech_pad_ms=100))
-    return [(r["start"] / SAMPLE_RATE, r["end"] / SAMPLE_RATE) for r in found]
+def speech_regions(audio: np.ndarray) -> list[Span]:
+    """Speech as turns are cut from it: a 0.3 s pause ends a region, padded by 0.1 s."""
+    return vad.speech_regions(audio, min_silence_ms=300, pad_ms=100)
 
 
-def _assigned(regions: list[tuple[float, float]], centres: np.ndarray, labels: np.ndarray) -> list[Turn]:
+def _assigned(regions: list[Span], centres: np.ndarray, labels: np.ndarray) -> list[Turn]:
     """Every stretch of speech gets the label of the nearest embedding (cut halfway between)."""
     turns = []
     for start, end in regions:
