@@ -31,7 +31,7 @@ import numpy as np
 from workers.audio import SAMPLE_RATE, decode
 from workers.contracts import EmotionWindow
 from workers.engines.ser_head import SerHead
-from workers.engines.whisper_encoder import WhisperEncoder, probe_signal
+from workers.engines.whisper_encoder import WhisperEncoder
 from workers.errors import ConfigError, PermanentError
 from workers.join import window_weights
 
@@ -221,12 +221,11 @@ def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: S
     weights, bias = model.coef_.T, model.intercept_
     if len(dataset.labels) == 2:  # a binary model is one logit for the second label: softmax of (0, z)
         weights, bias = np.hstack([np.zeros_like(weights), weights]), np.concatenate([[0.0], bias])
-    probe = probe_signal()
     head = SerHead(
         name=name, labels=dataset.labels, encoder_id=encoder.model_id,
         window_seconds=options.window_seconds, hop_seconds=options.hop_seconds,
         mean=scaler.mean_, scale=scaler.scale_, weights=weights, bias=bias,
-        probe=encoder.pooled(probe, len(probe), len(probe))[1][0], training=training or {},
+        probe=encoder.probe_features, training=training or {},
     )
     if not np.allclose(head.probabilities(x[:64]), model.predict_proba(scaler.transform(x[:64])), atol=1e-6):
         raise RuntimeError("the numpy head disagrees with the fitted model")  # a bug, never an input problem

@@ -16,7 +16,7 @@ from workers.audio import SAMPLE_RATE
 from workers.contracts import EmotionWindow, Engine
 from workers.engines.ser import EmotionTrack
 from workers.engines.ser_head import ENCODER_DIR, HEAD_FILE, SerHead
-from workers.engines.whisper_encoder import WhisperEncoder, probe_signal
+from workers.engines.whisper_encoder import WhisperEncoder
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ ENGINE_NAME = "whisper-head"
 
 
 def check_head_fits(head: SerHead, encoder: WhisperEncoder) -> None:
-    probe = probe_signal()
-    head.check_encoder(encoder.model_id, encoder.dims, encoder.pooled(probe, len(probe), len(probe))[1][0])
+    head.check_encoder(encoder.model_id, encoder.dims, encoder.probe_features)
 
 
 class WhisperHeadEmotionEngine:

@@ -9,6 +9,7 @@ a head always sees features made exactly the way it was trained on.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -58,7 +59,16 @@ class WhisperEncoder:
         self.model_path = model_path
         self.model_id = model_id(model_path.resolve())
         self.version = ctranslate2.__version__
-        self.dims = int(self.pooled(probe_signal()[:SAMPLE_RATE], SAMPLE_RATE, SAMPLE_RATE)[1].shape[1])
+
+    @property
+    def dims(self) -> int:
+        return int(self.probe_features.shape[0])
+
+    @functools.cached_property
+    def probe_features(self) -> np.ndarray:
+        """The pooled features of ``probe_signal()``: what identifies this encoder to a head."""
+        probe = probe_signal()
+        return self.pooled(probe, len(probe), len(probe))[1][0]
 
     def pooled(self, audio: np.ndarray, window: int, hop: int) -> tuple[list[tuple[int, int]], np.ndarray]:
         """The windows of ``audio`` (sample bounds) and each one's mean encoder frame.
