@@ -33,6 +33,12 @@ ENGLISH_CLIPS = (
 )
 
 
+def require_external() -> None:
+    """Stop a bench run that needs the recordings where they are absent."""
+    if not EXTERNAL.is_dir():
+        raise SystemExit(f"{EXTERNAL} is absent: the recordings live in ../shared/external beside the project")
+
+
 class Missing(RuntimeError):
     """``../shared/external`` is not beside this checkout (a user's clone)."""
 

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
+from bench.corpus import EXTERNAL, require_external
 from workers.audio import SAMPLE_RATE, decode
 from workers.engines.diarization import SpeakerDiarizer, Turn, speech_regions
-from workers.settings import REPO_ROOT
 
-EXTERNAL = REPO_ROOT.parent / "shared" / "external"
 STEP = 0.01
 COLLAR = 0.25
 VOICES = {
@@ -103,8 +101,7 @@ def der(truth: list[tuple[float, float, str]], found: list[Turn], duration: floa
 def main() -> None:
     argparse.ArgumentParser(prog="python -m bench.diarization", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    if not EXTERNAL.is_dir():
-        raise SystemExit(f"{EXTERNAL} is absent: the recordings live in ../shared/external beside the project")
+    require_external()
     diarizer = SpeakerDiarizer(device="cpu")
     diarizer.turns(clip("LJ", 0))  # warm-up
     print(f"{'conversation':<30}{'audio s':>8}{'speakers':>10}{'missed':>8}{'f.alarm':>8}{'confus.':>8}{'DER':>7}{'x RT':>7}")

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
+from bench.corpus import EXTERNAL, require_external
 from workers import bootstrap
 from workers.audio import decode
-from workers.settings import REPO_ROOT, Settings
+from workers.settings import Settings
 
-EXTERNAL = REPO_ROOT.parent / "shared" / "external"
 READ_SPEECH = ("coqui-ljspeech", "speechbrain-samples", "deepspeech-smoke", "uberi-sr", "fw-tests")
 AUDIO = (".wav", ".flac", ".mp3")
 
@@ -32,8 +31,7 @@ def main() -> None:
     parser.add_argument("--ser-engine", default="whisper-head")
     parser.add_argument("--ser-model", default="", help="default: the model set-up assembles")
     args = parser.parse_args()
-    if not EXTERNAL.is_dir():
-        raise SystemExit(f"{EXTERNAL} is absent: the recordings live in ../shared/external beside the project")
+    require_external()
     ser = bootstrap.ser_engine(Settings.from_env(ser_engine=args.ser_engine, ser_model=args.ser_model or None))
     files = [p for d in READ_SPEECH for p in sorted((EXTERNAL / d).iterdir()) if p.suffix in AUDIO]
     top: Counter[str] = Counter()

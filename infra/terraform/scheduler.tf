@@ -3,18 +3,20 @@
 # with one partial and no result past a deadline -> their job messages again). Cloud Scheduler
 # starts each through the Cloud Run Admin API with an OAuth token of its own service account.
 locals {
+  # What the backfill and the healer both read (inbox, staging, results) and where they publish.
+  inbox_to_jobs_env = merge(local.common_env, {
+    INBOX_BUCKET   = local.inbox_bucket
+    INBOX_PREFIX   = var.inbox_prefix
+    STAGING_BUCKET = local.staging_bucket
+    RESULTS_BUCKET = local.results_bucket
+    JOBS_TOPIC     = google_pubsub_topic.jobs.name
+  })
   scheduled_jobs = {
     backfill = {
       account  = "backfill"
       args     = concat(["backfill"], var.backfill_args)
       schedule = var.backfill_schedule
-      env = merge(local.common_env, {
-        INBOX_BUCKET   = local.inbox_bucket
-        INBOX_PREFIX   = var.inbox_prefix
-        STAGING_BUCKET = local.staging_bucket
-        RESULTS_BUCKET = local.results_bucket
-        JOBS_TOPIC     = google_pubsub_topic.jobs.name
-      })
+      env      = local.inbox_to_jobs_env
     }
     loader = {
       account = "loader"
@@ -35,13 +37,7 @@ locals {
       account  = "backfill"
       args     = ["stuck", "--republish", "--older-than", tostring(var.stuck_after_minutes)]
       schedule = var.healer_schedule
-      env = merge(local.common_env, {
-        INBOX_BUCKET   = local.inbox_bucket
-        INBOX_PREFIX   = var.inbox_prefix
-        STAGING_BUCKET = local.staging_bucket
-        RESULTS_BUCKET = local.results_bucket
-        JOBS_TOPIC     = google_pubsub_topic.jobs.name
-      })
+      env      = local.inbox_to_jobs_env
     }
   }
 }

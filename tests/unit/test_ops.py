@@ -172,7 +172,6 @@ def test_stuck_reports_jobs_with_one_partial_older_than_the_threshold():
 
 def test_republishing_a_stuck_job_lets_the_missing_engine_finish_it_and_the_joiner_merge():
     from tests.unit.test_service import WAV, FakeSer, FakeStt, make_pipeline, upload
-    from workers.contracts import JobMessage, PartialReady, from_dict
     from workers.ops import republish_stuck
 
     store, bus = MemoryBlobStore(), MemoryBus()
@@ -188,18 +187,14 @@ def test_republishing_a_stuck_job_lets_the_missing_engine_finish_it_and_the_join
     sent = republish_stuck(store, bus, found, inbox_bucket="inbox", jobs_topic="jobs")
 
     assert sent == [stuck_job.job_id]
-    for message in bus.on("jobs"):
-        workers.handle_job_stt(from_dict(JobMessage, message))
-        workers.handle_job_ser(from_dict(JobMessage, message))
-    for message in bus.on("partials"):
-        workers.handle_partial(from_dict(PartialReady, message))
+    _deliver(bus, workers)
     assert json.loads(store.read("results", result_key("stuck.wav"))[0])["status"] == "ok"
     assert stuck_jobs(store, "staging", timedelta(hours=1), now=later) == [s for s in found if s.job_id != stuck_job.job_id]
 
 
 def test_uploads_with_no_partial_and_no_result_past_the_deadline_are_lost_and_republished():
     from tests.unit.test_service import WAV, FakeSer, FakeStt, make_pipeline, upload
-    from workers.contracts import JobMessage, PartialReady, from_dict
+    from workers.contracts import PartialReady, from_dict
     from workers.ops import lost_jobs, republish_stuck
 
     store, bus = MemoryBlobStore(), MemoryBus()
@@ -221,10 +216,17 @@ def test_uploads_with_no_partial_and_no_result_past_the_deadline_are_lost_and_re
 
     bus.messages.clear()
     assert republish_stuck(store, bus, found, inbox_bucket="inbox", jobs_topic="jobs") == [lost.job_id]
+    _deliver(bus, workers)
+    assert json.loads(store.read("results", result_key("lost.wav"))[0])["status"] == "ok"
+    assert lost_jobs(store, now=later, **kwargs) == []
+
+
+def _deliver(bus, workers) -> None:
+    """What Pub/Sub would do with the bus's messages: each job to STT and SER, then the partials to the joiner."""
+    from workers.contracts import JobMessage, PartialReady, from_dict
+
     for message in bus.on("jobs"):
         workers.handle_job_stt(from_dict(JobMessage, message))
         workers.handle_job_ser(from_dict(JobMessage, message))
     for message in bus.on("partials"):
         workers.handle_partial(from_dict(PartialReady, message))
-    assert json.loads(store.read("results", result_key("lost.wav"))[0])["status"] == "ok"
-    assert lost_jobs(store, now=later, **kwargs) == []
