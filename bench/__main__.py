@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE, decode
-from workers.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
-from workers.settings import REPO_ROOT, Settings
+from workers.processing.audio import SAMPLE_RATE, decode
+from workers.engines.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.core.settings import REPO_ROOT, Settings
 
 OUT = REPO_ROOT / "bench" / "out"
 SAMPLES = REPO_ROOT / "samples"
@@ -82,7 +82,7 @@ def main() -> None:
                         help="CPU threads for STT and SER (0: every CPU for CTranslate2, torch's default)")
     args = parser.parse_args()
 
-    models = Path(Settings.from_env().models_dir)
+    models = Path(Settings.from_env().models.models_dir)
     setup_models(models)
     stt_model = models / (WHISPER_TINY_EN if args.stt == "tiny.en" else WHISPER_BASE)
     sers = {}

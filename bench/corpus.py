@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE, decode
-from workers.settings import REPO_ROOT
+from workers.processing.audio import SAMPLE_RATE, decode
+from workers.core.settings import REPO_ROOT
 
 EXTERNAL = REPO_ROOT.parent / "shared" / "external"
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from bench.corpus import EXTERNAL, require_external
-from workers.audio import SAMPLE_RATE, decode
+from workers.processing.audio import SAMPLE_RATE, decode
 from workers.engines.diarization import SpeakerDiarizer, Turn, speech_regions
 
 STEP = 0.01

@@ -28,11 +28,11 @@ from typing import Callable
 import requests
 from cloudevents.conversion import to_binary
 
-from workers.devstack import emulators
-from workers.devstack.bridge import cloud_event
-from workers.devstack.stack import NOTIFY_TOPIC, SERVICE_ROLES, DevStack
-from workers.jobs import make_job_id, partial_key
-from workers.settings import Settings
+from devstack import emulators
+from devstack.bridge import cloud_event
+from devstack.stack import NOTIFY_TOPIC, SERVICE_ROLES, DevStack
+from workers.core.jobs import make_job_id, partial_key
+from workers.core.settings import Settings
 
 
 HEAL_EVERY = 30.0
@@ -82,7 +82,7 @@ def heal(stack: DevStack, older_than: float) -> int:
     from datetime import timedelta
 
     from workers.adapters.pubsub import PubSubBus
-    from workers.ops import lost_jobs, republish_stuck, stuck_jobs
+    from workers.ops.tracking import lost_jobs, republish_stuck, stuck_jobs
 
     n, age = stack.names, timedelta(seconds=older_than)
     found = stuck_jobs(stack.store, n.staging, age) + lost_jobs(
@@ -265,11 +265,12 @@ async def _push_tokens(key, audience: str, account: str, tokens: list[str]) -> l
     from aiohttp.test_utils import TestClient, TestServer
 
     from tests.oidc_factory import certs_page
-    from tests.unit.test_service import WAV, FakeStt, make_pipeline, upload, wait_ready
+    from tests.handlers_factory import make_handlers
+    from tests.unit.test_service import WAV, FakeStt, upload, wait_ready
     from workers.adapters.memory import MemoryBlobStore
     from workers.adapters.pubsub import encode_push
-    from workers.contracts import to_dict
-    from workers.service.app import create_app
+    from workers.core.contracts import to_dict
+    from workers.entrypoints.http.app import create_app
 
     async def certs(request):
         return web.json_response(certs_page(key))
@@ -281,7 +282,7 @@ async def _push_tokens(key, audience: str, account: str, tokens: list[str]) -> l
                                      oidc_certs_url=str(cert_server.make_url("/certs")))
         store = MemoryBlobStore()
         body = encode_push(to_dict(upload(store, "a.wav", WAV)))
-        app = create_app(settings, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+        app = create_app(settings, "stt", build=lambda: make_handlers(store, stt=FakeStt()))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             await wait_ready(client)
             return [(await client.post("/push/job", data=body, headers={"Authorization": f"Bearer {t}"})).status
@@ -292,11 +293,12 @@ def malformed_messages() -> dict[str, int]:
     """Push bodies that can never succeed: acknowledged (2xx), retried (other) or crashed (500 internal)."""
     import base64
 
-    from tests.unit.test_service import EMULATED, FakeStt, make_pipeline, serve
+    from tests.handlers_factory import make_handlers
+    from tests.unit.test_service import EMULATED, FakeStt, serve
     from workers.adapters.pubsub import encode_push
-    from workers.jobs import make_job
-    from workers.contracts import to_dict
-    from workers.service.app import create_app
+    from workers.core.jobs import make_job
+    from workers.core.contracts import to_dict
+    from workers.entrypoints.http.app import create_app
 
     job = to_dict(make_job(bucket="inbox", name="a.wav", generation=5, size=1, content_type=None, source="upload"))
     deep = b"[" * 100_000 + b"]" * 100_000
@@ -309,7 +311,7 @@ def malformed_messages() -> dict[str, int]:
         json.dumps({"message": {"data": base64.b64encode(json.dumps(job).encode()).decode()},
                     "deliveryAttempt": "9" * 5000}).encode(),
     ]
-    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(stt=FakeStt()))
+    app = create_app(EMULATED, "stt", build=lambda: make_handlers(stt=FakeStt()))
 
     async def scenario(client):
         answers = []
@@ -351,9 +353,9 @@ def main(argv: list[str]) -> int:
                         help="run only the scenarios whose name contains TEXT (e.g. 'store 403')")
     args = parser.parse_args(argv)
     from tests.audio_factory import encode, tone
-    from workers.models import WHISPER_TINY_EN, setup_models
+    from workers.engines.models import WHISPER_TINY_EN, setup_models
 
-    models = Path(Settings.from_env().models_dir)
+    models = Path(Settings.from_env().models.models_dir)
     setup_models(models)
     settings = Settings.from_env({}, models_dir=str(models), stt_model=str(models / WHISPER_TINY_EN))
     workdir = Path(tempfile.mkdtemp(prefix="faults-"))

@@ -11,15 +11,17 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from workers import bootstrap
-from workers.audio import decode
-from workers.runner import RunSummary, process_one
-from workers.settings import Settings
+from workers.composition import Root, configure_logging
+from workers.core.contracts import Timing
+from workers.processing.audio import decode
+from workers.entrypoints.local_runner import RunSummary, process_one
+from workers.core.settings import Settings
 
 
-def _span(timing: dict) -> tuple[float, float]:
-    return (datetime.fromisoformat(timing["started_at"]).timestamp(),
-            datetime.fromisoformat(timing["finished_at"]).timestamp())
+def _span(timing: Timing | None) -> tuple[float, float]:
+    assert timing is not None, "the result has no timing"
+    return (datetime.fromisoformat(timing.started_at).timestamp(),
+            datetime.fromisoformat(timing.finished_at).timestamp())
 
 
 def main() -> None:
@@ -33,9 +35,10 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env(stt_model=args.stt_model, ser_engine=args.ser_engine, ser_model=args.ser_model,
                                  stt_cpu_threads=args.stt_threads, ser_cpu_threads=args.ser_threads)
-    bootstrap.configure_logging(settings, default_level="WARNING")
-    stt, ser, diarizer = bootstrap.stt_engine(settings), bootstrap.ser_engine(settings), bootstrap.diarizer(settings)
-    audio = decode(args.audio, max_seconds=settings.max_audio_seconds).samples
+    configure_logging(settings.log, default_level="WARNING")
+    root = Root(settings)
+    stt, ser, diarizer = root.stt_engine(), root.ser_engine(), root.diarizer()
+    audio = decode(args.audio, max_seconds=settings.input.max_audio_seconds).samples
     duration = len(audio) / 16_000
     stt.transcribe(audio[: 16_000 * 5])  # warm-up: first-call allocations are not the steady state
     ser.classify(audio[: 16_000 * 5])
@@ -55,12 +58,13 @@ def main() -> None:
         inbox = Path(tmp) / "inbox"
         inbox.mkdir()
         shutil.copy(args.audio, inbox / args.audio.name)
-        stack = bootstrap.local_stack(settings, inbox, Path(tmp) / "results")
+        stack = Root.local(settings, inbox, Path(tmp) / "results").local_stack()
         t = time.perf_counter()
         result = process_one(stack, stack.store.stat(stack.inbox_bucket, args.audio.name), RunSummary())
         pipeline = time.perf_counter() - t
         stack.close()
-    a, b = _span(result["timings"]["stt"]), _span(result["timings"]["ser"])
+    assert result is not None, "the pipeline wrote no result"
+    a, b = _span(result.timings.stt), _span(result.timings.ser)
     overlap = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
     print(json.dumps({
         "audio_seconds": duration,

@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE
-from workers.contracts import Segment
+from workers.processing.audio import SAMPLE_RATE
+from workers.core.contracts import Segment
 
 THIS = "this engine"
 PEERS = (THIS, "faster-whisper sequential", "faster-whisper batched", "openai-whisper", "whisperx")
@@ -47,7 +47,7 @@ def _result(segments: list[Segment]) -> tuple[str, list[Segment]]:
 def _engine(name: str, models: Path, threads: int, batch: int, beam: int) -> Callable[[np.ndarray], tuple]:
     """A function from audio to (text, segments or None) for one peer, its model loaded."""
     from workers.engines.stt import FasterWhisperEngine, decoded_segment
-    from workers.models import WHISPER_BASE, WHISPER_BASE_OPENAI
+    from workers.engines.models import WHISPER_BASE, WHISPER_BASE_OPENAI
 
     ct2 = models / WHISPER_BASE
     if name == THIS:
@@ -97,7 +97,7 @@ def _engine(name: str, models: Path, threads: int, batch: int, beam: int) -> Cal
 def _child(args: argparse.Namespace) -> None:
     from bench.corpus import english_speech
     from bench.wer import word_error_rate
-    from workers.audio import decode
+    from workers.processing.audio import decode
     from workers.engines.coverage import Coverage, speech_regions
 
     if args.file:
@@ -125,7 +125,7 @@ def _span(values: list[float], fmt: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from workers.settings import REPO_ROOT, Settings
+    from workers.core.settings import REPO_ROOT, Settings
 
     parser = argparse.ArgumentParser(prog="python -m bench peers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,9 +143,9 @@ def main(argv: list[str]) -> None:
     if args.child:
         return _child(args)
 
-    from workers.models import setup_models
+    from workers.engines.models import setup_models
 
-    args.models_dir = args.models_dir or Settings.from_env().models_dir
+    args.models_dir = args.models_dir or Settings.from_env().models.models_dir
     setup_models(Path(args.models_dir))
     engines = [e for e in args.engines if e != "whisperx" or importlib.util.find_spec("whisperx")]
     if "whisperx" in args.engines and "whisperx" not in engines:

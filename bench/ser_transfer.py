@@ -17,9 +17,9 @@ from collections import Counter
 import numpy as np
 
 from bench.corpus import EXTERNAL, require_external
-from workers import bootstrap
-from workers.audio import decode
-from workers.settings import Settings
+from workers.composition import Root
+from workers.processing.audio import decode
+from workers.core.settings import Settings
 
 READ_SPEECH = ("coqui-ljspeech", "speechbrain-samples", "deepspeech-smoke", "uberi-sr", "fw-tests")
 AUDIO = (".wav", ".flac", ".mp3")
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--ser-model", default="", help="default: the model set-up assembles")
     args = parser.parse_args()
     require_external()
-    ser = bootstrap.ser_engine(Settings.from_env(ser_engine=args.ser_engine, ser_model=args.ser_model or None))
+    ser = Root(Settings.from_env(ser_engine=args.ser_engine, ser_model=args.ser_model or None)).ser_engine()
     files = [p for d in READ_SPEECH for p in sorted((EXTERNAL / d).iterdir()) if p.suffix in AUDIO]
     top: Counter[str] = Counter()
     print(f"{'clip':<48}{'s':>6}  " + "".join(f"{label:>9}" for label in ser.labels))

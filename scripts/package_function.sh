@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Assemble the Cloud Function's source: trigger/*.py at the top (main.py is the entry point),
-# the workers package without its engines (the trigger shares workers.jobs, it does not copy
-# it), the JSON Schemas the contracts name, and a requirements.txt with only what the trigger
-# needs.
+# the light rooms of the workers package it shares with the services (workers/core: contracts,
+# job identity, settings, ports, logs; workers/adapters; the composition root, which imports
+# engines only when a service asks for them), the JSON Schemas the contracts name, and a
+# requirements.txt with only what the trigger needs. Nothing is copied to be deleted again.
 #
 #   scripts/package_function.sh [OUT_DIR] [ZIP]
 #
@@ -22,8 +23,9 @@ fi
 rm -rf "$out"
 mkdir -p "$out"
 cp "$repo"/trigger/*.py "$out/"
-cp -R "$repo/workers" "$out/workers"
-rm -rf "$out/workers/engines"
+mkdir -p "$out/workers"
+cp "$repo/workers/__init__.py" "$repo/workers/composition.py" "$out/workers/"
+cp -R "$repo/workers/core" "$repo/workers/adapters" "$out/workers/"
 find "$out" \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +
 mkdir -p "$out/schemas"
 cp "$repo"/schemas/*.json "$out/schemas/"

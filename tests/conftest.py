@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from workers import bootstrap
-from workers.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
-from workers.settings import REPO_ROOT, Settings
+from workers.composition import Root
+from workers.engines.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.core.settings import REPO_ROOT, Settings
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / ".models"))
 
@@ -41,18 +41,18 @@ def base_settings(models_dir: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_stt(fast_settings):
-    return bootstrap.stt_engine(fast_settings)
+    return Root(fast_settings).stt_engine()
 
 
 @pytest.fixture(scope="session")
 def base_stt(base_settings):
-    return bootstrap.stt_engine(base_settings)
+    return Root(base_settings).stt_engine()
 
 
 @pytest.fixture(scope="session")
 def default_ser(fast_settings):
     assert fast_settings.ser_model_path.name == SER_WHISPER_HEAD
-    return bootstrap.ser_engine(fast_settings)
+    return Root(fast_settings).ser_engine()
 
 
 @pytest.fixture(scope="session")
@@ -64,4 +64,4 @@ def untrained_settings(fast_settings, tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="session")
 def tiny_ser(untrained_settings):
-    return bootstrap.ser_engine(untrained_settings)
+    return Root(untrained_settings).ser_engine()

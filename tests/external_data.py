@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.settings import REPO_ROOT
+from workers.core.settings import REPO_ROOT
 
 EXTERNAL = REPO_ROOT.parent / "shared" / "external"
 

@@ -1,4 +1,5 @@
-"""Result records of any size for report tests, built on the golden result."""
+"""Stored records for tests: results of any size for the report, and stored results and partials
+for the operations, all built on the golden records."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import copy
 import json
 from pathlib import Path
 from typing import Sequence
+
+from workers.core.contracts import to_dict
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 LABELS = ("angry", "happy", "neutral", "sad")
@@ -87,3 +90,22 @@ def silence_result() -> dict:
     result["summary"] = {"dominant_emotion": None, "sentiment": None, "distribution": [],
                          "sentiment_distribution": [], "speech_seconds": 0.0}
     return result
+
+
+def stored_result(bucket: str, name: str, generation: int, *, version: str = "0.1.0", status: str = "ok",
+                  error: dict | None = None) -> bytes:
+    """A stored result for the upload (bucket, name, generation): the golden one, renamed."""
+    from workers.core.jobs import make_job
+
+    body = golden()
+    body["job"] = to_dict(make_job(bucket=bucket, name=name, generation=generation, size=1, content_type=None,
+                                   source="upload"))
+    body.update(pipeline_version=version, status=status, error=error)
+    return json.dumps(body).encode()
+
+
+def stored_partial(job_id: str, kind: str, *, status: str = "ok", error: dict | None = None) -> bytes:
+    """A stored STT or SER partial of the job: the golden one, renamed."""
+    body = golden(f"{kind}_partial.json")
+    body.update(job_id=job_id, status=status, error=error)
+    return json.dumps(body).encode()

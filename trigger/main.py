@@ -3,23 +3,22 @@
 Thin: apply the shared candidate rule, build the job message with the shared job id, publish
 it to the jobs topic. No model, no download. Deployed with the ``workers`` package beside it
 (only its light modules are imported here), so job ids and the candidate rule are the very
-code the workers and the backfill run.
+code the workers and the backfill run. Its bus comes from the composition root, as every
+entry point's does.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Mapping
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from workers import logs
-from workers.adapters.pubsub import PubSubBus
-from workers.contracts import JobMessage, to_dict
-from workers.jobs import make_job, skip_reason
-from workers.settings import Settings
+from workers.composition import Root, configure_logging
+from workers.core.contracts import JobMessage, to_dict
+from workers.core.jobs import make_job, skip_reason
+from workers.core.settings import Settings
 
 log = logging.getLogger("trigger")
 
@@ -32,9 +31,8 @@ _wiring: dict[str, Any] = {}
 def _settings_and_bus() -> tuple[Settings, Any]:
     if not _wiring:
         settings = Settings.from_env()
-        json_lines = settings.log_format == "json" or (settings.log_format == "auto" and "K_SERVICE" in os.environ)
-        logs.configure(json_lines=json_lines, level=settings.log_level)
-        _wiring.update(settings=settings, bus=PubSubBus(settings.project))
+        configure_logging(settings.log)
+        _wiring.update(settings=settings, bus=Root.cloud(settings).publisher())
     return _wiring["settings"], _wiring["bus"]
 
 
@@ -45,11 +43,12 @@ def job_for(event_type: str, data: Mapping[str, Any], settings: Settings) -> Job
     bucket, name = data.get("bucket"), data.get("name")
     if not bucket or name is None or data.get("generation") in (None, ""):
         return "event without bucket, name and generation"
-    if bucket in (settings.staging_bucket, settings.results_bucket):
+    cloud, rules = settings.cloud, settings.input
+    if bucket in (cloud.staging_bucket, cloud.results_bucket):
         return "an output of the pipeline"
-    if settings.inbox_bucket and bucket != settings.inbox_bucket:
-        return f"bucket {bucket} is not the inbox {settings.inbox_bucket}"
-    reason = skip_reason(name, prefix=settings.inbox_prefix, ignore=settings.ignore_globs)
+    if cloud.inbox_bucket and bucket != cloud.inbox_bucket:
+        return f"bucket {bucket} is not the inbox {cloud.inbox_bucket}"
+    reason = skip_reason(name, prefix=rules.inbox_prefix, ignore=rules.ignore_globs)
     if reason:
         return reason
     try:
@@ -72,7 +71,7 @@ def on_finalized(event: CloudEvent) -> None:
                  extra={"object": data.get("name")})
         return
     # A failed publish raises: the function answers 500 and Eventarc delivers the event again.
-    message_id = bus.publish(settings.jobs_topic, to_dict(job), {
+    message_id = bus.publish(settings.cloud.jobs_topic, to_dict(job), {
         "job_id": job.job_id, "bucket": job.bucket, "name": job.name, "generation": str(job.generation),
         "source": job.source, "event_id": event["id"],
     })

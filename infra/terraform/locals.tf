@@ -22,7 +22,7 @@ locals {
   # message that names the inbox bucket (larger files go there).
   max_request_bytes = 32 * 1024 * 1024
 
-  # Environment every workers container shares; names are the ones workers/settings.py reads.
+  # Environment every workers container shares; names are the ones workers/core/settings.py reads.
   common_env = {
     GOOGLE_CLOUD_PROJECT = var.project_id
     LOG_FORMAT           = "json"

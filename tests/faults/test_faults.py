@@ -7,7 +7,7 @@ import pytest
 
 from bench import faults
 from tests.audio_factory import encode, tone
-from workers.devstack.stack import SERVICE_ROLES, DevStack
+from devstack.stack import SERVICE_ROLES, DevStack
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from .hcl_config import REPO
-from workers.settings import settings_table
+from workers.core.settings import settings_table
 
 DOCKER = REPO / "docker"
 DOCKERFILES = {"gpu": DOCKER / "Dockerfile.gpu", "cpu": DOCKER / "Dockerfile.cpu"}
@@ -87,7 +87,7 @@ def test_image_sets_no_secret_and_only_known_environment_names(kind):
         if keyword in ("ENV", "ARG"):
             assert not re.search(r"(TOKEN|SECRET|PASSWORD|API_KEY|CREDENTIALS)", rest, re.I), rest
     unknown = set(env_names(steps)) - SETTINGS_NAMES - PLATFORM_ENV
-    assert not unknown, f"not settings names (workers/settings.py): {unknown}"
+    assert not unknown, f"not settings names (workers/core/settings.py): {unknown}"
 
 
 def test_gpu_image_fetches_models_at_build_time_and_runs_offline():
@@ -191,7 +191,13 @@ def test_function_source_has_the_trigger_the_shared_workers_code_and_only_light_
     subprocess.run(["bash", str(REPO / "scripts" / "package_function.sh"), str(out), str(tmp_path / "f.zip")],
                    check=True, capture_output=True, timeout=60)
     assert (out / "main.py").read_text() == (REPO / "trigger" / "main.py").read_text()
-    assert (out / "workers" / "jobs.py").exists() and not (out / "workers" / "engines").exists()
+    assert (out / "workers" / "core" / "jobs.py").exists()
+    assert {p.name for p in (out / "workers").iterdir()} - {"__pycache__"} == {
+        "__init__.py", "composition.py", "core", "adapters"}, "only the light rooms are packaged"
+    # Everything the function may import lazily through the composition root is packaged too,
+    # or is one of the heavy rooms it never asks for (engines, processing, entry points).
+    composition = (out / "workers" / "composition.py").read_text()
+    assert "import workers.engines" not in composition.split("def ", 1)[0]
     assert (tmp_path / "f.zip").exists()
     assert requirement_names(out / "requirements.txt") == {"functions-framework", "google-cloud-pubsub", "cloudevents"}
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from .hcl_config import MODULE, REPO, TERRAFORM, Config, expression, sub_blocks, unquote
-from workers.settings import settings_table
+from workers.core.settings import settings_table
 
 SETTINGS_NAMES = {row[0] for row in settings_table()}
 ALL_TF_TEXT = "\n".join(p.read_text() for p in TERRAFORM.rglob("*.tf"))
@@ -270,7 +270,7 @@ def test_environment_names_set_in_terraform_are_settings_names(root, module):
     expected = {"ROLE", "GOOGLE_CLOUD_PROJECT", "PUSH_AUDIENCE", "PUSH_SERVICE_ACCOUNT", "STT_URL",
                 "STT_AUDIENCE", "JOBS_TOPIC", "PARTIALS_TOPIC", "BIGQUERY_TABLE", "RESULTS_BUCKET"}
     assert expected <= names, f"the collector missed {expected - names}"
-    assert names <= SETTINGS_NAMES, f"not in workers/settings.py: {sorted(names - SETTINGS_NAMES)}"
+    assert names <= SETTINGS_NAMES, f"not in workers/core/settings.py: {sorted(names - SETTINGS_NAMES)}"
     assert "PORT" not in names, "Cloud Run reserves PORT"
 
 

@@ -4,7 +4,7 @@
 afterwards; ``gcs_emulator`` yields the URL that STORAGE_EMULATOR_HOST takes, and publishes an
 OBJECT_FINALIZE notification to ``GCS_NOTIFY_TOPIC`` for every finalized object. Set-up
 helpers (buckets, topics, push/pull subscriptions with dead-letter policies) are in
-``workers.devstack.emulators``. An emulator that is not installed skips these tests with the
+``devstack.emulators``. An emulator that is not installed skips these tests with the
 reason, except under CI=true, where it fails them: CI must exercise the emulators.
 """
 
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from workers.devstack import emulators
+from devstack import emulators
 
 GCS_NOTIFY_TOPIC = "gcs-notifications"
 PROJECT = emulators.PROJECT

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from workers.adapters.pubsub import PubSubBus
-from workers.devstack import emulators
-from workers.errors import NotFound, PreconditionFailed, TransientError
+from devstack import emulators
+from workers.core.errors import NotFound, PreconditionFailed, TransientError
 
 
 def test_write_if_absent_stores_once_and_412_becomes_precondition_failed(gcs_emulator, gcs_store, unique):

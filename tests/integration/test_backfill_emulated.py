@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import time
 
+from tests.result_factory import stored_partial, stored_result
 from workers.adapters.pubsub import PubSubBus
 from workers.adapters.pubsub_pull import PubSubDeadLetters
-from workers.backfill import Backfill, BackfillOptions, BackfillSummary
-from workers.devstack import emulators
-from workers.jobs import make_job, result_key
-from workers.ledger import Ledger
-from workers.ops import redrive, upload_status
+from workers.ops.backfill import Backfill, BackfillOptions, BackfillSummary
+from devstack import emulators
+from workers.core.jobs import make_job, partial_key, result_key
+from workers.ops.ledger import Ledger
+from workers.ops.tracking import redrive, upload_status
 
 OBJECTS = 500
 WITH_RESULT = 120
@@ -46,9 +47,8 @@ def test_backfill_of_500_objects_publishes_those_without_a_result_once(gcs_emula
         generation = gcs_store.write(inbox, f"calls/{i:04d}.wav", b"RIFF" + bytes(i % 7), if_generation_match=None,
                                      content_type="audio/wav")
         if i < WITH_RESULT:
-            body = {"job": {"name": f"calls/{i:04d}.wav", "generation": generation}, "pipeline_version": "0.1.0"}
-            gcs_store.write(results, result_key(f"calls/{i:04d}.wav"), json.dumps(body).encode(),
-                            if_generation_match=None)
+            gcs_store.write(results, result_key(f"calls/{i:04d}.wav"),
+                            stored_result(inbox, f"calls/{i:04d}.wav", generation), if_generation_match=None)
 
     bus = PubSubBus(emulators.PROJECT)
     try:
@@ -87,12 +87,12 @@ def test_status_sees_a_dead_letter_and_redrive_republishes_it_to_the_jobs_topic(
     emulators.create_subscription(dead, dead, ack_deadline_seconds=10)  # Pub/Sub's shortest lease
     generation = gcs_store.write(inbox, "call.wav", b"RIFF", if_generation_match=None)
     job = make_job(bucket=inbox, name="call.wav", generation=generation, size=4, content_type=None, source="upload")
-    gcs_store.write(staging, f"{job.job_id}/ser.json", json.dumps({"status": "ok"}).encode(), if_generation_match=0)
+    gcs_store.write(staging, partial_key(job.job_id, "ser"), stored_partial(job.job_id, "ser"), if_generation_match=0)
 
     bus = PubSubBus(emulators.PROJECT)
     queue = PubSubDeadLetters(emulators.PROJECT)
     try:
-        from workers.contracts import to_dict
+        from workers.core.contracts import to_dict
 
         bus.publish(dead, to_dict(job), {"job_id": job.job_id, "CloudPubSubDeadLetterSourceSubscription": "stt"})
         status = upload_status(gcs_store, bucket=inbox, name="call.wav", staging_bucket=staging,

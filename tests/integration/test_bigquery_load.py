@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.bq_emulator import BigQueryEmulator
-from workers.bq_load import BigQueryLoader, result_uris
-from workers.contracts import Result, dumps, loads
-from workers.devstack import emulators
-from workers.jobs import make_job_id, result_key
+from workers.ops.bq_load import BigQueryLoader, result_uris
+from workers.core.contracts import Result, dumps, loads
+from devstack import emulators
+from workers.core.jobs import make_job_id, result_key
 
 GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 DATASET = "speech"
@@ -159,7 +159,7 @@ def test_a_table_made_by_the_previous_pipeline_gains_the_new_columns_and_keeps_i
     """Rows of pipeline 0.1 (no speakers, channels or text sentiment) and 0.2 in one table."""
     from google.cloud import bigquery
 
-    from workers.bq_load import table_schema
+    from workers.ops.bq_load import table_schema
 
     emulator, client = bq
     results_bucket = f"results-{unique}"

@@ -21,13 +21,13 @@ from cloudevents.conversion import to_binary
 
 from tests.audio_factory import encode
 from workers.adapters.pubsub import PubSubBus
-from workers.audio import decode
-from workers.contracts import JobMessage, PartialReady, to_dict
-from workers.devstack import emulators
-from workers.devstack.bridge import cloud_event
-from workers.devstack.stack import Delivery, DevStack
-from workers.jobs import make_job, make_job_id, partial_key, result_key
-from workers.settings import REPO_ROOT
+from workers.processing.audio import decode
+from workers.core.contracts import JobMessage, PartialReady, to_dict
+from devstack import emulators
+from devstack.bridge import cloud_event
+from devstack.stack import Delivery, DevStack
+from workers.core.jobs import make_job, make_job_id, partial_key, result_key
+from workers.core.settings import REPO_ROOT
 
 SAMPLE = REPO_ROOT / "samples" / "en_support_call.flac"
 RESULT_SCHEMA = json.loads((REPO_ROOT / "schemas" / "result.schema.json").read_text())
@@ -77,14 +77,14 @@ def test_an_upload_becomes_exactly_one_schema_valid_result(stack, audio_30s):
     result = stack.wait_result(name, generation, timeout=180)
     latency = time.monotonic() - t0
     print(f"\nend-to-end latency of a 30 s file through the emulated stack: {latency:.2f} s")
-    jsonschema.Draft202012Validator(RESULT_SCHEMA).validate(result)
-    assert result["status"] == "ok" and result["job"]["source"] == "upload"
-    assert result["job"]["job_id"] == make_job_id(stack.names.inbox, name, generation)
-    text = " ".join(s["text"] for s in result["segments"]).lower()
+    jsonschema.Draft202012Validator(RESULT_SCHEMA).validate(to_dict(result))
+    assert result.status == "ok" and result.job.source == "upload"
+    assert result.job.job_id == make_job_id(stack.names.inbox, name, generation)
+    text = " ".join(s.text for s in result.segments).lower()
     assert len(text.split()) > 20
-    assert all(s["emotion"] is not None for s in result["segments"])
+    assert all(s.emotion is not None for s in result.segments)
     assert results_named(stack, name) == [result_key(name)]
-    assert result_writes(stack, result["job"]["job_id"]) == 1
+    assert result_writes(stack, result.job.job_id) == 1
 
 
 def test_the_same_event_delivered_five_more_times_still_gives_one_result(stack):
@@ -100,7 +100,7 @@ def test_the_same_event_delivered_five_more_times_still_gives_one_result(stack):
     for _ in range(5):  # Eventarc's at-least-once delivery, exaggerated
         assert requests.post(stack.urls["trigger"] + "/", data=body, headers=headers, timeout=30).ok
     result = stack.wait_result(name, generation, timeout=180)
-    job_id = result["job"]["job_id"]
+    job_id = result.job.job_id
     # Six job messages (the upload's event and five repeats): every one reaches STT and SER,
     # and every partial announcement the joiner. Wait until all of them were handled.
     expected = {"stt": 6, "ser": 6, "joiner": 12}
@@ -110,7 +110,7 @@ def test_the_same_event_delivered_five_more_times_still_gives_one_result(stack):
         time.sleep(0.2)
     assert results_named(stack, name) == [result_key(name)]
     assert result_writes(stack, job_id) == 1
-    assert stack.result(name)["job"]["job_id"] == job_id
+    assert stack.result(name).job.job_id == job_id
 
 
 def test_a_worker_killed_mid_job_is_completed_by_redelivery(stack, audio_30s):
@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_job_is_completed_by_redelivery(stack, audio_30s):
     assert stack.store.stat(stack.names.staging, partial_key(job_id, "stt")) is None, "job finished before kill"
     stack.restart("stt")
     result = stack.wait_result(name, generation, timeout=180)
-    assert result["status"] == "ok"
+    assert result.status == "ok"
     assert results_named(stack, name) == [result_key(name)]
 
 
@@ -146,7 +146,7 @@ def test_a_restarted_worker_gets_no_push_before_it_is_ready(stack, tmp_path):
     audio.write_bytes(encode(np.zeros(16000, dtype=np.float32)))
     name, generation = stack.upload(audio, "e2e/while-ser-restarts.wav")
     restarting.join(120)
-    assert stack.wait_result(name, generation, timeout=120)["status"] == "ok"
+    assert stack.wait_result(name, generation, timeout=120).status == "ok"
     log = before.log_path.read_text(errors="replace")[log_start:]
     job_id = make_job_id(stack.names.inbox, name, generation)
     assert "still loading its model" not in log, log

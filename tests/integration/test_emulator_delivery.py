@@ -1,5 +1,5 @@
 """What the Pub/Sub emulator does with failing pushes, measured: the dev stack's delivery
-settings (workers.devstack.stack.DEV_STACK_DELIVERY) are chosen from this, so a new emulator
+settings (devstack.stack.DEV_STACK_DELIVERY) are chosen from this, so a new emulator
 that behaves otherwise fails here first."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from workers.devstack import emulators
+from devstack import emulators
 
 
 def test_a_failing_push_is_retried_within_seconds_and_dead_lettered_after_the_attempts(

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import FORMATS, encode, png_bytes, speech_sample, tone, zip_bytes
-from workers.audio import SAMPLE_RATE, decode
-from workers.errors import PermanentError
+from workers.processing.audio import SAMPLE_RATE, decode
+from workers.core.errors import PermanentError
 
 LIMIT = 4 * 3600.0
 

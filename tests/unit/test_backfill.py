@@ -8,11 +8,12 @@ from datetime import timedelta
 
 import pytest
 
+from tests.result_factory import stored_result
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
-from workers.backfill import Backfill, BackfillOptions, BackfillSummary, RateLimiter, version_key
-from workers.errors import ConfigError, NotFound, TransientError
-from workers.jobs import make_job_id, result_key
-from workers.ledger import Ledger, ledger_key
+from workers.ops.backfill import Backfill, BackfillOptions, BackfillSummary, RateLimiter, version_key
+from workers.core.errors import ConfigError, NotFound, TransientError
+from workers.core.jobs import make_job_id, result_key
+from workers.ops.ledger import Ledger, ledger_key
 
 INBOX, RESULTS, STAGING, TOPIC = "inbox", "results", "staging", "jobs"
 
@@ -29,8 +30,8 @@ def _run(store, bus, opts=BackfillOptions(rate=0), **kw) -> BackfillSummary:
 
 
 def _result(store, name, generation, version="0.1.0"):
-    body = {"job": {"name": name, "generation": generation}, "pipeline_version": version, "status": "ok"}
-    store.write(RESULTS, result_key(name), json.dumps(body).encode(), if_generation_match=None)
+    store.write(RESULTS, result_key(name), stored_result(INBOX, name, generation, version=version),
+                if_generation_match=None)
 
 
 @pytest.fixture
@@ -145,7 +146,7 @@ def test_a_failed_publish_is_reported_and_retried_by_the_next_run(store):
 def test_a_claim_left_by_a_dead_run_is_taken_over_only_once_stale(store):
     backfill = _backfill(store, MemoryBus())
     job_info = store.stat(INBOX, "calls/5.wav")
-    from workers.jobs import make_job
+    from workers.core.jobs import make_job
 
     job = make_job(bucket=INBOX, name=job_info.name, generation=job_info.generation, size=1, content_type=None,
                    source="backfill")

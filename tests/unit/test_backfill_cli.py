@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.__main__ import main
+from workers.entrypoints.cli.main import main
 
 
 def test_local_dry_run_prints_the_plan_and_status_tells_an_unprocessed_file(tmp_path, capsys):

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from workers.bq_load import merge_sql, parse_when, split_table_id, table_schema
-from workers.errors import ConfigError
+from workers.ops.bq_load import merge_sql, parse_when, split_table_id, table_schema
+from workers.core.errors import ConfigError
 
 
 def test_merge_keys_on_the_audio_object_and_replaces_with_a_newer_generation_or_a_later_merge():

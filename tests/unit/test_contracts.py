@@ -1,4 +1,4 @@
-"""The JSON Schemas in schemas/, the dataclasses in workers.contracts and the BigQuery schema agree."""
+"""The JSON Schemas in schemas/, the dataclasses in workers.core.contracts and the BigQuery schema agree."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Literal, get_args, get_origin, get_type_hints
 import jsonschema
 import pytest
 
-from workers import contracts
-from workers.contracts import SCHEMA_FILES, Result, dumps, from_dict, loads, to_dict
+from workers.core import contracts
+from workers.core.contracts import SCHEMA_FILES, Result, dumps, from_dict, loads, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"

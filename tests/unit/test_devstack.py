@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.devstack.stack import supervise
+from devstack.stack import supervise
 
 
 class Child:
@@ -74,7 +74,7 @@ def test_ctrl_c_stops_a_healthy_stack_with_status_zero(tmp_path):
 
 def test_the_dev_stacks_delivery_settings_are_checked_against_terraforms():
     from tests.infra.hcl_config import TERRAFORM, Config
-    from workers.devstack.stack import DEV_STACK_DELIVERY, PRODUCTION_DELIVERY
+    from devstack.stack import DEV_STACK_DELIVERY, PRODUCTION_DELIVERY
 
     defaults = Config(TERRAFORM).variable_defaults()
     deployed = (defaults["ack_deadline_seconds"], defaults["max_delivery_attempts"],

@@ -6,7 +6,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from workers.adapters.gcs import GcsBlobStore
-from workers.errors import ConfigError, PermanentError, TransientError
+from workers.core.errors import ConfigError, PermanentError, TransientError
 
 
 class DeniedBlob:

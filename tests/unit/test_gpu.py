@@ -12,8 +12,8 @@ import pytest
 
 from bench.wer import word_error_rate
 from tests.audio_factory import SAMPLES
-from workers import bootstrap
-from workers.audio import decode
+from workers.composition import Root
+from workers.processing.audio import decode
 from workers.engines.stt import resolve_device
 
 from .test_stt import EN_REFERENCE
@@ -31,7 +31,7 @@ def test_auto_device_means_int8_whisper_and_cpu_ser_without_a_gpu(tiny_stt, tiny
 @pytest.mark.gpu
 @needs_cuda
 def test_whisper_on_cuda_is_float16_and_transcribes_the_sample(fast_settings) -> None:
-    stt = bootstrap.stt_engine(fast_settings)
+    stt = Root(fast_settings).stt_engine()
     assert (stt.device, stt.compute_type) == ("cuda", "float16")
     t = stt.transcribe(decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples)
     assert word_error_rate(EN_REFERENCE, " ".join(s.text for s in t.segments)) <= 0.15
@@ -45,10 +45,10 @@ def test_transformers_ser_on_cuda_scores_like_the_cpu(untrained_settings) -> Non
     if not torch.cuda.is_available():
         pytest.skip("torch sees no CUDA device (or is the CPU build)")
     audio = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
-    ser = bootstrap.ser_engine(untrained_settings)
+    ser = Root(untrained_settings).ser_engine()
     assert ser.device == "cuda"
     on_gpu = ser.classify(audio)
-    on_cpu = bootstrap.ser_engine(untrained_settings.replace(ser_device="cpu")).classify(audio)
+    on_cpu = Root(untrained_settings.replace(ser_device="cpu")).ser_engine().classify(audio)
     assert [(w.start, w.end) for w in on_gpu.windows] == [(w.start, w.end) for w in on_cpu.windows]
     gpu, cpu = (np.array([w.scores for w in t.windows]) for t in (on_gpu, on_cpu))
     assert np.allclose(gpu, cpu, atol=1e-3)
@@ -58,9 +58,9 @@ def test_transformers_ser_on_cuda_scores_like_the_cpu(untrained_settings) -> Non
 @needs_cuda
 def test_whisper_head_on_cuda_is_float16_and_agrees_with_int8_on_the_cpu(fast_settings) -> None:
     audio = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
-    ser = bootstrap.ser_engine(fast_settings)  # the head's encoder check passes on float16 too
+    ser = Root(fast_settings).ser_engine()  # the head's encoder check passes on float16 too
     assert (ser.device, ser.encoder.compute_type) == ("cuda", "float16")
     on_gpu = np.array([w.scores for w in ser.classify(audio).windows])
-    on_cpu = np.array([w.scores for w in bootstrap.ser_engine(fast_settings.replace(ser_device="cpu")).classify(audio).windows])
+    on_cpu = np.array([w.scores for w in Root(fast_settings.replace(ser_device="cpu")).ser_engine().classify(audio).windows])
     assert np.abs(on_gpu - on_cpu).max() < 0.1
     assert (on_gpu.argmax(1) == on_cpu.argmax(1)).mean() >= 0.9

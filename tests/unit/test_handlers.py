@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -10,14 +11,16 @@ import pytest
 
 from tests.audio_factory import encode, png_bytes, tone
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
-from workers.contracts import Engine, EmotionWindow, JobMessage, PartialReady, Segment, Word, from_dict, to_dict
+from workers.core.contracts import (Engine, EmotionWindow, JobMessage, PartialReady, Result, Segment, Word, from_dict,
+                                   loads, to_dict)
 from workers.engines.ser import EmotionTrack
 from workers.engines.coverage import Coverage
 from workers.engines.stt import Transcript
-from workers.errors import NotFound, TransientError
-from workers.handlers import Pipeline
-from workers.jobs import make_job, partial_key
-from workers.join import DEFAULT_SENTIMENT_MAP
+from workers.core.errors import NotFound, TransientError
+from tests.handlers_factory import make_handlers
+from workers.processing.handlers import Handlers
+from workers.processing.worker import SttWorker
+from workers.core.jobs import make_job, partial_key
 
 
 class CountingStt:
@@ -48,9 +51,7 @@ class CountingSer:
 @pytest.fixture
 def env():
     store, bus = MemoryBlobStore(), MemoryBus()
-    p = Pipeline(store=store, bus=bus, staging_bucket="staging", results_bucket="results", partials_topic="partials",
-                 sentiment_map=DEFAULT_SENTIMENT_MAP, max_audio_seconds=60, stt=CountingStt(), ser=CountingSer())
-    return p, store, bus
+    return make_handlers(store, bus, stt=CountingStt(), ser=CountingSer()), store, bus
 
 
 def upload(store: MemoryBlobStore, name: str, data: bytes) -> JobMessage:
@@ -59,10 +60,10 @@ def upload(store: MemoryBlobStore, name: str, data: bytes) -> JobMessage:
                     source="upload")
 
 
-def run_job(p: Pipeline, bus: MemoryBus, job: JobMessage) -> list:
-    outcomes = [p.handle_job_stt(job), p.handle_job_ser(job)]
+def run_job(p: Handlers, bus: MemoryBus, job: JobMessage) -> list:
+    outcomes = [p.stt(job), p.ser(job)]
     for message in bus.on("partials")[-2:]:
-        outcomes.append(p.handle_partial(from_dict(PartialReady, message)))
+        outcomes.append(p.joiner(from_dict(PartialReady, message)))
     return outcomes
 
 
@@ -87,26 +88,26 @@ def test_a_redelivered_job_reannounces_without_recomputing(env) -> None:
     p, store, bus = env
     job = upload(store, "call.wav", encode(tone(2.0)))
     run_job(p, bus, job)
-    assert p.handle_job_stt(job).status == "duplicate"
-    assert p.handle_job_ser(job).status == "duplicate"
-    assert (p.stt.calls, p.ser.calls) == (1, 1)
+    assert p.stt(job).status == "duplicate"
+    assert p.ser(job).status == "duplicate"
+    assert (p.stt.worker.stt.calls, p.ser.worker.ser.calls) == (1, 1)
     assert len(bus.on("partials")) == 4  # announced again: a lost first announcement cannot strand the job
     for message in bus.on("partials")[2:]:
-        assert p.handle_partial(from_dict(PartialReady, message)).status == "duplicate"
+        assert p.joiner(from_dict(PartialReady, message)).status == "duplicate"
     assert len([w for w in store.writes if w[0] == "results"]) == 1
 
 
 def test_racing_joiners_write_exactly_one_result(env) -> None:
     p, store, bus = env
     job = upload(store, "race.wav", encode(tone(2.0)))
-    p.handle_job_stt(job)
-    p.handle_job_ser(job)
+    p.stt(job)
+    p.ser(job)
     ready = from_dict(PartialReady, bus.on("partials")[-1])
     outcomes, barrier = [], threading.Barrier(8)
 
     def join() -> None:
         barrier.wait()
-        outcomes.append(p.handle_partial(ready).status)
+        outcomes.append(p.joiner(ready).status)
 
     threads = [threading.Thread(target=join) for _ in range(8)]
     [t.start() for t in threads]
@@ -117,12 +118,12 @@ def test_racing_joiners_write_exactly_one_result(env) -> None:
 def test_a_reupload_replaces_the_result_and_an_old_job_cannot_overwrite_it(env) -> None:
     p, store, bus = env
     old = upload(store, "call.wav", encode(tone(2.0)))
-    old_stt, old_ser = p.handle_job_stt(old), p.handle_job_ser(old)
+    old_stt, old_ser = p.stt(old), p.ser(old)
     old_ready = from_dict(PartialReady, bus.on("partials")[-1])
     new = upload(store, "call.wav", encode(tone(3.0)))
     run_job(p, bus, new)
     assert result_of(store, "call.wav")["job"]["generation"] == new.generation
-    assert p.handle_partial(old_ready).status == "superseded"
+    assert p.joiner(old_ready).status == "superseded"
     assert result_of(store, "call.wav")["job"]["generation"] == new.generation
     assert (old_stt.status, old_ser.status) == ("done", "done")
 
@@ -141,7 +142,7 @@ def test_a_replaced_source_generation_is_recorded_as_gone(env) -> None:
     p, store, bus = env
     job = upload(store, "call.wav", encode(tone(1.0)))
     store.put("inbox", "call.wav", encode(tone(1.5)))  # re-uploaded before the job ran
-    p.handle_job_stt(job)
+    p.stt(job)
     stt = json.loads(store.read("staging", partial_key(job.job_id, "stt"))[0])
     assert stt["status"] == "failed" and stt["error"]["code"] == "source_gone"
 
@@ -155,7 +156,7 @@ def test_transient_store_faults_propagate_for_a_retry(env) -> None:
 
     store.write = broken
     with pytest.raises(TransientError):
-        p.handle_job_stt(job)
+        p.stt(job)
     assert bus.on("partials") == []
 
 
@@ -169,9 +170,7 @@ def test_a_delivery_that_loses_the_partial_race_announces_the_stored_partial(env
             raise TransientError("instance stopped before announcing")
 
     # Delivery A stores the STT partial, then dies before its announcement.
-    a = Pipeline(store=store, bus=DeadBus(), staging_bucket="staging", results_bucket="results",
-                 partials_topic="partials", sentiment_map=DEFAULT_SENTIMENT_MAP, max_audio_seconds=60,
-                 stt=CountingStt(), ser=CountingSer())
+    a = make_handlers(store, DeadBus(), stt=CountingStt(), ser=CountingSer())
     # Delivery B had looked for the partial before A stored it, so it computes too and loses the write.
     read, looked = store.read, []
 
@@ -179,12 +178,12 @@ def test_a_delivery_that_loses_the_partial_race_announces_the_stored_partial(env
         if name == key and not looked:
             looked.append(name)
             with pytest.raises(TransientError):
-                a.handle_job_stt(job)
+                a.stt(job)
             raise NotFound(key)
         return read(bucket, name)
 
     store.read = read_as_b_saw_it
-    assert p.handle_job_stt(job).status == "duplicate"
+    assert p.stt(job).status == "duplicate"
     announced = [m for m in bus.on("partials") if m["kind"] == "stt"]
     assert len(announced) == 1 and announced[0]["status"] == "ok"
 
@@ -192,11 +191,11 @@ def test_a_delivery_that_loses_the_partial_race_announces_the_stored_partial(env
 def test_the_joiner_waits_until_both_partials_exist(env) -> None:
     p, store, bus = env
     job = upload(store, "call.wav", encode(tone(1.0)))
-    p.handle_job_stt(job)
-    assert p.handle_partial(from_dict(PartialReady, bus.on("partials")[-1])).status == "waiting"
+    p.stt(job)
+    assert p.joiner(from_dict(PartialReady, bus.on("partials")[-1])).status == "waiting"
     assert store.stat("results", "call.wav.json") is None
-    p.handle_job_ser(job)
-    assert p.handle_partial(from_dict(PartialReady, bus.on("partials")[-1])).status == "done"
+    p.ser(job)
+    assert p.joiner(from_dict(PartialReady, bus.on("partials")[-1])).status == "done"
 
 
 def test_a_new_model_version_reprocesses_the_same_upload_once(env) -> None:
@@ -208,36 +207,40 @@ def test_a_new_model_version_reprocesses_the_same_upload_once(env) -> None:
 
     upgraded = CountingStt()
     upgraded.engine = Engine("fake-stt", "fake", "1", True)
-    p.stt = upgraded
+    p.stt = dataclasses.replace(p.stt, worker=SttWorker(upgraded))
     outcomes = run_job(p, bus, job)
     assert [o.status for o in outcomes[:2]] == ["done", "duplicate"]  # STT redone, SER kept
     after = result_of(store, "call.wav")
     assert before["engines"]["stt"]["version"] == "0" and after["engines"]["stt"]["version"] == "1"
-    assert upgraded.calls == 1 and p.ser.calls == 1
+    assert upgraded.calls == 1 and p.ser.worker.ser.calls == 1
 
-    assert p.handle_job_stt(job).status == "duplicate"  # and only once
+    assert p.stt(job).status == "duplicate"  # and only once
     # A joiner that only now reads the partials merges the same new result: nothing changes.
-    assert p.handle_partial(stale_ready).status == "duplicate"
+    assert p.joiner(stale_ready).status == "duplicate"
     assert result_of(store, "call.wav") == after
 
 
 def test_a_late_joiner_holding_older_partials_cannot_undo_a_reprocessing(env) -> None:
-    import dataclasses
-
-    from workers.contracts import loads
-    from workers.contracts import Result as ResultRecord
-    from workers.handlers import _compare_with_stored
-
     p, store, bus = env
     job = upload(store, "call.wav", encode(tone(2.0)))
     run_job(p, bus, job)
-    stored = result_of(store, "call.wav")
-    newer_engines = dataclasses.replace(loads(ResultRecord, json.dumps(stored)).engines,
-                                        stt=Engine("fake-stt", "fake", "9", True))
-    result = dataclasses.replace(loads(ResultRecord, json.dumps(stored)), engines=newer_engines)
-    assert _compare_with_stored(result, stored) is None  # other engines, same partial times: replace
-    older = dataclasses.replace(result, timings=dataclasses.replace(
-        result.timings, stt=dataclasses.replace(result.timings.stt, finished_at="2000-01-01T00:00:00.000Z")))
-    assert _compare_with_stored(older, stored) == "duplicate"
-    assert _compare_with_stored(dataclasses.replace(result, job=dataclasses.replace(job, generation=1)), stored) \
-        == "superseded"
+    # A joiner read the first partials and merged them, then stalled before writing...
+    late = loads(Result, store.read("results", "call.wav.json")[0])
+    late_inputs = {kind: store.stat("staging", partial_key(job.job_id, kind)).generation for kind in ("stt", "ser")}
+    # ...while a reprocessing run remade the STT partial with a new model and stored its result.
+    upgraded = CountingStt()
+    upgraded.engine = Engine("fake-stt", "fake", "9", True)
+    p.stt = dataclasses.replace(p.stt, worker=SttWorker(upgraded))
+    run_job(p, bus, job)
+    reprocessed = store.read("results", "call.wav.json")[0]
+    assert loads(Result, reprocessed).engines.stt.version == "9"
+
+    assert p.joiner._store_result(late, late_inputs).status == "duplicate"  # its STT partial is not live any more
+    assert store.read("results", "call.wav.json")[0] == reprocessed
+    live = {kind: store.stat("staging", partial_key(job.job_id, kind)).generation for kind in ("stt", "ser")}
+    older_upload = dataclasses.replace(late, job=dataclasses.replace(job, generation=1))
+    assert p.joiner._store_result(older_upload, live).status == "superseded"
+    # A new pipeline version over the live partials is a reprocessing run: it replaces the result.
+    newer = dataclasses.replace(loads(Result, reprocessed), pipeline_version="9.9.9")
+    assert p.joiner._store_result(newer, live).status == "done"
+    assert loads(Result, store.read("results", "call.wav.json")[0]).pipeline_version == "9.9.9"

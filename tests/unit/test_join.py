@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from workers.contracts import Engine, EmotionWindow, Error, Segment, SerPartial, SttPartial, Timing, dumps
-from workers.errors import ConfigError
-from workers.jobs import make_job
-from workers.join import DEFAULT_SENTIMENT_MAP, merge, parse_sentiment_map
+from workers.core.contracts import Engine, EmotionWindow, Error, Segment, SerPartial, SttPartial, Timing, dumps
+from workers.core.errors import ConfigError
+from workers.core.jobs import make_job
+from workers.processing.join import DEFAULT_SENTIMENT_MAP, merge, parse_sentiment_map
 
 JOB = make_job(bucket="b", name="call.wav", generation=5, size=10, content_type="audio/wav", source="upload",
                submitted_at="2026-11-25T10:00:00.000Z")
@@ -117,14 +117,11 @@ def test_sentiment_shares_stay_within_one_and_speech_seconds_are_real() -> None:
 
 
 def test_labels_without_a_sentiment_are_named_when_the_pipeline_is_built(caplog) -> None:
-    from workers import bootstrap
-    from workers.adapters.memory import MemoryBlobStore, MemoryBus
-    from workers.settings import Settings
+    from workers.composition import warn_unmapped_labels
 
     class GenericLabels:
         labels = ["LABEL_0", "happy", "LABEL_1"]
 
-    with caplog.at_level("WARNING", logger="workers.bootstrap"):
-        bootstrap.pipeline(Settings.from_env({}), MemoryBlobStore(), MemoryBus(), staging_bucket="s",
-                           results_bucket="r", stt=None, ser=GenericLabels())
+    with caplog.at_level("WARNING", logger="workers.composition"):
+        warn_unmapped_labels(GenericLabels(), "")
     assert "['LABEL_0', 'LABEL_1']" in caplog.text and "SENTIMENT_MAP" in caplog.text

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from workers.adapters.local import UNREADABLE_GENERATION, LocalBlobStore, LocalBus, decode_name, encode_name
-from workers.errors import NotFound, PermanentError, PreconditionFailed, TransientError
+from workers.core.errors import NotFound, PermanentError, PreconditionFailed, TransientError
 
 
 @pytest.fixture

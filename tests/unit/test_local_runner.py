@@ -15,11 +15,11 @@ import jsonschema
 import pytest
 
 from tests.audio_factory import SAMPLES, encode, noise, png_bytes, tone, zip_bytes
-from workers import bootstrap
-from workers.contracts import Result, dumps, loads
-from workers.jobs import make_job_id
-from workers.runner import run_folder
-from workers.settings import REPO_ROOT
+from workers.composition import Root
+from workers.core.contracts import Result, dumps, from_dict, loads
+from workers.core.jobs import make_job_id
+from workers.entrypoints.local_runner import run_folder
+from workers.core.settings import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "result.schema.json").read_text())
 SPEECH = (SAMPLES / "en_support_call.flac").read_bytes()
@@ -50,10 +50,10 @@ def processed(tmp_path_factory, fast_settings):
         (inbox / name).parent.mkdir(parents=True, exist_ok=True)
         (inbox / name).write_bytes(data)
     (inbox / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    stack = bootstrap.local_stack(fast_settings, inbox, results)
+    stack = Root.local(fast_settings, inbox, results).local_stack()
     try:
-        first = run_folder(stack, fast_settings, progress=False)
-        second = run_folder(stack, fast_settings, progress=False)
+        first = run_folder(stack, fast_settings.input, progress=False)
+        second = run_folder(stack, fast_settings.input, progress=False)
     finally:
         stack.close()
     return inbox, results, first, second
@@ -137,7 +137,7 @@ def test_stt_and_ser_ran_concurrently(processed) -> None:
 def test_cli_analyze_prints_one_merged_result(fast_settings, tmp_path) -> None:
     audio = tmp_path / "clip.flac"
     audio.write_bytes(SPEECH)
-    env = {**os.environ, "MODELS_DIR": fast_settings.models_dir, "STT_MODEL": fast_settings.stt_model}
+    env = {**os.environ, "MODELS_DIR": fast_settings.models.models_dir, "STT_MODEL": fast_settings.stt.model}
     out = subprocess.run([sys.executable, "-m", "workers", "analyze", str(audio)], capture_output=True, text=True,
                          env=env, cwd=REPO_ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -145,7 +145,7 @@ def test_cli_analyze_prints_one_merged_result(fast_settings, tmp_path) -> None:
     jsonschema.validate(record, SCHEMA)
     assert record["status"] == "ok" and "refund" in " ".join(s["text"] for s in record["segments"]).lower()
     # The job is the one `run` over this folder makes, and the line is the canonical stored one.
-    generation = bootstrap.local_store(tmp_path, tmp_path / "out")[0].stat(str(tmp_path.resolve()), "clip.flac")
+    generation = Root.local(fast_settings, tmp_path, tmp_path / "out").store.stat(str(tmp_path.resolve()), "clip.flac")
     assert record["job"]["job_id"] == make_job_id(str(tmp_path.resolve()), "clip.flac", generation.generation)
     assert out.stdout == dumps(loads(Result, out.stdout)) + "\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.flac"], "analyze writes nothing beside the file"
@@ -160,12 +160,12 @@ def test_cli_help_explains_every_option() -> None:
 
 
 def test_each_processed_file_gets_a_readable_line(processed) -> None:
-    from workers.runner import describe
+    from workers.entrypoints.local_runner import describe
 
     _, results, _, _ = processed
-    ok = describe(load(results, "spaces and ünïcödé/…call….flac"))
+    ok = describe(from_dict(Result, load(results, "spaces and ünïcödé/…call….flac")))
     assert ok.startswith("ok ") and "language en" in ok and "untrained" not in ok
-    failed = describe(load(results, "picture.png"))
+    failed = describe(from_dict(Result, load(results, "picture.png")))
     assert failed.startswith("FAILED picture.png: not_audio")
 
 
@@ -188,7 +188,7 @@ def test_cli_run_gives_unreadable_and_odd_files_failed_results_and_goes_on(fast_
     os.mkfifo(inbox / "pipe.wav")
     (inbox / "locked.wav").chmod(0)
     (inbox / "closed").chmod(0o444)  # its names can be listed, its files not opened
-    env = {**os.environ, "MODELS_DIR": fast_settings.models_dir, "STT_MODEL": fast_settings.stt_model}
+    env = {**os.environ, "MODELS_DIR": fast_settings.models.models_dir, "STT_MODEL": fast_settings.stt.model}
     run = [*permissions_that_hold(), sys.executable, "-m", "workers", "run", "--no-progress"]
     lock_files_before = {p for p in os.listdir(tempfile.gettempdir()) if p.endswith(".lock")}
     try:

@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from workers.errors import ConfigError
-from workers.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_BASE_OPENAI, WHISPER_TINY_EN, build_random_ser, setup_models
-from workers.settings import REPO_ROOT
+from workers.core.errors import ConfigError
+from workers.engines.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_BASE_OPENAI, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.core.settings import REPO_ROOT
 
 
 def test_a_half_built_emotion_model_is_built_again(tmp_path) -> None:
@@ -27,7 +27,7 @@ def test_two_set_ups_at_once_both_succeed_and_leave_whole_models(tmp_path) -> No
         import sys
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from pathlib import Path
-        from workers.models import setup_models
+        from workers.engines.models import setup_models
         setup_models(Path({str(tmp_path / "models")!r}))
     """)
     runs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(2)]

@@ -7,12 +7,13 @@ import json
 import pytest
 from datetime import datetime, timedelta, timezone
 
-from workers import ops
+from tests.result_factory import stored_partial, stored_result
+from workers.ops import tracking as ops
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
-from workers.errors import TransientError
-from workers.jobs import make_job, make_job_id, partial_key, result_key
-from workers.ledger import Ledger
-from workers.ops import DeadLetter, redrive, stuck_jobs, upload_status
+from workers.core.errors import TransientError
+from workers.core.jobs import make_job, make_job_id, partial_key, result_key
+from workers.ops.ledger import Ledger
+from workers.ops.tracking import DeadLetter, redrive, stuck_jobs, upload_status
 
 
 @pytest.fixture(autouse=True)
@@ -63,13 +64,13 @@ def test_status_walks_an_upload_from_queued_to_result():
                    source="backfill")
     Ledger(store, "staging", run_id="r1").claim(job, if_generation_match=0)
     assert stage().startswith("queued by a backfill (claimed")
-    store.write("staging", partial_key(job_id, "stt"), b'{"status":"ok"}', if_generation_match=0)
+    store.write("staging", partial_key(job_id, "stt"), stored_partial(job_id, "stt"), if_generation_match=0)
     assert stage() == "STT done, SER pending"
-    store.write("staging", partial_key(job_id, "ser"), b'{"status":"failed","error":{"code":"x","message":"y"}}',
-                if_generation_match=0)
+    store.write("staging", partial_key(job_id, "ser"),
+                stored_partial(job_id, "ser", status="failed", error={"code": "x", "message": "y"}), if_generation_match=0)
     assert stage() == "STT and SER done, waiting for the joiner"
-    result = {"job": {"generation": generation}, "status": "failed", "error": {"code": "not_audio", "message": "m"}}
-    store.write("results", result_key("call.wav"), json.dumps(result).encode(), if_generation_match=0)
+    result = stored_result("inbox", "call.wav", generation, status="failed", error={"code": "not_audio", "message": "m"})
+    store.write("results", result_key("call.wav"), result, if_generation_match=0)
     status = upload_status(store, bucket="inbox", name="call.wav", staging_bucket="staging", results_bucket="results")
     assert status.stage == "result failed" and status.result_error == "not_audio: m"
     assert status.ser == "failed (x: y)"
@@ -171,14 +172,15 @@ def test_stuck_reports_jobs_with_one_partial_older_than_the_threshold():
 
 
 def test_republishing_a_stuck_job_lets_the_missing_engine_finish_it_and_the_joiner_merge():
-    from tests.unit.test_service import WAV, FakeSer, FakeStt, make_pipeline, upload
-    from workers.ops import republish_stuck
+    from tests.handlers_factory import make_handlers
+    from tests.unit.test_service import WAV, FakeSer, FakeStt, upload
+    from workers.ops.tracking import republish_stuck
 
     store, bus = MemoryBlobStore(), MemoryBus()
     stuck_job, replaced = upload(store, "stuck.wav", WAV), upload(store, "replaced.wav", WAV)
-    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
-    workers.handle_job_stt(stuck_job)  # SER's delivery was lost: one partial, no result
-    workers.handle_job_stt(replaced)
+    workers = make_handlers(store, bus, stt=FakeStt(), ser=FakeSer())
+    workers.stt(stuck_job)  # SER's delivery was lost: one partial, no result
+    workers.stt(replaced)
     upload(store, "replaced.wav", WAV)  # a newer generation has a job of its own
     later = datetime.now(timezone.utc) + timedelta(hours=2)
     found = stuck_jobs(store, "staging", timedelta(hours=1), now=later)
@@ -193,19 +195,20 @@ def test_republishing_a_stuck_job_lets_the_missing_engine_finish_it_and_the_join
 
 
 def test_uploads_with_no_partial_and_no_result_past_the_deadline_are_lost_and_republished():
-    from tests.unit.test_service import WAV, FakeSer, FakeStt, make_pipeline, upload
-    from workers.contracts import PartialReady, from_dict
-    from workers.ops import lost_jobs, republish_stuck
+    from tests.handlers_factory import make_handlers
+    from tests.unit.test_service import WAV, FakeSer, FakeStt, upload
+    from workers.core.contracts import PartialReady, from_dict
+    from workers.ops.tracking import lost_jobs, republish_stuck
 
     store, bus = MemoryBlobStore(), MemoryBus()
     lost, done, half = upload(store, "lost.wav", WAV), upload(store, "done.wav", WAV), upload(store, "half.wav", WAV)
     upload(store, ".DS_Store", b"\0")
-    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
-    for handle in (workers.handle_job_stt, workers.handle_job_ser):
+    workers = make_handlers(store, bus, stt=FakeStt(), ser=FakeSer())
+    for handle in (workers.stt, workers.ser):
         handle(done)
     for message in bus.on("partials"):
-        workers.handle_partial(from_dict(PartialReady, message))
-    workers.handle_job_stt(half)  # stuck, not lost: the other report finds it
+        workers.joiner(from_dict(PartialReady, message))
+    workers.stt(half)  # stuck, not lost: the other report finds it
     later = datetime.now(timezone.utc) + timedelta(hours=2)
     kwargs = dict(inbox_bucket="inbox", staging_bucket="staging", results_bucket="results",
                   older_than=timedelta(hours=1), ignore=(".DS_Store",))
@@ -223,10 +226,10 @@ def test_uploads_with_no_partial_and_no_result_past_the_deadline_are_lost_and_re
 
 def _deliver(bus, workers) -> None:
     """What Pub/Sub would do with the bus's messages: each job to STT and SER, then the partials to the joiner."""
-    from workers.contracts import JobMessage, PartialReady, from_dict
+    from workers.core.contracts import JobMessage, PartialReady, from_dict
 
     for message in bus.on("jobs"):
-        workers.handle_job_stt(from_dict(JobMessage, message))
-        workers.handle_job_ser(from_dict(JobMessage, message))
+        workers.stt(from_dict(JobMessage, message))
+        workers.ser(from_dict(JobMessage, message))
     for message in bus.on("partials"):
-        workers.handle_partial(from_dict(PartialReady, message))
+        workers.joiner(from_dict(PartialReady, message))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.result_factory import golden, silence_result, synthetic_result, synthetic_windows
-from workers.contracts import SerPartial, from_dict
+from workers.core.contracts import SerPartial, from_dict
 from workers.report.index import render_index
 from workers.report.layout import label_colours
 from workers.report.page import render_report

@@ -19,7 +19,7 @@ import pytest
 from tests.audio_factory import SAMPLES
 from tests.chromium import Chromium, Tab, find_chromium
 from tests.result_factory import golden, silence_result, synthetic_result, synthetic_windows
-from workers.contracts import SerPartial, from_dict
+from workers.core.contracts import SerPartial, from_dict
 from workers.report.index import render_index
 from workers.report.page import render_report
 from workers.report.view import read_view

@@ -15,8 +15,8 @@ import pytest
 
 from tests.audio_factory import SAMPLES, encode, png_bytes, tone
 from tests.result_factory import GOLDEN, golden
-from workers.__main__ import main
-from workers.settings import REPO_ROOT
+from workers.entrypoints.cli.main import main
+from workers.core.settings import REPO_ROOT
 
 
 def audio_src(html: str) -> str | None:
@@ -109,7 +109,7 @@ def reported_run(tmp_path_factory, fast_settings):
     (inbox / "silence.wav").write_bytes(encode(tone(2.0, amplitude=0.0)))
     (inbox / "picture.png").write_bytes(png_bytes())
     code = main(["run", str(inbox), str(results), "--report", "--no-progress",
-                 "--models-dir", fast_settings.models_dir, "--stt-model", fast_settings.stt_model])
+                 "--models-dir", fast_settings.models.models_dir, "--stt-model", fast_settings.stt.model])
     return code, inbox, results
 
 
@@ -139,5 +139,5 @@ def test_a_rerun_with_report_lists_the_results_of_earlier_runs_too(reported_run,
     _, inbox, results = reported_run
     (results / "index.html").unlink()
     assert main(["run", str(inbox), str(results), "--report", "--no-progress",
-                 "--models-dir", fast_settings.models_dir, "--stt-model", fast_settings.stt_model]) == 0
+                 "--models-dir", fast_settings.models.models_dir, "--stt-model", fast_settings.stt.model]) == 0
     assert "3 files: 2 ok, 1 failed" in (results / "index.html").read_text()

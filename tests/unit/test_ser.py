@@ -7,7 +7,7 @@ import pytest
 
 from tests.audio_factory import noise
 from tests.known_answer_ser import LABELS, build_loudness_classifier
-from workers.audio import SAMPLE_RATE
+from workers.processing.audio import SAMPLE_RATE
 from workers.engines.ser import TransformersEmotionEngine, window_bounds
 
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from tests.external_data import external
-from workers import bootstrap
-from workers.contracts import Result, loads
+from workers.composition import Root
+from workers.core.contracts import Result, loads
 from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.engines.whisper_encoder import WhisperEncoder
-from workers.models import DEFAULT_HEAD, WHISPER_BASE
-from workers.runner import run_folder
-from workers.ser_training import (
+from workers.engines.models import DEFAULT_HEAD, WHISPER_BASE
+from workers.entrypoints.local_runner import run_folder
+from workers.engines.ser_training import (
     evaluate, extract_features, fit_head, fixed_test_speakers, options_from_record, read_dataset, write_model,
 )
 
@@ -47,7 +47,7 @@ def test_actors_the_head_never_heard_are_recognised(evaluations) -> None:
 
 
 def test_the_committed_card_metrics_come_back_from_the_command_it_names(emodb, evaluations) -> None:
-    from workers.__main__ import build_parser
+    from workers.entrypoints.cli.main import build_parser
 
     _, dataset, encoder, features = emodb
     words = shlex.split(COMMITTED.training["command"])
@@ -81,9 +81,9 @@ def test_a_full_run_gives_unseen_actors_their_emotions(emodb, base_settings, tmp
     for clip in chosen:
         shutil.copyfile(folder / clip.file, inbox / f"{clip.speaker}-{clip.label}-{(folder / clip.file).name}")
     settings = base_settings.replace(ser_model=str(model))
-    stack = bootstrap.local_stack(settings, inbox, results)
+    stack = Root.local(settings, inbox, results).local_stack()
     try:
-        summary = run_folder(stack, settings, progress=False)
+        summary = run_folder(stack, settings.input, progress=False)
     finally:
         stack.close()
     assert (summary.ok, summary.failed) == (len(chosen), 0)
@@ -91,6 +91,6 @@ def test_a_full_run_gives_unseen_actors_their_emotions(emodb, base_settings, tmp
     for path in results.glob("*.json"):
         result = loads(Result, path.read_text())
         assert result.engines.ser.trained and result.engines.ser.model.endswith(
-            bootstrap.ser_engine(settings).engine.model.split("+")[1])
+            Root(settings).ser_engine().engine.model.split("+")[1])
         right += result.summary.dominant_emotion == path.name.split("-")[1]
     assert right >= 0.75 * len(chosen), f"{right} of {len(chosen)} files got their acted emotion"

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import noise, tone
-from workers.audio import SAMPLE_RATE
+from workers.processing.audio import SAMPLE_RATE
 from workers.engines.ser import window_bounds
 from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.engines.ser_whisper import WhisperHeadEmotionEngine, check_head_fits
 from workers.engines.whisper_encoder import WhisperEncoder
-from workers.errors import ConfigError
-from workers.models import DEFAULT_HEAD, WHISPER_BASE, WHISPER_TINY_EN
-from workers.ser_training import Clip, Dataset, TrainOptions, extract_features, fit_head, write_model
+from workers.core.errors import ConfigError
+from workers.engines.models import DEFAULT_HEAD, WHISPER_BASE, WHISPER_TINY_EN
+from workers.engines.ser_training import Clip, Dataset, TrainOptions, extract_features, fit_head, write_model
 
 
 def random_head(dims: int = 8, labels: tuple[str, ...] = ("calm", "angry", "sad"), seed: int = 0) -> SerHead:

@@ -18,15 +18,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.audio_factory import encode, png_bytes, tone
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
 from workers.adapters.pubsub import encode_push
-from workers.contracts import Engine, EmotionWindow, PartialReady, Segment, Word, to_dict
+from workers.core.contracts import Engine, EmotionWindow, PartialReady, Segment, Word, to_dict
 from workers.engines.ser import EmotionTrack
 from workers.engines.stt import Transcript
-from workers.errors import ConfigError, TransientError
-from workers.handlers import Pipeline
-from workers.jobs import make_job, make_job_id, partial_key, result_key
-from workers.join import DEFAULT_SENTIMENT_MAP
-from workers.service.app import PUSH_MAX_BYTES, create_app
-from workers.settings import Settings
+from workers.core.errors import ConfigError, TransientError
+from workers.core.jobs import make_job, make_job_id, partial_key, result_key
+from tests.handlers_factory import make_handlers
+from workers.entrypoints.http.app import create_app
+from workers.entrypoints.http.bodies import PUSH_MAX_BYTES
+from workers.core.settings import Settings
 
 EMULATED = Settings.from_env({}, push_auth="off", pubsub_emulator_host="127.0.0.1:1", project="p")
 
@@ -59,12 +59,6 @@ class FakeSer:
         return EmotionTrack(3.0, 1.5, ["happy", "sad"], [EmotionWindow(0.0, d, [0.8, 0.2])], d)
 
 
-def make_pipeline(store=None, bus=None, **engines) -> Pipeline:
-    return Pipeline(store=store or MemoryBlobStore(), bus=bus or MemoryBus(), staging_bucket="staging",
-                    results_bucket="results", partials_topic="partials", sentiment_map=DEFAULT_SENTIMENT_MAP,
-                    max_audio_seconds=60, stt=engines.get("stt"), ser=engines.get("ser"))
-
-
 def serve(app, scenario):
     async def main():
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
@@ -93,7 +87,7 @@ WAV = encode(tone(2.0))
 def test_stt_push_stores_the_partial_announces_it_and_a_redelivery_is_a_duplicate():
     store, bus = MemoryBlobStore(), MemoryBus()
     job = upload(store, "a.wav", WAV)
-    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, bus, stt=FakeStt()))
+    app = create_app(EMULATED, "stt", build=lambda: make_handlers(store, bus, stt=FakeStt()))
 
     async def scenario(client):
         first = await client.post("/push/job", data=encode_push(to_dict(job)))
@@ -108,7 +102,7 @@ def test_stt_push_stores_the_partial_announces_it_and_a_redelivery_is_a_duplicat
 def test_bad_audio_is_recorded_as_a_failed_partial_and_acknowledged():
     store = MemoryBlobStore()
     job = upload(store, "picture.wav", png_bytes())
-    app = create_app(EMULATED, "ser", build=lambda: make_pipeline(store, ser=FakeSer()))
+    app = create_app(EMULATED, "ser", build=lambda: make_handlers(store, ser=FakeSer()))
 
     async def scenario(client):
         r = await client.post("/push/job", data=encode_push(to_dict(job)))
@@ -139,7 +133,7 @@ def envelope_of(data: bytes) -> bytes:
 ])
 def test_a_malformed_push_is_acknowledged_as_invalid_and_nothing_is_written(body):
     store, bus = MemoryBlobStore(), MemoryBus()
-    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, bus, stt=FakeStt()))
+    app = create_app(EMULATED, "stt", build=lambda: make_handlers(store, bus, stt=FakeStt()))
 
     async def scenario(client):
         r = await client.post("/push/job", data=body)
@@ -153,9 +147,9 @@ def test_a_malformed_push_is_acknowledged_as_invalid_and_nothing_is_written(body
 def test_a_job_whose_id_is_not_that_of_the_object_it_names_is_refused_and_nothing_is_written():
     store, bus = MemoryBlobStore(), MemoryBus()
     victim = upload(store, "someone-else.flac", WAV)
-    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
-    workers.handle_job_stt(victim)
-    workers.handle_job_ser(victim)
+    workers = make_handlers(store, bus, stt=FakeStt(), ser=FakeSer())
+    workers.stt(victim)
+    workers.ser(victim)
     mine = upload(store, "mine.wav", WAV)
     bus.messages.clear()
     # The joiner asked to file the victim's partials under a name of the sender's choosing ...
@@ -168,8 +162,8 @@ def test_a_job_whose_id_is_not_that_of_the_object_it_names_is_refused_and_nothin
         r = await client.post(path, data=encode_push(to_dict(message)))
         return r.status, r.headers.get("X-Outcome")
 
-    joiner = create_app(EMULATED, "joiner", build=lambda: make_pipeline(store, bus))
-    stt = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, bus, stt=FakeStt()))
+    joiner = create_app(EMULATED, "joiner", build=lambda: make_handlers(store, bus))
+    stt = create_app(EMULATED, "stt", build=lambda: make_handlers(store, bus, stt=FakeStt()))
     assert serve(joiner, lambda c: push(c, "/push/partial", hijack)) == (204, "invalid")
     assert serve(stt, lambda c: push(c, "/push/job", reused_id)) == (204, "invalid")
     assert list(store.list("results")) == []
@@ -199,7 +193,7 @@ def job_dict(**changes) -> dict:
 ])
 def test_a_job_that_cannot_name_an_object_is_acknowledged_and_nothing_is_written(job):
     store, bus = MemoryBlobStore(), MemoryBus()
-    app = create_app(EMULATED, "ser", build=lambda: make_pipeline(store, bus, ser=FakeSer()))
+    app = create_app(EMULATED, "ser", build=lambda: make_handlers(store, bus, ser=FakeSer()))
 
     async def scenario(client):
         r = await client.post("/push/job", data=encode_push(job))
@@ -214,7 +208,7 @@ def test_a_delivery_attempt_that_is_no_count_does_not_fail_the_message():
     job = upload(store, "a.wav", WAV)
     envelope = json.loads(encode_push(to_dict(job)))
     envelope["deliveryAttempt"] = "9" * 5000
-    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+    app = create_app(EMULATED, "stt", build=lambda: make_handlers(store, stt=FakeStt()))
 
     async def scenario(client):
         r = await client.post("/push/job", data=json.dumps(envelope))
@@ -231,7 +225,7 @@ class FlakyStore(MemoryBlobStore):
 def test_transient_failure_is_a_500_so_pubsub_retries():
     store = FlakyStore()
     job = upload(store, "a.wav", WAV)
-    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+    app = create_app(EMULATED, "stt", build=lambda: make_handlers(store, stt=FakeStt()))
 
     async def scenario(client):
         r = await client.post("/push/job", data=encode_push(to_dict(job)))
@@ -247,7 +241,7 @@ def test_unexpected_exception_is_a_500_too():
 
     store = MemoryBlobStore()
     job = upload(store, "a.wav", WAV)
-    app = create_app(EMULATED, "stt", build=lambda: make_pipeline(store, stt=Broken()))
+    app = create_app(EMULATED, "stt", build=lambda: make_handlers(store, stt=Broken()))
 
     async def scenario(client):
         return (await client.post("/push/job", data=encode_push(to_dict(job)))).status
@@ -260,7 +254,7 @@ def test_healthz_and_push_answer_503_until_the_model_is_loaded():
 
     def slow_build():
         loaded.wait(10)
-        return make_pipeline(stt=FakeStt())
+        return make_handlers(stt=FakeStt())
 
     app = create_app(EMULATED, "stt", build=slow_build)
     job = upload(MemoryBlobStore(), "a.wav", WAV)
@@ -299,10 +293,10 @@ def test_a_model_that_fails_to_load_makes_healthz_fail_and_is_reported():
 def test_joiner_writes_one_result_when_both_partials_exist():
     store, bus = MemoryBlobStore(), MemoryBus()
     job = upload(store, "call.wav", WAV)
-    workers = make_pipeline(store, bus, stt=FakeStt(), ser=FakeSer())
-    workers.handle_job_stt(job)
-    workers.handle_job_ser(job)
-    app = create_app(EMULATED, "joiner", build=lambda: make_pipeline(store, bus))
+    workers = make_handlers(store, bus, stt=FakeStt(), ser=FakeSer())
+    workers.stt(job)
+    workers.ser(job)
+    app = create_app(EMULATED, "joiner", build=lambda: make_handlers(store, bus))
     announcements = [encode_push(m) for m in bus.on("partials")]
 
     async def scenario(client):
@@ -321,8 +315,8 @@ def test_joiner_writes_one_result_when_both_partials_exist():
 def test_joiner_waits_while_a_partial_is_missing():
     store, bus = MemoryBlobStore(), MemoryBus()
     job = upload(store, "call.wav", WAV)
-    make_pipeline(store, bus, stt=FakeStt()).handle_job_stt(job)
-    app = create_app(EMULATED, "joiner", build=lambda: make_pipeline(store, bus))
+    make_handlers(store, bus, stt=FakeStt()).stt(job)
+    app = create_app(EMULATED, "joiner", build=lambda: make_handlers(store, bus))
     ready = PartialReady(job, "stt", "ok", "staging", partial_key(job.job_id, "stt"))
 
     async def scenario(client):
@@ -335,7 +329,7 @@ def test_joiner_waits_while_a_partial_is_missing():
 
 def test_direct_transcribe_returns_the_partial_and_bad_input_gets_a_clear_4xx():
     settings = EMULATED.replace(max_request_bytes=len(WAV) + 10)
-    app = create_app(settings, "stt", build=lambda: make_pipeline(stt=FakeStt()))
+    app = create_app(settings, "stt", build=lambda: make_handlers(stt=FakeStt()))
 
     async def scenario(client):
         ok = await client.post("/v1/transcribe", data=WAV, headers={"Content-Type": "audio/wav"})
@@ -357,7 +351,7 @@ MB = 1024 * 1024
 
 @pytest.mark.parametrize("path, limit", [("/v1/transcribe", 1000), ("/push/job", PUSH_MAX_BYTES)])
 def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(path, limit):
-    app = create_app(EMULATED.replace(max_request_bytes=1000), "stt", build=lambda: make_pipeline(stt=FakeStt()))
+    app = create_app(EMULATED.replace(max_request_bytes=1000), "stt", build=lambda: make_handlers(stt=FakeStt()))
 
     async def scenario(client):
         reader, writer = await asyncio.open_connection(client.host, client.port)
@@ -377,7 +371,7 @@ async def chunks(count: int, chunk: bytes):
 
 
 def test_a_chunked_body_is_refused_once_it_passes_the_limit_and_audio_streams_to_disk():
-    app = create_app(EMULATED.replace(max_request_bytes=40 * MB), "stt", build=lambda: make_pipeline(stt=FakeStt()))
+    app = create_app(EMULATED.replace(max_request_bytes=40 * MB), "stt", build=lambda: make_handlers(stt=FakeStt()))
     chunk = os.urandom(MB)
 
     async def scenario(client):

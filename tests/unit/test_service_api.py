@@ -8,8 +8,9 @@ from datetime import datetime
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.audio_factory import png_bytes
-from tests.unit.test_service import EMULATED, WAV, FakeSer, FakeStt, make_pipeline, wait_ready
-from workers.service.app import create_app
+from tests.handlers_factory import make_handlers
+from tests.unit.test_service import EMULATED, WAV, FakeSer, FakeStt, wait_ready
+from workers.entrypoints.http.app import create_app
 
 
 def _t(stamp: str) -> datetime:
@@ -24,8 +25,8 @@ def run_api(scenario, delay: float = 0.6):
         return {"Authorization": f"Bearer token-for-{audience}"}
 
     async def main():
-        stt_app = create_app(EMULATED, "stt", build=lambda: make_pipeline(stt=FakeStt(delay)))
-        ser_app = create_app(EMULATED, "ser", build=lambda: make_pipeline(ser=FakeSer(delay)))
+        stt_app = create_app(EMULATED, "stt", build=lambda: make_handlers(stt=FakeStt(delay)))
+        ser_app = create_app(EMULATED, "ser", build=lambda: make_handlers(ser=FakeSer(delay)))
         async with TestServer(stt_app, host="127.0.0.1") as stt, TestServer(ser_app, host="127.0.0.1") as ser:
             settings = EMULATED.replace(stt_url=str(stt.make_url("")), ser_url=str(ser.make_url("")),
                                         ser_audience="https://ser.example")
@@ -49,7 +50,7 @@ def test_analyze_calls_stt_and_ser_concurrently_and_returns_the_merged_result():
     stt, ser = result["timings"]["stt"], result["timings"]["ser"]
     # Each service recorded when it worked on the audio: the two intervals overlap.
     assert _t(stt["started_at"]) < _t(ser["finished_at"]) and _t(ser["started_at"]) < _t(stt["finished_at"])
-    assert sorted(audiences) == sorted([settings.stt_url, "https://ser.example"])
+    assert sorted(audiences) == sorted([settings.api.stt_url, "https://ser.example"])
 
 
 def test_analyze_of_bad_audio_is_a_422_failed_result_and_an_empty_body_a_400():
@@ -80,7 +81,7 @@ def test_analyze_answers_502_when_a_service_is_down():
 
 def test_when_one_service_fails_the_call_to_the_other_is_cancelled():
     async def main():
-        ser_app = create_app(EMULATED, "ser", build=lambda: make_pipeline(ser=FakeSer(delay=3.0)))
+        ser_app = create_app(EMULATED, "ser", build=lambda: make_handlers(ser=FakeSer(delay=3.0)))
         async with TestServer(ser_app, host="127.0.0.1") as ser:
             settings = EMULATED.replace(stt_url="http://127.0.0.1:9", ser_url=str(ser.make_url("")))
 

@@ -14,13 +14,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from google.auth import crypt, jwt
 
 from tests.oidc_factory import PUSH_SA, SigningKey, certs_page
-from tests.unit.test_service import WAV, FakeStt, make_pipeline, upload, wait_ready
+from tests.handlers_factory import make_handlers
+from tests.unit.test_service import WAV, FakeStt, upload, wait_ready
 from workers.adapters.memory import MemoryBlobStore
 from workers.adapters.pubsub import encode_push
-from workers.contracts import to_dict
-from workers.service.app import create_app
-from workers.service.auth import UNKNOWN_KEY_REFETCH_SECONDS, AuthError, IdTokens, PushVerifier
-from workers.settings import Settings
+from workers.core.contracts import to_dict
+from workers.entrypoints.http.app import create_app
+from workers.entrypoints.http.auth import UNKNOWN_KEY_REFETCH_SECONDS, AuthError, IdTokens, PushVerifier
+from workers.core.settings import Settings
 
 AUDIENCE = "https://stt-abc-uc.a.run.app/push/job"
 KEY = SigningKey.generate("key-1")
@@ -43,7 +44,7 @@ def run_with_certs(scenario):
                                          oidc_certs_url=str(cert_server.make_url("/certs")))
             store = MemoryBlobStore()
             job = upload(store, "a.wav", WAV)
-            app = create_app(settings, "stt", build=lambda: make_pipeline(store, stt=FakeStt()))
+            app = create_app(settings, "stt", build=lambda: make_handlers(store, stt=FakeStt()))
             async with TestClient(TestServer(app, host="127.0.0.1")) as client:
                 await wait_ready(client)
 

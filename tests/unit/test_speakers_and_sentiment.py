@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import noise
-from workers.audio import SAMPLE_RATE, DecodedAudio
-from workers.channels import channel_names, different_talkers, plan
-from workers.contracts import EmotionWindow, Segment, SpeakerTurn, Word
-from workers.errors import ConfigError
-from workers.speakers import attribute, overlaps, turn_count
-from workers.text_sentiment import fused_sentiment, text_sentiment
+from workers.processing.audio import SAMPLE_RATE, DecodedAudio
+from workers.processing.channels import channel_names, different_talkers, plan
+from workers.core.contracts import EmotionWindow, Segment, SpeakerTurn, Word
+from workers.core.errors import ConfigError
+from workers.processing.speakers import attribute, overlaps, turn_count
+from workers.processing.text_sentiment import fused_sentiment, text_sentiment
 
 from .test_join import do_merge, ser, stt
 

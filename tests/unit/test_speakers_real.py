@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tests.external_data import external
-from workers import bootstrap
-from workers.audio import SAMPLE_RATE, decode
+from workers.composition import Root
+from workers.processing.audio import SAMPLE_RATE, decode
 from workers.engines.diarization import SpeakerDiarizer
-from workers.runner import run_folder
+from workers.entrypoints.local_runner import run_folder
 
 READERS = {
     "LJ": ["coqui-ljspeech/LJ001-0001.wav", "coqui-ljspeech/LJ001-0002.wav", "coqui-ljspeech/LJ001-0003.wav"],
@@ -77,9 +77,9 @@ def test_a_two_channel_call_is_transcribed_per_channel(tmp_path, fast_settings) 
     inbox.mkdir()
     (inbox / "call.wav").write_bytes(source.read_bytes())
     settings = fast_settings.replace(channel_names="agent,customer")
-    stack = bootstrap.local_stack(settings, inbox, results)
+    stack = Root.local(settings, inbox, results).local_stack()
     try:
-        run_folder(stack, settings, progress=False)
+        run_folder(stack, settings.input, progress=False)
     finally:
         stack.close()
     result = json.loads((results / "call.wav.json").read_text())

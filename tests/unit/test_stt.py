@@ -7,11 +7,11 @@ import pytest
 
 from bench.wer import word_error_rate
 from tests.audio_factory import SAMPLES
-from workers.audio import SAMPLE_RATE, decode
-from workers.contracts import Segment, Word
+from workers.processing.audio import SAMPLE_RATE, decode
+from workers.core.contracts import Segment, Word
 from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, block_bounds, split_segments
-from workers.errors import ConfigError
-from workers.models import WHISPER_BASE_OPENAI
+from workers.core.errors import ConfigError
+from workers.engines.models import WHISPER_BASE_OPENAI
 
 EN_REFERENCE = (
     "Good morning everyone. Thank you for calling the customer support line. I understand that your order "

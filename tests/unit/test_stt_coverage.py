@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import SAMPLES
-from workers.audio import SAMPLE_RATE, decode
-from workers.contracts import Segment, Word
+from workers.processing.audio import SAMPLE_RATE, decode
+from workers.core.contracts import Segment, Word
 from workers.engines.coverage import Coverage, holes, in_speech, repeats_itself, uncovered, windows
 
 

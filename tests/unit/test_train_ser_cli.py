@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import encode, noise, tone
-from workers.__main__ import main
+from workers.entrypoints.cli.main import main
 from workers.engines.ser_head import CARD_FILE, HEAD_FILE, SerHead
 from workers.engines.ser_whisper import WhisperHeadEmotionEngine
 

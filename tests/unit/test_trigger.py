@@ -13,9 +13,9 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
 from workers.adapters.memory import MemoryBus
-from workers.errors import ConfigError
-from workers.jobs import make_job_id
-from workers.settings import REPO_ROOT, Settings
+from workers.core.errors import ConfigError
+from workers.core.jobs import make_job_id
+from workers.core.settings import REPO_ROOT, Settings
 
 EVENTS = Path(__file__).parents[1] / "data" / "events"
 SETTINGS = Settings.from_env({}, inbox_bucket="inbox-bucket", inbox_prefix="calls/", staging_bucket="staging-bucket",
@@ -109,7 +109,7 @@ def test_the_trigger_loads_no_engine_model_library_or_handler():
         "signature_type='cloudevent'); "
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('torch', 'faster_whisper', 'transformers', 'ctranslate2', 'av', 'numpy') "
-        "or m.startswith(('workers.engines', 'workers.handlers', 'workers.bootstrap')))))"
+        "or m.startswith(('workers.engines', 'workers.processing', 'workers.entrypoints', 'workers.ops')))))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO_ROOT,
                             check=True).stdout.strip()

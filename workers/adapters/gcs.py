@@ -5,41 +5,27 @@ object is absent and raises PreconditionFailed on GCS's 412; ``download`` stream
 one generation to a file and raises NotFound when that generation is gone. Errors that may
 pass (429, 5xx, timeouts, connection resets) become TransientError so the web layer answers
 5xx and Pub/Sub redelivers; a missing bucket on write is transient too (a deployment fault
-that a fix resolves, not bad input). A 403 becomes ConfigError: a missing grant. A request
-GCS refuses as malformed (400, 414, 431: an invalid bucket name or generation, a name too long)
-becomes a PermanentError (``invalid_source``): asking again cannot help.
+that a fix resolves, not bad input). Errors are mapped by ``adapters.google_errors``: a 403 is
+a ConfigError (a missing grant), a request GCS refuses as malformed (400, 414, 431: an invalid
+bucket name or generation, a name too long) a PermanentError (``invalid_source``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Iterator
 
-from google.api_core import exceptions as gexc
 from google.cloud import storage
 
-from workers.errors import ConfigError, NotFound, PermanentError, PipelineError, PreconditionFailed, TransientError
-from workers.ports import BlobInfo
+from workers.adapters.google_errors import google_errors
+from workers.core.errors import NotFound, PipelineError, TransientError
+from workers.core.ports import BlobInfo
 
 log = logging.getLogger(__name__)
 
 # 8 MiB chunks: a long recording streams to disk without being held in memory.
 DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024
-_TRANSIENT = (
-    gexc.TooManyRequests,
-    gexc.InternalServerError,
-    gexc.BadGateway,
-    gexc.ServiceUnavailable,
-    gexc.GatewayTimeout,
-    gexc.RetryError,
-    ConnectionError,
-    TimeoutError,
-)
-_MALFORMED = (400, 414, 431)
-
-
 def storage_client(project: str, emulator_host: str = "") -> storage.Client:
     """A client for the real service, or for an emulator (anonymous, no credentials needed)."""
     if emulator_host:
@@ -93,21 +79,20 @@ class GcsBlobStore:
         content_type: str = "application/json",
     ) -> int:
         blob = self._client.bucket(bucket).blob(name)
-        try:
-            with _mapped("write (create or replace)", bucket, name,
-                         missing=TransientError(f"bucket {bucket!r} does not exist (write of {name})")):
-                # A conditional write is safe to retry, so the library's default retry applies.
-                blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
-        except gexc.PreconditionFailed as e:
-            raise PreconditionFailed(
-                f"gs://{bucket}/{name}: generation does not match {if_generation_match}"
-            ) from e
+        with _mapped(f"write (if generation is {if_generation_match})", bucket, name,
+                     missing=TransientError(f"bucket {bucket!r} does not exist (write of {name})")):
+            # A conditional write is safe to retry, so the library's default retry applies.
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=if_generation_match)
         return int(blob.generation)
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[BlobInfo]:
         with _mapped("list", bucket, prefix, missing=NotFound(f"bucket {bucket!r} does not exist")):
             for blob in self._client.list_blobs(bucket, prefix=prefix or None):
                 yield _info(blob)
+
+    def delete(self, bucket: str, name: str) -> None:
+        with _mapped("delete", bucket, name, missing=None):
+            self._client.bucket(bucket).blob(name).delete()
 
     def put(self, bucket: str, name: str, path: Path, content_type: str | None = None) -> int:
         """Upload a local file unconditionally, as a user's ``gcloud storage cp`` does."""
@@ -117,30 +102,8 @@ class GcsBlobStore:
         return int(blob.generation)
 
 
-@contextlib.contextmanager
-def _mapped(action: str, bucket: str, name: str, *, missing: PipelineError | None) -> Iterator[None]:
-    """The client's errors in the pipeline's terms: 404 becomes ``missing`` (swallowed when
-    None), 403 a ConfigError, a malformed request a PermanentError, and what may pass (429,
-    5xx, timeouts) a TransientError."""
-    try:
-        yield
-    except gexc.NotFound as e:
-        if missing is not None:
-            raise missing from e
-    except gexc.Forbidden as e:
-        raise _denied(action, bucket, name, e) from e
-    except _TRANSIENT as e:
-        raise TransientError(f"{action} gs://{bucket}/{name}: {e}") from e
-    except gexc.GoogleAPICallError as e:  # a 431 comes as the base class
-        if e.code not in _MALFORMED:
-            raise
-        raise PermanentError(f"GCS refused to {action} gs://{bucket}/{name[:200]}: {e}", code="invalid_source") from e
-
-
-def _denied(action: str, bucket: str, name: str, error: Exception) -> ConfigError:
-    """A 403: a grant is missing. Not bad input; a push handler still answers 5xx, so the
-    delivery succeeds once the grant is fixed, and a bulk command stops at the first one."""
-    return ConfigError(f"no permission to {action} gs://{bucket}/{name}: {error}")
+def _mapped(action: str, bucket: str, name: str, *, missing: PipelineError | None):
+    return google_errors(f"{action} gs://{bucket}/{name}", missing=missing)
 
 
 def _info(blob: storage.Blob) -> BlobInfo:

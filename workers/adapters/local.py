@@ -31,8 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from workers.errors import NotFound, PermanentError, PreconditionFailed, TransientError
-from workers.ports import BlobInfo
+from workers.core.errors import NotFound, PermanentError, PreconditionFailed, TransientError
+from workers.core.ports import BlobInfo
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,12 @@ class LocalBlobStore:
                     except OSError:  # listed, but not to be examined: reading it says why
                         found.append(BlobInfo(bucket, name, UNREADABLE_GENERATION, 0))
         yield from sorted(found, key=lambda b: b.name)
+
+    def delete(self, bucket: str, name: str) -> None:
+        path = self.path(bucket, name)
+        if path.parent.is_dir():
+            with self._locked(path):
+                path.unlink(missing_ok=True)
 
     def _locked(self, path: Path) -> "_FileLock":
         digest = hashlib.sha256(path.name.encode(errors="surrogateescape")).hexdigest()[:16]

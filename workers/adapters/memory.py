@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from workers.errors import NotFound, PreconditionFailed
-from workers.jobs import now_rfc3339
-from workers.ports import BlobInfo
+from workers.core.errors import NotFound, PreconditionFailed
+from workers.core.jobs import now_rfc3339
+from workers.core.ports import BlobInfo
 
 
 class MemoryBlobStore:
@@ -65,6 +65,10 @@ class MemoryBlobStore:
             generation = next(self._generations)
             self._objects[(bucket, name)] = (data, generation, content_type, now_rfc3339())
             return generation
+
+    def delete(self, bucket: str, name: str) -> None:
+        with self._lock:
+            self._objects.pop((bucket, name), None)
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[BlobInfo]:
         with self._lock:

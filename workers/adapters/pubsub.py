@@ -16,10 +16,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from workers.errors import ConfigError, InvalidMessage, TransientError
+from workers.adapters.google_errors import google_errors
+from workers.core.errors import ConfigError, InvalidMessage, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +55,12 @@ class PubSubBus:
     def publish(self, topic: str, message: Mapping[str, Any], attributes: Mapping[str, str]) -> str:
         data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
         path = self.topic_path(topic)
-        try:
+        # A missing topic is a deployment fault a fix resolves: transient, so nothing is lost.
+        with google_errors(f"publish to {path}", missing=TransientError(f"topic {path} does not exist"),
+                           needs="roles/pubsub.publisher", malformed=TransientError):
             future = self._publisher.publish(path, data, **{k: str(v) for k, v in attributes.items()})
             return future.result(timeout=self._timeout)
-        except gexc.NotFound as e:
-            raise TransientError(f"topic {path} does not exist") from e
-        except (gexc.PermissionDenied, gexc.Forbidden) as e:
-            # Still a 5xx for a push handler (a fixed grant lets the redelivery through), but a
-            # bulk sender can tell it apart from a passing fault and stop.
-            raise ConfigError(f"no permission to publish to {path} (needs roles/pubsub.publisher): {e}") from e
-        except (gexc.GoogleAPICallError, gexc.RetryError, TimeoutError) as e:
-            raise TransientError(f"publish to {path} failed: {e}") from e
+        raise TransientError(f"topic {path} does not exist")  # not reached: google_errors raises ``missing``
 
     def close(self) -> None:
         self._publisher.stop()

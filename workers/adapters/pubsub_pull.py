@@ -10,8 +10,9 @@ from __future__ import annotations
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from workers.errors import ConfigError, TransientError
-from workers.ops import DeadLetter
+from workers.adapters.google_errors import google_errors
+from workers.core.errors import ConfigError, TransientError
+from workers.core.ports import DeadLetter
 
 PULL_TIMEOUT_SECONDS = 10.0
 
@@ -31,18 +32,16 @@ class PubSubDeadLetters:
     def pull(self, subscription: str, max_messages: int) -> list[DeadLetter]:
         path = self.path(subscription)
         try:
-            response = self._subscriber.pull(
-                request={"subscription": path, "max_messages": max_messages, "return_immediately": True},
-                timeout=PULL_TIMEOUT_SECONDS,
-            )
-        except gexc.NotFound as e:
-            raise ConfigError(f"subscription {path} does not exist") from e
-        except gexc.PermissionDenied as e:
-            raise ConfigError(f"no permission to pull {path} (needs roles/pubsub.subscriber): {e}") from e
-        except gexc.DeadlineExceeded:
-            return []
-        except (gexc.GoogleAPICallError, gexc.RetryError) as e:
-            raise TransientError(f"pull from {path} failed: {e}") from e
+            with google_errors(f"pull {path}", missing=ConfigError(f"subscription {path} does not exist"),
+                               needs="roles/pubsub.subscriber", malformed=TransientError):
+                response = self._subscriber.pull(
+                    request={"subscription": path, "max_messages": max_messages, "return_immediately": True},
+                    timeout=PULL_TIMEOUT_SECONDS,
+                )
+        except TransientError as e:
+            if isinstance(e.__cause__, gexc.DeadlineExceeded):
+                return []  # nothing came in time: an empty pull
+            raise
         return [DeadLetter(subscription, m.ack_id, bytes(m.message.data), dict(m.message.attributes))
                 for m in response.received_messages]
 

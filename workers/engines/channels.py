@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from workers.audio import SAMPLE_RATE
-from workers.channels import ChannelPlan
+from workers.processing.audio import SAMPLE_RATE
+from workers.processing.channels import ChannelPlan
 from workers.engines.coverage import Coverage
 from workers.engines.ser import EmotionClassifier, EmotionTrack
 from workers.engines.stt import SpeechToText, Transcript

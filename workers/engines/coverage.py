@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from workers.contracts import Segment
+from workers.core.contracts import Segment
 from workers.engines import vad
 from workers.engines.vad import Span
 

@@ -24,10 +24,10 @@ from typing import Protocol
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE
+from workers.processing.audio import SAMPLE_RATE
 from workers.engines import vad
 from workers.engines.vad import Span
-from workers.errors import ConfigError
+from workers.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

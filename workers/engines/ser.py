@@ -17,10 +17,10 @@ from typing import Protocol
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE
-from workers.contracts import EmotionWindow, Engine
+from workers.processing.audio import SAMPLE_RATE
+from workers.core.contracts import EmotionWindow, Engine
 from workers.engines.identity import model_id
-from workers.errors import ConfigError
+from workers.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.errors import ConfigError
+from workers.core.errors import ConfigError
 
 HEAD_FORMAT = "speech-pipeline/ser-head"
 HEAD_FORMAT_VERSION = 1

@@ -27,11 +27,11 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE
-from workers.contracts import Engine, Segment, Word
+from workers.processing.audio import SAMPLE_RATE
+from workers.core.contracts import Engine, Segment, Word
 from workers.engines.coverage import Coverage, Span, holes, in_speech, repeats_itself, speech_regions, windows
 from workers.engines.identity import model_id
-from workers.errors import ConfigError
+from workers.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ class OpenAIWhisperEngine:
 
 def _load_openai_whisper(path: Path, device: str):
     """``whisper.load_model`` for a local file, plus the alignment heads a converted checkpoint
-    carries (``workers.ct2_whisper``): the library sets heads only for its own named models, and
+    carries (``workers.engines.ct2_whisper``): the library sets heads only for its own named models, and
     falls back to every head of the upper half of the decoder, which times words worse."""
     import torch
     from whisper.model import ModelDimensions, Whisper

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE
+from workers.processing.audio import SAMPLE_RATE
 
 Span = tuple[float, float]
 

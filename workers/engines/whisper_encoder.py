@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.audio import SAMPLE_RATE
+from workers.processing.audio import SAMPLE_RATE
 from workers.engines.identity import model_id
 from workers.engines.ser import window_bounds
 from workers.engines.stt import resolve_device
-from workers.errors import ConfigError
+from workers.core.errors import ConfigError
 
 MEL_HOP = 160  # samples per mel frame (10 ms)
 ENCODER_STRIDE = 2  # mel frames per encoder frame

@@ -11,9 +11,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from workers.adapters.local import LocalBlobStore
-from workers.contracts import SerPartial, loads
-from workers.errors import NotFound
-from workers.jobs import RESULT_SUFFIX, partial_key
+from workers.core.contracts import SerPartial, loads
+from workers.core.errors import NotFound
+from workers.core.jobs import RESULT_SUFFIX, partial_key
 from workers.report.index import render_index
 from workers.report.page import render_view
 from workers.report.view import ReportView, read_view

@@ -11,7 +11,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Mapping
 
-from workers.contracts import SerPartial
+from workers.core.contracts import SerPartial
 from workers.report.layout import SENTIMENT_RULES, clock, colour_class, colour_rules, dash, page, percent
 from workers.report.view import ReportView, SegmentView, read_view
 

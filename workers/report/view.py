@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Mapping, Sequence
 
-from workers.contracts import SerPartial
+from workers.core.contracts import SerPartial
 
 
 class NotAResult(ValueError):

@@ -19,7 +19,7 @@ variable "service_account_email" {
 }
 
 variable "env" {
-  description = "Environment variables (names from workers/settings.py). PUSH_AUTH, PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT are set by the module."
+  description = "Environment variables (names from workers/core/settings.py). PUSH_AUTH, PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT are set by the module."
   type        = map(string)
 }
 

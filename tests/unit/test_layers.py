@@ -1,0 +1,71 @@
+"""The package layout is the architecture: each module imports only its own layer and the ones
+below it, so the tree can be read as the design (README, "Code map")."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from workers.core.settings import REPO_ROOT
+
+# Lowest first. A module may import modules of its own layer and of the layers before it.
+LAYERS = (
+    ("core", ("workers.core",)),
+    ("adapters", ("workers.adapters",)),
+    ("processing", ("workers.processing", "workers.engines", "workers.ops", "workers.report")),
+    ("composition root", ("workers.composition",)),
+    ("entry points", ("workers.entrypoints", "workers.__main__", "devstack", "trigger")),
+)
+
+
+def layer_of(module: str) -> int | None:
+    if module in ("workers", "workers.PIPELINE_VERSION"):
+        return 0  # the package itself holds only its version
+    for rank, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    return None
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at module level or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_module_imports_only_its_own_layer_and_the_ones_below() -> None:
+    files = [p for folder in ("workers", "devstack", "trigger") for p in (REPO_ROOT / folder).rglob("*.py")]
+    assert len(files) > 50
+    upward = []
+    for path in files:
+        module = module_name(path)
+        own = layer_of(module)
+        assert own is not None, f"{module} is in no layer: add its room to LAYERS and to the README's code map"
+        for imported in imports(path):
+            theirs = layer_of(imported)
+            if theirs is not None and theirs > own:
+                upward.append(f"{module} ({LAYERS[own][0]}) imports {imported} ({LAYERS[theirs][0]})")
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_the_cloud_function_needs_only_the_core_the_adapters_and_the_root() -> None:
+    light = {"core", "adapters", "composition root"}
+    for path in [*(REPO_ROOT / "workers" / "core").rglob("*.py"), *(REPO_ROOT / "workers" / "adapters").rglob("*.py"),
+                 REPO_ROOT / "workers" / "composition.py", REPO_ROOT / "trigger" / "main.py"]:
+        tree = ast.parse(path.read_text())
+        top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        for node in top_level:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for name in names:
+                rank = layer_of(name)
+                assert rank is None or LAYERS[rank][0] in light, f"{module_name(path)} imports {name} at load"

@@ -1,0 +1,403 @@
+"""Train and evaluate a ``whisper-head`` emotion head on labelled recordings (``workers train-ser``).
+
+Features come from :meth:`WhisperEncoder.pooled`, the call the engine makes at inference, over
+two kinds of material per speaker:
+
+- each clip alone (what an isolated utterance gives);
+- **streams**: a speaker's clips of one label joined with short pauses, cut into the engine's
+  sliding windows, so the head also learns from windows that hold the end of one utterance,
+  a pause and the start of the next, as windows over a real recording do. Measured on Berlin
+  EmoDB, this lifts the leave-one-speaker-out accuracy on continuous audio from 0.67 to 0.85.
+
+Evaluation is speaker-independent only: leave-one-speaker-out, and a fixed split that holds
+out named speakers. Each is scored twice: per clip (the mean of the clip's windows), and on
+**continuous** audio (each held-out speaker's clips of every label, shuffled and joined with
+0.5 s pauses, windowed, and each clip given the overlap-weighted mean of the windows over it,
+exactly as the joiner gives a transcript segment its emotion).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from workers.processing.audio import SAMPLE_RATE, decode
+from workers.core.contracts import EmotionWindow
+from workers.engines.ser_head import SerHead
+from workers.engines.whisper_encoder import WhisperEncoder
+from workers.core.errors import ConfigError, PermanentError
+from workers.processing.join import window_weights
+
+log = logging.getLogger(__name__)
+
+LABELS_FILE = "labels.csv"
+REQUIRED_COLUMNS = ("file", "label", "speaker")
+MIN_SPEAKERS = 2
+CONTINUOUS_GAP_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    window_seconds: float = 3.0
+    hop_seconds: float = 1.5
+    c: float = 0.3  # inverse L2 strength of the logistic regression
+    streams: bool = True
+    stream_gap_seconds: tuple[float, float] = (0.2, 0.8)
+    min_clips_per_label: int = 5
+    seed: int = 0
+    test_speakers: tuple[str, ...] = ()  # the fixed split; empty: the last quarter in sorted order
+
+
+@dataclass(frozen=True)
+class Clip:
+    file: str
+    label: str
+    speaker: str
+    audio: np.ndarray = field(repr=False)
+
+
+@dataclass
+class SpeakerFeatures:
+    """Everything the encoder made of one speaker's clips."""
+
+    clip_windows: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (clip index, features)
+    stream_windows: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (label, features)
+    continuous: list[tuple[list[tuple[int, float, float]], list[tuple[float, float]], np.ndarray]] = field(
+        default_factory=list)  # (clip spans in s, window bounds in s, features)
+
+
+@dataclass(frozen=True)
+class Scores:
+    unweighted_accuracy: float
+    weighted_accuracy: float
+    recall: dict[str, float]
+    confusion: list[list[int]]  # rows: true label, columns: predicted, in label order
+    clips: int
+
+    @classmethod
+    def of(cls, truth: Sequence[int], predicted: Sequence[int], labels: Sequence[str]) -> "Scores":
+        truth_a, pred_a = np.asarray(truth), np.asarray(predicted)
+        confusion = np.zeros((len(labels), len(labels)), dtype=int)
+        np.add.at(confusion, (truth_a, pred_a), 1)
+        present = [k for k in range(len(labels)) if confusion[k].sum()]
+        recall = {labels[k]: round(float(confusion[k, k] / confusion[k].sum()), 4) for k in present}
+        return cls(round(float(np.mean(list(recall.values()))), 4), round(float(np.mean(truth_a == pred_a)), 4),
+                   recall, confusion.tolist(), len(truth_a))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    name: str  # "leave-one-speaker-out" or "fixed split: test speakers …"
+    test_speakers: tuple[str, ...]
+    clips: Scores
+    continuous: Scores
+
+
+@dataclass(frozen=True)
+class Dataset:
+    clips: list[Clip]
+    labels: tuple[str, ...]
+    speakers: tuple[str, ...]
+
+
+def read_dataset(folder: Path, *, min_clips_per_label: int = 5) -> Dataset:
+    """The clips listed in ``folder/labels.csv`` (at least ``file,label,speaker``), decoded."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder (train-ser wants a folder with audio and {LABELS_FILE})")
+    table = folder / LABELS_FILE
+    if not table.is_file():
+        raise ConfigError(f"{table} is missing: list the clips there with the columns {','.join(REQUIRED_COLUMNS)}")
+    with table.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise ConfigError(f"{table} has the columns {','.join(columns) or '(none)'}; it needs "
+                              f"{','.join(REQUIRED_COLUMNS)} (missing: {','.join(missing)})")
+        rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k}, n) for n, row in enumerate(reader, 2)]
+    clips = [_clip(folder, table, row, line) for row, line in rows]
+    if not clips:
+        raise ConfigError(f"{table} lists no clips")
+    speakers = tuple(sorted({c.speaker for c in clips}))
+    if len(speakers) < MIN_SPEAKERS:
+        raise ConfigError(f"{table} names one speaker ({speakers[0]}): a speaker-independent evaluation needs "
+                          f"at least {MIN_SPEAKERS}, trained on some and scored on the others")
+    labels = tuple(sorted({c.label for c in clips}))
+    if len(labels) < 2:
+        raise ConfigError(f"{table} has one label ({labels[0]}): an emotion head needs at least two")
+    counts = {label: sum(c.label == label for c in clips) for label in labels}
+    scarce = {label: n for label, n in counts.items() if n < min_clips_per_label}
+    if scarce:
+        raise ConfigError(f"too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: each label "
+                          f"needs at least {min_clips_per_label} (--min-clips-per-label)")
+    return Dataset(clips, labels, speakers)
+
+
+def _clip(folder: Path, table: Path, row: dict[str, str], line: int) -> Clip:
+    empty = [c for c in REQUIRED_COLUMNS if not row.get(c)]
+    if empty:
+        raise ConfigError(f"{table} line {line}: empty {', '.join(empty)}")
+    path = folder / row["file"]
+    if not path.is_file():
+        raise ConfigError(f"{table} line {line}: {row['file']} does not exist in {folder}")
+    try:
+        audio = decode(path, max_seconds=3600.0).samples
+    except PermanentError as e:
+        raise ConfigError(f"{table} line {line}: {row['file']} cannot be used: {e}") from e
+    return Clip(row["file"], row["label"], row["speaker"], audio)
+
+
+def extract_features(dataset: Dataset, encoder: WhisperEncoder, options: TrainOptions,
+                     progress: Callable[[float], None] = lambda seconds: None) -> dict[str, SpeakerFeatures]:
+    """Per speaker: features of each clip, of the same-label streams and of the continuous test audio.
+    ``progress`` is called with the seconds of audio each step encoded."""
+    window = int(round(options.window_seconds * SAMPLE_RATE))
+    hop = int(round(options.hop_seconds * SAMPLE_RATE))
+    rng = np.random.default_rng(options.seed)
+    found: dict[str, SpeakerFeatures] = {}
+    for speaker in dataset.speakers:
+        mine = [i for i, c in enumerate(dataset.clips) if c.speaker == speaker]
+        features = found[speaker] = SpeakerFeatures()
+        for i in mine:
+            features.clip_windows += [(i, x) for x in encoder.pooled(dataset.clips[i].audio, window, hop)[1]]
+            progress(len(dataset.clips[i].audio) / SAMPLE_RATE)
+        if options.streams:
+            for label in dataset.labels:
+                same = [i for i in mine if dataset.clips[i].label == label]
+                if not same:
+                    continue
+                gaps = rng.uniform(*options.stream_gap_seconds, size=len(same))
+                stream, _ = _joined([dataset.clips[i].audio for i in rng.permutation(same)], gaps)
+                features.stream_windows += [(label, x) for x in encoder.pooled(stream, window, hop)[1]]
+                progress(len(stream) / SAMPLE_RATE)
+        order = [mine[j] for j in rng.permutation(len(mine))]
+        stream, starts = _joined([dataset.clips[i].audio for i in order], [CONTINUOUS_GAP_SECONDS] * len(order))
+        bounds, x = encoder.pooled(stream, window, hop)
+        spans = [(i, s / SAMPLE_RATE, (s + len(dataset.clips[i].audio)) / SAMPLE_RATE) for i, s in zip(order, starts)]
+        features.continuous.append((spans, [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in bounds], x))
+        progress(len(stream) / SAMPLE_RATE)
+    return found
+
+
+def _joined(parts: Sequence[np.ndarray], gaps: Iterable[float]) -> tuple[np.ndarray, list[int]]:
+    pieces, starts, position = [], [], 0
+    for audio, gap in zip(parts, gaps):
+        silence = np.zeros(int(gap * SAMPLE_RATE), dtype=np.float32)
+        starts.append(position)
+        pieces += [audio, silence]
+        position += len(audio) + len(silence)
+    return np.concatenate(pieces), starts
+
+
+def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: Sequence[str],
+             options: TrainOptions, *, name: str, encoder: WhisperEncoder,
+             training: dict[str, Any] | None = None) -> SerHead:
+    """A head trained on the windows of ``speakers`` only."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    index = {label: k for k, label in enumerate(dataset.labels)}
+    rows: list[np.ndarray] = []
+    targets: list[int] = []
+    for speaker in speakers:
+        f = features[speaker]
+        rows += [x for _, x in f.clip_windows] + [x for _, x in f.stream_windows]
+        targets += [index[dataset.clips[i].label] for i, _ in f.clip_windows]
+        targets += [index[label] for label, _ in f.stream_windows]
+    x, y = np.stack(rows).astype(np.float64), np.asarray(targets)
+    missing = [dataset.labels[k] for k in range(len(dataset.labels)) if k not in set(targets)]
+    if missing:
+        raise ConfigError(f"the speakers {', '.join(speakers)} have no clip of {', '.join(missing)}: "
+                          "every label needs training clips on each side of the split")
+    scaler = StandardScaler().fit(x)
+    model = LogisticRegression(C=options.c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x), y)
+    weights, bias = model.coef_.T, model.intercept_
+    if len(dataset.labels) == 2:  # a binary model is one logit for the second label: softmax of (0, z)
+        weights, bias = np.hstack([np.zeros_like(weights), weights]), np.concatenate([[0.0], bias])
+    head = SerHead(
+        name=name, labels=dataset.labels, encoder_id=encoder.model_id,
+        window_seconds=options.window_seconds, hop_seconds=options.hop_seconds,
+        mean=scaler.mean_, scale=scaler.scale_, weights=weights, bias=bias,
+        probe=encoder.probe_features, training=training or {},
+    )
+    if not np.allclose(head.probabilities(x[:64]), model.predict_proba(scaler.transform(x[:64])), atol=1e-6):
+        raise RuntimeError("the numpy head disagrees with the fitted model")  # a bug, never an input problem
+    return head
+
+
+def predict(head: SerHead, dataset: Dataset, features: dict[str, SpeakerFeatures],
+            speakers: Sequence[str]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(truth, predicted) per clip alone and per clip in continuous audio, for ``speakers``."""
+    index = {label: k for k, label in enumerate(head.labels)}
+    truth, by_clip, truth_c, by_context = [], [], [], []
+    for speaker in speakers:
+        f = features[speaker]
+        clip_ids = np.array([i for i, _ in f.clip_windows])
+        probs = head.probabilities(np.stack([x for _, x in f.clip_windows]))
+        for i in dict.fromkeys(clip_ids.tolist()):
+            truth.append(index[dataset.clips[i].label])
+            by_clip.append(int(probs[clip_ids == i].mean(axis=0).argmax()))
+        for spans, bounds, x in f.continuous:
+            windows = [EmotionWindow(a, b, []) for a, b in bounds]
+            scores = head.probabilities(x)
+            for i, start, end in spans:
+                truth_c.append(index[dataset.clips[i].label])
+                by_context.append(int((window_weights(start, end, windows) @ scores).argmax()))
+    return truth, by_clip, truth_c, by_context
+
+
+def fixed_test_speakers(dataset: Dataset, options: TrainOptions) -> tuple[str, ...]:
+    if options.test_speakers:
+        unknown = [s for s in options.test_speakers if s not in dataset.speakers]
+        if unknown:
+            raise ConfigError(f"--test-speakers names {', '.join(unknown)}, not in the data "
+                              f"(speakers: {', '.join(dataset.speakers)})")
+        if len(options.test_speakers) >= len(dataset.speakers):
+            raise ConfigError("--test-speakers leaves no speaker to train on")
+        return tuple(options.test_speakers)
+    return dataset.speakers[-max(1, len(dataset.speakers) // 4):]
+
+
+def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
+             encoder: WhisperEncoder) -> list[Evaluation]:
+    """Leave-one-speaker-out, then the fixed split."""
+    splits = [("leave-one-speaker-out", [(s,) for s in dataset.speakers])]
+    held_out = fixed_test_speakers(dataset, options)
+    splits.append((f"fixed split: test speakers {', '.join(held_out)}", [held_out]))
+    evaluations = []
+    for name, folds in splits:
+        truth, by_clip, truth_c, by_context = [], [], [], []
+        for test in folds:
+            train = [s for s in dataset.speakers if s not in test]
+            head = fit_head(dataset, features, train, options, name="fold", encoder=encoder)
+            t, p, tc, pc = predict(head, dataset, features, test)
+            truth += t
+            by_clip += p
+            truth_c += tc
+            by_context += pc
+        evaluations.append(Evaluation(name, held_out if name.startswith("fixed") else dataset.speakers,
+                                      Scores.of(truth, by_clip, dataset.labels),
+                                      Scores.of(truth_c, by_context, dataset.labels)))
+    return evaluations
+
+
+def metrics_record(evaluations: Sequence[Evaluation]) -> list[dict[str, Any]]:
+    return [asdict(e) for e in evaluations]
+
+
+def format_evaluation(evaluation: Evaluation, labels: Sequence[str]) -> str:
+    lines = [f"{evaluation.name}"]
+    for kind, scores in (("clips", evaluation.clips), ("continuous", evaluation.continuous)):
+        lines.append(f"  {kind:<10} unweighted accuracy {scores.unweighted_accuracy:.3f}   weighted accuracy "
+                     f"{scores.weighted_accuracy:.3f}   ({scores.clips} clips)")
+        lines.append("             recall " + "  ".join(f"{k} {v:.2f}" for k, v in scores.recall.items()))
+    width = max(len(label) for label in labels) + 2
+    lines.append("  confusion (continuous; rows: true, columns: predicted)")
+    lines.append(" " * (width + 2) + "".join(f"{label[:8]:>9}" for label in labels))
+    for label, row in zip(labels, evaluation.continuous.confusion):
+        lines.append(f"  {label:<{width}}" + "".join(f"{n:>9}" for n in row))
+    return "\n".join(lines)
+
+
+def options_record(options: TrainOptions) -> dict[str, Any]:
+    record = asdict(options)
+    record["stream_gap_seconds"] = list(options.stream_gap_seconds)
+    record["test_speakers"] = list(options.test_speakers)
+    return record
+
+
+def options_from_record(record: dict[str, Any]) -> TrainOptions:
+    values = dict(record)
+    values["stream_gap_seconds"] = tuple(values["stream_gap_seconds"])
+    values["test_speakers"] = tuple(values["test_speakers"])
+    return TrainOptions(**values)
+
+
+def progress_bar(total_seconds: float, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=math.ceil(total_seconds), unit="s audio", desc="encoding", disable=not enabled,
+                file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}/{total} s audio [{elapsed}<{remaining}]")
+
+
+def feature_seconds(dataset: Dataset, options: TrainOptions) -> float:
+    """Seconds of audio :func:`extract_features` encodes (for the progress bar)."""
+    clips = sum(len(c.audio) for c in dataset.clips) / SAMPLE_RATE
+    gaps = len(dataset.clips) * (CONTINUOUS_GAP_SECONDS + (sum(options.stream_gap_seconds) / 2 if options.streams else 0))
+    return clips * (3 if options.streams else 2) + gaps
+
+
+def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation], options: TrainOptions, *,
+               dataset_name: str, citation: str, command: str) -> str:
+    """The model card written beside ``head.npz``: what it was trained on, how, and how well."""
+    per_speaker = {s: {label: sum(c.speaker == s and c.label == label for c in dataset.clips)
+                       for label in dataset.labels} for s in dataset.speakers}
+    lines = [
+        f"# Emotion head `{head.head_id}`", "",
+        f"Labels: {', '.join(head.labels)}. Engine: `SER_ENGINE=whisper-head`. Encoder: `{head.encoder_id}` "
+        "(CTranslate2 Whisper; its encoder only).", "",
+        "## Training data", "",
+        f"{dataset_name}: {len(dataset.clips)} clips, {len(dataset.speakers)} speakers, "
+        f"{sum(len(c.audio) for c in dataset.clips) / SAMPLE_RATE / 60:.1f} min.",
+    ]
+    if citation:
+        lines += ["", f"Citation: {citation}"]
+    lines += ["", "| speaker | " + " | ".join(dataset.labels) + " |",
+              "|---|" + "---|" * len(dataset.labels)]
+    lines += [f"| {s} | " + " | ".join(str(n) for n in counts.values()) + " |" for s, counts in per_speaker.items()]
+    lines += [
+        "", "## Features and head", "",
+        f"- Windows of {options.window_seconds:g} s every {options.hop_seconds:g} s (the SER windows); each window "
+        "alone through Whisper's encoder (log-mel of the window, zero-padded when the audio is shorter); the "
+        "encoder frames over real audio are averaged (mean pooling).",
+        f"- Training windows: every clip alone{', and same-label streams (a speaker’s clips of one label joined with pauses of ' + '–'.join(f'{g:g}' for g in options.stream_gap_seconds) + ' s, then windowed)' if options.streams else ''}.",
+        f"- Head: features standardised, multinomial logistic regression (L2, C={options.c:g}, balanced class "
+        "weights), evaluated in numpy at inference.",
+        "", "## Speaker-independent evaluation", "",
+        "*clips*: each clip alone, the mean of its windows. *continuous*: each held-out speaker's clips of all "
+        f"labels shuffled and joined with {CONTINUOUS_GAP_SECONDS:g} s pauses, and each clip given the "
+        "overlap-weighted mean of the windows over it, as the joiner gives a transcript segment its emotion.", "",
+        "| evaluation | audio | unweighted accuracy | weighted accuracy | " + " | ".join(
+            f"recall {label}" for label in dataset.labels) + " |",
+        "|---|---|---|---|" + "---|" * len(dataset.labels),
+    ]
+    for e in evaluations:
+        for kind, s in (("clips", e.clips), ("continuous", e.continuous)):
+            lines.append(f"| {e.name} | {kind} | {s.unweighted_accuracy:.3f} | {s.weighted_accuracy:.3f} | "
+                         + " | ".join(f"{s.recall.get(label, float('nan')):.2f}" for label in dataset.labels) + " |")
+    lines += ["", "Confusion, leave-one-speaker-out, continuous (rows: true label, columns: predicted):", "",
+              "| | " + " | ".join(dataset.labels) + " |", "|---|" + "---|" * len(dataset.labels)]
+    lines += [f"| {label} | " + " | ".join(str(n) for n in row) + " |"
+              for label, row in zip(dataset.labels, evaluations[0].continuous.confusion)]
+    lines += [
+        "", "The head in this folder is trained on every speaker above; the figures come from heads trained "
+        "without the speakers they score.", "",
+        "## Caveats", "",
+        "- Measured only on the speakers and recordings above. Acted emotions are clearer than everyday ones; "
+        "accuracy on spontaneous speech, other languages, other microphones or noisy calls is not measured here "
+        "and will be lower.",
+        "- The head knows only its labels: every window gets one of them, however the speaker sounds.", "",
+        "## Reproduce", "", "```sh", command, "```", "",
+        "Format: `head.npz` is NumPy's zip of plain arrays (no pickle); see `workers/engines/ser_head.py`.", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model(out: Path, head: SerHead, card: str, encoder_path: Path) -> None:
+    """A model folder the engine loads: the head, its card and a link to the encoder."""
+    from workers.engines.ser_head import CARD_FILE, ENCODER_DIR, HEAD_FILE
+
+    out.mkdir(parents=True, exist_ok=True)
+    head.save(out / HEAD_FILE)
+    (out / CARD_FILE).write_text(card, encoding="utf-8")
+    link = out / ENCODER_DIR
+    if link.is_symlink() or not link.exists():
+        link.unlink(missing_ok=True)
+        link.symlink_to(encoder_path.resolve(), target_is_directory=True)

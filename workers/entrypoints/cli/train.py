@@ -1,0 +1,109 @@
+"""``train-ser``: train an emotion head on labelled recordings and evaluate it speaker-independently."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from workers.core.errors import ConfigError
+from workers.entrypoints.cli.options import command_settings, finish_command
+
+DESCRIPTION = """\
+Train the whisper-head emotion model on your own labelled recordings.
+
+DIR holds audio files (anything the pipeline decodes) and labels.csv with at least the columns
+file,label,speaker (file relative to DIR). Features are made by the engine's own code path
+(Whisper's encoder over the SER windows, mean-pooled). The head is evaluated speaker-independently
+(leave-one-speaker-out, and a fixed split holding out named speakers), per clip and on continuous
+audio, then trained on every speaker and written with its model card to OUT:
+
+  OUT/head.npz        the head (NumPy arrays, no pickle)
+  OUT/MODEL_CARD.md   data, features, metrics, the command that made it
+  OUT/encoder         a link to the Whisper model it was trained on
+
+Use it with SER_ENGINE=whisper-head SER_MODEL=OUT. Needs scikit-learn (pip install scikit-learn)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from workers.engines.ser_training import TrainOptions
+
+    defaults = TrainOptions()
+    p = sub.add_parser("train-ser", help="train and evaluate an emotion head on labelled recordings",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", type=Path, metavar="DIR", help="folder with the audio and labels.csv")
+    p.add_argument("-o", "--out", type=Path, metavar="OUT", help="model folder to write (default: ./ser-<name>)")
+    p.add_argument("--name", help="the head's name (default: DIR's name and the encoder's)")
+    p.add_argument("--encoder", type=Path, metavar="PATH",
+                   help="CTranslate2 Whisper model whose encoder makes the features (default: the multilingual "
+                        "base model assembled by setup)")
+    p.add_argument("--window-seconds", type=float, default=defaults.window_seconds, help="window length [%(default)s]")
+    p.add_argument("--hop-seconds", type=float, default=defaults.hop_seconds, help="window step [%(default)s]")
+    p.add_argument("--c", type=float, default=defaults.c,
+                   help="inverse regularisation strength of the logistic regression [%(default)s]")
+    p.add_argument("--no-streams", action="store_true",
+                   help="train on isolated clips only (no windows cut from joined same-label clips)")
+    p.add_argument("--test-speakers", default="", metavar="A,B",
+                   help="speakers held out in the fixed split (default: the last quarter in sorted order)")
+    p.add_argument("--min-clips-per-label", type=int, default=defaults.min_clips_per_label,
+                   help="refuse labels with fewer clips [%(default)s]")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the stream shuffling [%(default)s]")
+    p.add_argument("--dataset-name", help="how the model card names the data (default: DIR's name)")
+    p.add_argument("--citation", default="", help="citation of the data set, for the model card")
+    p.add_argument("--cpu-threads", type=int, default=0, help="encoder threads; 0: every CPU [%(default)s]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    finish_command(p, cmd_train_ser, only=("models_dir",))
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that makes this head again: DIR and every option that shapes the head."""
+    words = ["python", "-m", "workers", "train-ser", str(args.data)]
+    for flag in ("--out", "--name", "--encoder", "--window-seconds", "--hop-seconds", "--c", "--test-speakers",
+                 "--min-clips-per-label", "--seed", "--dataset-name", "--citation"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value not in (None, ""):
+            words += [flag, str(value)]
+    return shlex.join(words + (["--no-streams"] if args.no_streams else []))
+
+
+def cmd_train_ser(args: argparse.Namespace) -> int:
+    import sys
+
+    from workers.engines.whisper_encoder import WhisperEncoder
+    from workers.engines.models import WHISPER_BASE
+    from workers.engines import ser_training as training
+
+    settings = command_settings(args)
+    try:
+        import sklearn  # noqa: F401 - fail before the slow part
+    except ModuleNotFoundError as e:
+        raise ConfigError("train-ser needs scikit-learn: pip install scikit-learn") from e
+    options = training.TrainOptions(
+        window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, c=args.c, streams=not args.no_streams,
+        min_clips_per_label=args.min_clips_per_label, seed=args.seed,
+        test_speakers=tuple(s.strip() for s in args.test_speakers.split(",") if s.strip()))
+    if options.window_seconds <= 0 or not 0 < options.hop_seconds <= options.window_seconds or options.c <= 0:
+        raise ConfigError("--window-seconds and --c must be positive and --hop-seconds in (0, window]")
+    encoder_path = args.encoder or Path(settings.models.models_dir) / WHISPER_BASE
+    dataset = training.read_dataset(args.data, min_clips_per_label=options.min_clips_per_label)
+    encoder = WhisperEncoder(encoder_path, device="cpu", cpu_threads=args.cpu_threads)
+    name = args.name or f"{args.data.resolve().name}-{encoder.model_id}"
+    out = args.out or Path(f"ser-{name}")
+    print(f"{len(dataset.clips)} clips, {len(dataset.speakers)} speakers ({', '.join(dataset.speakers)}), "
+          f"labels {', '.join(dataset.labels)}; encoder {encoder.model_id}", file=sys.stderr)
+    with training.progress_bar(training.feature_seconds(dataset, options),
+                               enabled=not args.no_progress and sys.stderr.isatty()) as bar:
+        features = training.extract_features(dataset, encoder, options, progress=bar.update)
+    evaluations = training.evaluate(dataset, features, options, encoder=encoder)
+    for evaluation in evaluations:
+        print(training.format_evaluation(evaluation, dataset.labels))
+    command = _command(args)
+    record = {"dataset": args.dataset_name or args.data.resolve().name, "citation": args.citation,
+              "speakers": list(dataset.speakers), "clips": len(dataset.clips), "options": training.options_record(options),
+              "metrics": training.metrics_record(evaluations), "command": command}
+    head = training.fit_head(dataset, features, dataset.speakers, options, name=name, encoder=encoder, training=record)
+    card = training.model_card(head, dataset, evaluations, options, dataset_name=record["dataset"],
+                               citation=args.citation, command=command)
+    training.write_model(out, head, card, encoder_path)
+    print(f"wrote {out}/ (head {head.head_id}); use it with: SER_ENGINE=whisper-head SER_MODEL={out}")
+    return 0

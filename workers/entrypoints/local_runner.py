@@ -1,0 +1,171 @@
+"""The local runner: a folder of audio in, one merged JSON per file out.
+
+It goes through the same path as the cloud: the candidate rule picks objects, each becomes
+a job message on the (in-process) jobs topic, STT and SER handle it concurrently, and the
+joiner writes the result. Files whose result already exists for the same generation are
+skipped, so a rerun only does what is new or changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from workers.composition import LocalStack
+from workers.core.contracts import Result, StoredResult, loads, to_dict
+from workers.core.errors import NotFound
+from workers.core.jobs import PARTIAL_KINDS, make_job, now_rfc3339, partial_key, result_key, skip_reason
+from workers.core.ports import BlobInfo
+from workers.core.settings import InputSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    ok: int = 0
+    failed: int = 0
+    already_done: int = 0
+    done_but_failed: list[tuple[str, str]] = field(default_factory=list)  # failed results of earlier runs
+    ignored: int = 0
+    errors: list[str] = field(default_factory=list)
+    audio_seconds: float = 0.0  # transcribed in this run
+    reused_seconds: float = 0.0  # of files whose partials an interrupted earlier run had made
+    started_at: str = ""
+    wall_seconds: float = 0.0
+    ser_trained: bool | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"files ok: {self.ok}   failed: {self.failed}   already done: {self.already_done}"
+            + (f" ({len(self.done_but_failed)} of them failed)" if self.done_but_failed else "")
+            + f"   ignored: {self.ignored}",
+            f"audio: {self.audio_seconds:.1f} s   wall: {self.wall_seconds:.1f} s   "
+            f"real-time factor: {self.realtime_factor:.1f}x"
+            + (f"   (+{self.reused_seconds:.1f} s merged from an earlier run's partials)"
+               if self.reused_seconds else ""),
+        ]
+        out += [f"  failed: {name}: {why}" for name, why in self.failures]
+        out += [f"  failed in an earlier run: {name}: {why} (--force redoes it)" for name, why in self.done_but_failed]
+        out += [f"  ERROR: {e}" for e in self.errors]
+        if self.ser_trained is False:
+            out.append(
+                "NOTE: the emotion model is untrained (random weights): emotions are placeholders. Leave "
+                "SER_MODEL empty for the trained default, or point it at a trained model."
+            )
+        return out
+
+
+def candidates(stack: LocalStack, rules: InputSettings, summary: RunSummary) -> list[BlobInfo]:
+    found = []
+    for info in stack.store.list(stack.inbox_bucket):
+        reason = skip_reason(info.name, prefix=rules.inbox_prefix, ignore=rules.ignore_globs)
+        if reason:
+            log.info("skipping %s: %s", info.name, reason)
+            summary.ignored += 1
+        else:
+            found.append(info)
+    return found
+
+
+def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, progress: bool = True) -> RunSummary:
+    summary = RunSummary(started_at=now_rfc3339())
+    started = time.perf_counter()
+    todo = []
+    for info in candidates(stack, rules, summary):
+        done = None if force else _stored_result(stack, info.name)
+        if done is not None and done.job.generation == info.generation:
+            summary.already_done += 1
+            if done.status != "ok":
+                summary.done_but_failed.append((info.name, done.why_failed))
+        else:
+            todo.append(info)
+    # A bar only on a terminal; the per-file lines go wherever stderr goes.
+    bar = tqdm(todo, unit="file", disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True)
+    with logging_redirect_tqdm():
+        for info in bar:
+            bar.set_postfix_str(_short(info.name))
+            result = process_one(stack, info, summary, force=force)
+            if progress and result is not None:
+                bar.write(describe(result))
+    summary.wall_seconds = time.perf_counter() - started
+    summary.ser_trained = stack.handlers.ser.worker.engine.trained if stack.handlers.ser else None
+    return summary
+
+
+def process_one(stack: LocalStack, info: BlobInfo, summary: RunSummary, *, force: bool = False) -> Result | None:
+    """Publish one job, wait for the handlers, and return the stored result."""
+    job = make_job(
+        bucket=stack.inbox_bucket, name=info.name, generation=info.generation, size=info.size,
+        content_type=info.content_type, source="upload",
+    )
+    if force:
+        _forget(stack, job.job_id, info.name)
+    dead_before = len(stack.bus.dead_letters)
+    stack.bus.publish(stack.jobs_topic, to_dict(job), {"job_id": job.job_id})
+    stack.bus.drain()
+    for topic, handler, _, error in stack.bus.dead_letters[dead_before:]:
+        summary.errors.append(f"{info.name}: {handler} on {topic}: {error}")
+    try:
+        data, _ = stack.store.read(stack.buckets.results, result_key(info.name))
+    except NotFound:
+        summary.errors.append(f"{info.name}: no result was written")
+        return None
+    result = loads(Result, data)
+    if result.status == "ok":
+        summary.ok += 1
+    else:
+        summary.failed += 1
+        summary.failures.append((info.name, why_failed(result)))
+    duration = result.duration or 0.0
+    stt_started = result.timings.stt.started_at if result.timings.stt else ""
+    if summary.started_at and stt_started and stt_started < summary.started_at:
+        summary.reused_seconds += duration
+    else:
+        summary.audio_seconds += duration
+    return result
+
+
+def describe(result: Result) -> str:
+    """One human line per processed file."""
+    name = result.job.name
+    if result.status != "ok":
+        return f"FAILED {name}: {why_failed(result)}"
+    emotion = (result.summary.dominant_emotion if result.summary else None) or "-"
+    if not result.engines.ser.trained:
+        emotion += " (untrained model)"
+    who = f", speakers {', '.join(s.speaker for s in result.speakers)}" if result.speakers else ""
+    return (f"ok     {name}: {result.duration or 0.0:.1f} s, language {result.language or '- (no speech)'}, "
+            f"{len(result.segments)} segments{who}, dominant emotion {emotion}")
+
+
+def why_failed(result: Result) -> str:
+    return f"{result.error.code}: {result.error.message}" if result.error else "failed"
+
+
+def _stored_result(stack: LocalStack, name: str) -> StoredResult | None:
+    try:
+        return StoredResult.from_json(stack.store.read(stack.buckets.results, result_key(name))[0])
+    except (NotFound, ValueError):
+        return None
+
+
+def _forget(stack: LocalStack, job_id: str, name: str) -> None:
+    """--force: drop this job's partials and result so it is recomputed."""
+    for kind in PARTIAL_KINDS:
+        stack.store.delete(stack.buckets.staging, partial_key(job_id, kind))
+    stack.store.delete(stack.buckets.results, result_key(name))
+
+
+def _short(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]

@@ -1,0 +1,205 @@
+"""Merge an STT partial and an SER partial into one result.
+
+Every transcript segment gets the time-overlap-weighted mean of the scores of the emotion
+windows that cover it; the whole-file summary weights each segment's scores by its
+duration, so it describes the speech, not the silence around it. Pure and deterministic:
+the same partials always give the same result, apart from ``timings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from workers.core.contracts import (
+    EmotionWindow,
+    Engines,
+    Error,
+    JobMessage,
+    LabelScore,
+    Result,
+    ResultSegment,
+    ResultTimings,
+    ScoredSentiment,
+    SegmentEmotion,
+    Sentiment,
+    SerPartial,
+    SpeakerSummary,
+    SttPartial,
+    Summary,
+)
+from workers.processing import speakers
+from workers.core.errors import ConfigError
+from workers.processing.text_sentiment import TEXT_CUTOFF, fused_sentiment, label_of, text_sentiment, voice_valence
+
+SENTIMENTS: tuple[Sentiment, ...] = ("POSITIVE", "NEGATIVE", "NEUTRAL")
+
+# Label spellings used by common emotion checkpoints (IEMOCAP/RAVDESS/CREMA-D/superb).
+DEFAULT_SENTIMENT_MAP: dict[str, Sentiment] = {
+    **dict.fromkeys(["happy", "hap", "happiness", "joy", "excited", "exc", "surprise", "surprised", "sur", "pleasant"], "POSITIVE"),
+    **dict.fromkeys(["angry", "ang", "anger", "sad", "sadness", "fear", "fearful", "fea", "disgust", "disgusted", "dis", "frustrated", "fru", "contempt"], "NEGATIVE"),
+    **dict.fromkeys(["neutral", "neu", "calm", "other", "unknown", "xxx"], "NEUTRAL"),
+}
+
+
+def parse_sentiment_map(spec: str) -> dict[str, Sentiment]:
+    """Built-in map updated with ``label=SENTIMENT,label=SENTIMENT`` from SENTIMENT_MAP."""
+    mapping = dict(DEFAULT_SENTIMENT_MAP)
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        label, sep, sentiment = item.partition("=")
+        sentiment = sentiment.strip().upper()
+        if not sep or sentiment not in SENTIMENTS:
+            raise ConfigError(f"SENTIMENT_MAP entry {item!r} must look like label=POSITIVE|NEGATIVE|NEUTRAL")
+        mapping[label.strip().lower()] = sentiment  # type: ignore[assignment]
+    return mapping
+
+
+def sentiment_of(label: str, mapping: Mapping[str, Sentiment]) -> Sentiment:
+    return mapping.get(label.lower(), "NEUTRAL")
+
+
+def window_weights(start: float, end: float, windows: Sequence[EmotionWindow]) -> np.ndarray:
+    """Seconds of overlap between [start, end] and each window; the nearest window if none."""
+    starts = np.array([w.start for w in windows])
+    ends = np.array([w.end for w in windows])
+    overlap = np.clip(np.minimum(ends, end) - np.maximum(starts, start), 0.0, None)
+    if overlap.sum() > 0:
+        return overlap
+    centre = (start + end) / 2
+    nearest = np.argmin(np.abs((starts + ends) / 2 - centre))
+    weights = np.zeros(len(windows))
+    weights[nearest] = 1.0
+    return weights
+
+
+def _emotion(scores: np.ndarray, labels: Sequence[str], mapping: Mapping[str, Sentiment]) -> SegmentEmotion:
+    best = int(np.argmax(scores))
+    return SegmentEmotion(
+        label=labels[best],
+        sentiment=sentiment_of(labels[best], mapping),
+        scores=[LabelScore(label, float(s)) for label, s in zip(labels, scores)],
+    )
+
+
+def merge(
+    job: JobMessage,
+    stt: SttPartial,
+    ser: SerPartial,
+    *,
+    sentiment_map: Mapping[str, Sentiment],
+    pipeline_version: str,
+    completed_at: str,
+) -> Result:
+    failed = next((p.error for p in (stt, ser) if p.status == "failed"), None)
+    if ser.status == "ok" and any(len(w.scores) != len(ser.labels) for w in ser.windows):
+        # A partial that contradicts itself: say so in a failed result rather than crash the joiner.
+        failed = failed or Error("invalid_ser_partial", f"emotion windows do not carry one score for each of "
+                                                        f"the {len(ser.labels)} labels {list(ser.labels)}")
+        ser = replace(ser, status="failed", windows=[])
+    emotions_ok = ser.status == "ok" and bool(ser.windows)
+    channels = stt.channels or ser.channels
+    tracks = _tracks(ser.windows) if emotions_ok else {}
+    turns = ser.speakers if ser.status == "ok" else None
+    language = stt.language
+
+    segments: list[ResultSegment] = []
+    segment_scores: list[tuple[float, np.ndarray]] = []
+    for seg in speakers.attribute(stt.segments, turns, channels) if stt.status == "ok" else []:
+        emotion, voice = None, None
+        track = tracks.get(seg.channel) or tracks.get(None)
+        if track is not None:
+            windows, matrix = track
+            weights = window_weights(seg.start, seg.end, windows)
+            scores = weights @ matrix / weights.sum()
+            emotion = _emotion(scores, ser.labels, sentiment_map)
+            voice = voice_valence(ser.labels, scores, sentiment_map)
+            segment_scores.append((seg.end - seg.start, scores))
+        text = text_sentiment(seg.text, language)
+        segments.append(ResultSegment(**vars(seg), emotion=emotion, text_sentiment=text,
+                                      fused_sentiment=fused_sentiment(voice, text)))
+
+    summary = None
+    if emotions_ok and stt.status == "ok":
+        summary = replace(_summary(segment_scores, ser.labels, sentiment_map),
+                          text_sentiment=_mean_text_sentiment(segments))
+
+    return Result(
+        job=job,
+        status="failed" if failed else "ok",
+        error=failed,
+        language=stt.language,
+        language_probability=stt.language_probability,
+        duration=stt.duration if stt.duration is not None else ser.duration,
+        segments=segments,
+        summary=summary,
+        engines=Engines(stt=stt.engine, ser=ser.engine),
+        pipeline_version=pipeline_version,
+        submitted_at=job.submitted_at,
+        timings=ResultTimings(stt=stt.timing, ser=ser.timing, completed_at=completed_at),
+        channels=channels,
+        speakers=_speaker_summaries(segments, ser.labels, sentiment_map) if emotions_ok else None,
+        speech_coverage=stt.speech_coverage if stt.status == "ok" else None,
+    )
+
+
+def _tracks(windows: Sequence[EmotionWindow]) -> dict[Optional[int], tuple[list[EmotionWindow], np.ndarray]]:
+    """The emotion windows of each channel (None: the mono mix) with their score matrix."""
+    by_channel: dict[Optional[int], list[EmotionWindow]] = {}
+    for w in windows:
+        by_channel.setdefault(w.channel, []).append(w)
+    return {c: (ws, np.array([w.scores for w in ws], dtype=np.float64)) for c, ws in by_channel.items()}
+
+
+def _mean_text_sentiment(segments: Sequence[ResultSegment]) -> Optional[ScoredSentiment]:
+    scored = [(s.end - s.start, s.text_sentiment.score) for s in segments if s.text_sentiment is not None]
+    if not scored:
+        return None
+    weights = np.maximum([d for d, _ in scored], 1e-3)
+    score = float(np.average([x for _, x in scored], weights=weights))
+    return ScoredSentiment(label_of(score, TEXT_CUTOFF), score)
+
+
+def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str],
+                       mapping: Mapping[str, Sentiment]) -> Optional[list[SpeakerSummary]]:
+    names = list(dict.fromkeys(s.speaker for s in segments if s.speaker is not None))
+    if not names:
+        return None
+    total = sum(s.end - s.start for s in segments if s.speaker is not None) or 1.0
+    out = []
+    for name in names:
+        mine = [s for s in segments if s.speaker == name]
+        scored = [(s.end - s.start, np.array([x.score for x in s.emotion.scores])) for s in mine if s.emotion]
+        part = _summary(scored, labels, mapping)
+        talk = sum(s.end - s.start for s in mine)
+        interruptions, overlap = speakers.overlaps(segments, name)
+        out.append(SpeakerSummary(
+            speaker=name, channel=mine[0].channel, talk_seconds=talk, share=min(1.0, talk / total),
+            turns=speakers.turn_count(segments, name), dominant_emotion=part.dominant_emotion,
+            distribution=part.distribution, sentiment_distribution=part.sentiment_distribution,
+            text_sentiment=_mean_text_sentiment(mine), interruptions=interruptions, overlap_seconds=overlap))
+    return out
+
+
+def _summary(
+    segment_scores: list[tuple[float, np.ndarray]], labels: Sequence[str], mapping: Mapping[str, Sentiment]
+) -> Summary:
+    if not segment_scores:
+        return Summary(None, None, [], [], 0.0)
+    durations = np.array([d for d, _ in segment_scores])
+    weights = np.maximum(durations, 1e-3)  # a zero-length segment still counts, a little
+    distribution = np.stack([s for _, s in segment_scores]).T @ weights / weights.sum()
+    by_sentiment = {s: 0.0 for s in SENTIMENTS}
+    for label, score in zip(labels, distribution):
+        by_sentiment[sentiment_of(label, mapping)] += float(score)
+    dominant = labels[int(np.argmax(distribution))]
+    return Summary(
+        dominant_emotion=dominant,
+        # The sentiment of the dominant emotion, as each segment's is of its own top label;
+        # sentiment_distribution has the shares (capped at 1: multi-label scores need not sum to 1).
+        sentiment=sentiment_of(dominant, mapping),
+        distribution=[LabelScore(label, float(s)) for label, s in zip(labels, distribution)],
+        sentiment_distribution=[LabelScore(s, min(1.0, v)) for s, v in by_sentiment.items()],
+        speech_seconds=float(durations.sum()),
+    )

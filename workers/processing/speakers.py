@@ -1,0 +1,126 @@
+"""Who said each segment and word, and what each speaker's part of the conversation was like.
+
+A segment from a channel analysed apart belongs to that channel's speaker. Otherwise each word
+takes the speaker turn it overlaps most (the nearest turn when it overlaps none), and a
+segment whose words change speaker is cut there. A run of words shorter than
+``BLIP_SECONDS`` between two runs of one other speaker keeps that speaker: embeddings every
+0.8 s make such blips noise, not a turn. Diarized speakers are named S1, S2, … in the order
+they first speak in the transcript.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional, Sequence
+
+import numpy as np
+
+from workers.core.contracts import Segment, SpeakerTurn, Word
+
+BLIP_SECONDS = 0.5
+INTERRUPTION_SECONDS = 0.2  # overlap that makes a new turn an interruption
+
+
+def speaker_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> Optional[str]:
+    if not turns:
+        return None
+    starts = np.array([t.start for t in turns])
+    ends = np.array([t.end for t in turns])
+    overlap = np.minimum(ends, end) - np.maximum(starts, start)
+    if overlap.max() > 0:
+        return turns[int(np.argmax(overlap))].speaker
+    distance = np.maximum(starts - end, start - ends)
+    return turns[int(np.argmin(distance))].speaker
+
+
+def attribute(segments: Sequence[Segment], turns: Optional[Sequence[SpeakerTurn]],
+              channels: Optional[Sequence[str]]) -> list[Segment]:
+    """Segments with their speaker (cut at speaker changes), in time order, numbered from 0."""
+    out: list[Segment] = []
+    for seg in segments:
+        if seg.channel is not None and channels:
+            name = channels[seg.channel]
+            out.append(_spoken_by(seg, name))
+        elif turns:
+            out += _split_by_speaker(seg, [t for t in turns if t.channel is None])
+        else:
+            out.append(seg)
+    out.sort(key=lambda s: (s.start, s.channel or 0))
+    out = _renamed_by_first_appearance(out, diarized=not channels)
+    return [replace(s, id=i) for i, s in enumerate(out)]
+
+
+def _spoken_by(seg: Segment, speaker: Optional[str]) -> Segment:
+    return replace(seg, speaker=speaker, words=[replace(w, speaker=speaker) for w in seg.words])
+
+
+def _split_by_speaker(seg: Segment, turns: Sequence[SpeakerTurn]) -> list[Segment]:
+    if not seg.words:
+        return [_spoken_by(seg, speaker_at(seg.start, seg.end, turns))]
+    who = [speaker_at(w.start, w.end, turns) for w in seg.words]
+    runs = _runs(seg.words, who)
+    runs = _without_blips(runs)
+    if len(runs) == 1:
+        return [_spoken_by(seg, runs[0][0])]
+    return [
+        replace(seg, start=words[0].start, end=words[-1].end, text="".join(w.word for w in words).strip(),
+                speaker=speaker, words=[replace(w, speaker=speaker) for w in words])
+        for speaker, words in runs
+    ]
+
+
+def _runs(words: Sequence[Word], who: Sequence[Optional[str]]) -> list[tuple[Optional[str], list[Word]]]:
+    runs: list[tuple[Optional[str], list[Word]]] = []
+    for word, speaker in zip(words, who):
+        if runs and runs[-1][0] == speaker:
+            runs[-1][1].append(word)
+        else:
+            runs.append((speaker, [word]))
+    return runs
+
+
+def _without_blips(runs: list[tuple[Optional[str], list[Word]]]) -> list[tuple[Optional[str], list[Word]]]:
+    changed = True
+    while changed and len(runs) > 2:
+        changed = False
+        for k in range(1, len(runs) - 1):
+            speaker, words = runs[k]
+            if runs[k - 1][0] == runs[k + 1][0] != speaker and words[-1].end - words[0].start < BLIP_SECONDS:
+                runs[k - 1:k + 2] = [(runs[k - 1][0], runs[k - 1][1] + words + runs[k + 1][1])]
+                changed = True
+                break
+    return runs
+
+
+def _renamed_by_first_appearance(segments: list[Segment], *, diarized: bool) -> list[Segment]:
+    if not diarized:
+        return segments
+    names: dict[str, str] = {}
+    for s in segments:
+        if s.speaker is not None:
+            names.setdefault(s.speaker, f"S{len(names) + 1}")
+    return [s if s.speaker is None else _spoken_by(s, names[s.speaker]) for s in segments]
+
+
+def turn_count(segments: Sequence[Segment], speaker: str) -> int:
+    """How many times ``speaker`` takes the floor: segments in time order whose previous one
+    was someone else's (or that open the conversation)."""
+    count, previous = 0, None
+    for s in segments:
+        if s.speaker == speaker and previous != speaker:
+            count += 1
+        previous = s.speaker
+    return count
+
+
+def overlaps(segments: Sequence[Segment], speaker: str) -> tuple[int, float]:
+    """(interruptions, seconds of overlap) of ``speaker`` with the others' segments."""
+    mine = [s for s in segments if s.speaker == speaker]
+    others = [s for s in segments if s.speaker not in (speaker, None)]
+    interruptions, seconds = 0, 0.0
+    for s in mine:
+        shared = [min(s.end, o.end) - max(s.start, o.start) for o in others]
+        seconds += sum(x for x in shared if x > 0)
+        if any(o.start < s.start and o.end - s.start > INTERRUPTION_SECONDS for o in others):
+            interruptions += 1
+    return interruptions, seconds
