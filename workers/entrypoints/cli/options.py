@@ -11,7 +11,7 @@ import os
 from typing import Callable
 
 from workers.composition import configure_logging
-from workers.core.settings import SETTINGS, Settings
+from workers.core.settings import SETTINGS, Setting, Settings
 
 
 def add_settings_options(parser: argparse.ArgumentParser, groups: tuple[str, ...] = ("core",),
@@ -28,8 +28,13 @@ def add_settings_options(parser: argparse.ArgumentParser, groups: tuple[str, ...
             type=str if s.kind is bool else s.kind,
             default=None,
             metavar=s.env,
-            help=f"{s.help} [env {s.env}; default: {s.shown_default!r}]",
+            help=f"{s.help} [env {s.env}; default: {_default(s)!r}]",
         )
+
+
+def _default(s: Setting) -> object:
+    """As the environment variable would say it for text and switches, the value for numbers."""
+    return s.shown_default if s.kind in (str, bool) else s.default
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
