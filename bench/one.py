@@ -74,7 +74,7 @@ def main() -> None:
         "stt_in_pipeline": a[1] - a[0],
         "ser_in_pipeline": b[1] - b[0],
         "overlap": overlap,
-        "segments": len(result["segments"]),
+        "segments": len(result.segments),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
