@@ -5,8 +5,13 @@
 The English (and one Russian) clips in ../shared/external are read or recited speech without
 emotion labels: audiobook sentences, Harvard sentences, TIMIT, a speech. Read speech is what
 emotion corpora call neutral, so the share of clips the model calls ``neutral`` is a rough
-measure of transfer to new speakers, languages and microphones (the model was trained on acted
-German). It prints each clip's mean window scores and the distribution of top labels.
+measure of transfer to new speakers, languages and microphones. It prints each clip's mean window
+scores and the distribution of top labels.
+
+The default head is trained with these folders added as neutral (see its model card), so on it
+this bench is in-sample and says so; the held-out figure is the card's "added folders" row (each
+folder scored by heads trained without it). Give ``--ser-model`` a head trained without them
+(``python -m workers train-ser ../shared/external/emodb -o emodb-only``) for a held-out reading.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ def main() -> None:
         top[ser.labels[int(scores.argmax())]] += 1
         print(f"{path.parent.name + '/' + path.name:<48}{len(audio) / 16000:>6.1f}  "
               + "".join(f"{x:>9.2f}" for x in scores))
+    added = {name.lstrip("+") for name in getattr(getattr(ser, "head", None), "training", {}).get("added", [])}
+    if added & set(READ_SPEECH):
+        print(f"\nNOTE: this head was trained on {', '.join(sorted(added & set(READ_SPEECH)))} as neutral: in-sample. "
+              "Its held-out figure is the model card's 'added folders' row.")
     print(f"\n{ser.engine.model}: top label of {len(files)} read-speech clips: "
           + ", ".join(f"{label} {top[label]}" for label in ser.labels)
           + f"  (neutral share {top['neutral'] / len(files):.2f})")

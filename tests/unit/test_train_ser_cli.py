@@ -57,6 +57,43 @@ def test_train_ser_writes_a_model_the_engine_loads_and_reports_speaker_independe
     assert scores[:, 0].mean() > 0.8, "noise is 'angry'"
 
 
+def test_a_folder_added_under_one_label_trains_as_one_speaker_and_is_scored_apart(tmp_path, models_dir,
+                                                                                   capsys) -> None:
+    data = tones_and_noise(tmp_path / "data")
+    calm = tmp_path / "more-calm"
+    for k in range(4):  # no labels.csv: every recording of the folder is one label
+        (calm / "sub").mkdir(parents=True, exist_ok=True)
+        (calm / "sub" / f"hum{k}.flac").write_bytes(encode(tone(1.5, freq=230 + 50 * k, amplitude=0.2)))
+    (calm / "README.txt").write_text("not audio, left out")
+    out = tmp_path / "model"
+    assert main(["train-ser", str(data), "--add", f"calm={calm}", "-o", str(out), "--models-dir", str(models_dir),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "leave-one-speaker-out: the labelled speakers" in printed
+    assert "fixed split: test speakers c" in printed, "the fixed split holds out labelled speakers only"
+    added = printed.split("leave-one-speaker-out: the added folders")[1].split("fixed split")[0]
+    assert "(4 clips)" in added and "recall calm 1.00" in added, added
+    head = SerHead.load(out / HEAD_FILE)
+    assert head.training["speakers"] == ["+more-calm", "a", "b", "c"] and head.training["added"] == ["+more-calm"]
+    assert f"--add calm={calm}" in head.training["command"]
+    card = (out / CARD_FILE).read_text()
+    assert "| +more-calm | 0 | 4 |" in card and "as `calm`" in card
+
+
+@pytest.mark.parametrize("added, message", [
+    ("sad=FOLDER", "'sad' is not a label of the data set (labels: angry, calm)"),
+    ("calm=EMPTY", "no audio files"),
+    ("calm", "give LABEL=FOLDER"),
+])
+def test_a_bad_added_folder_is_refused_with_a_clear_error(tmp_path, models_dir, capsys, added, message) -> None:
+    data = tones_and_noise(tmp_path / "data", per_label=5)
+    (tmp_path / "empty").mkdir()
+    added = added.replace("FOLDER", str(data)).replace("EMPTY", str(tmp_path / "empty"))
+    assert main(["train-ser", str(data), "--add", added, "-o", str(tmp_path / "out"), "--models-dir",
+                 str(models_dir), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("breakage, message", [
     ("no labels.csv", "labels.csv is missing"),
     ("unknown column", "has the columns file,emotion,speaker; it needs file,label,speaker (missing: label)"),

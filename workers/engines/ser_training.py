@@ -41,6 +41,7 @@ LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("file", "label", "speaker")
 MIN_SPEAKERS = 2
 CONTINUOUS_GAP_SECONDS = 0.5
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class Dataset:
     clips: list[Clip]
     labels: tuple[str, ...]
     speakers: tuple[str, ...]
+    added: tuple[str, ...] = ()  # speakers that are folders added with one label (add_folder)
+
+    @property
+    def main_speakers(self) -> tuple[str, ...]:
+        return tuple(s for s in self.speakers if s not in self.added)
 
 
 def read_dataset(folder: Path, *, min_clips_per_label: int = 5) -> Dataset:
@@ -138,6 +144,32 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5) -> Dataset:
         raise ConfigError(f"too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: each label "
                           f"needs at least {min_clips_per_label} (--min-clips-per-label)")
     return Dataset(clips, labels, speakers)
+
+
+def add_folder(dataset: Dataset, label: str, folder: Path) -> Dataset:
+    """``dataset`` and every audio file under ``folder`` as a ``label`` clip. The folder counts as
+    one speaker named ``+FOLDER``, so in every evaluation its clips are all on one side: unlabelled
+    recordings known to carry one label (read speech as neutral, say) from sources apart."""
+    if label not in dataset.labels:
+        raise ConfigError(f"--add {label}={folder}: {label!r} is not a label of the data set "
+                          f"(labels: {', '.join(dataset.labels)})")
+    if not folder.is_dir():
+        raise ConfigError(f"--add {label}={folder}: not a folder")
+    speaker = "+" + folder.resolve().name
+    if speaker in dataset.speakers:
+        raise ConfigError(f"--add {label}={folder}: a speaker or another added folder is already named {speaker}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise ConfigError(f"--add {label}={folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) under it")
+    clips = []
+    for path in files:
+        try:
+            clips.append(Clip(path.relative_to(folder).as_posix(), label, speaker,
+                              decode(path, max_seconds=3600.0).samples))
+        except PermanentError as e:
+            raise ConfigError(f"--add {label}={folder}: {path} cannot be used: {e}") from e
+    return Dataset([*dataset.clips, *clips], dataset.labels, tuple(sorted({*dataset.speakers, speaker})),
+                   (*dataset.added, speaker))
 
 
 def _clip(folder: Path, table: Path, row: dict[str, str], line: int) -> Clip:
@@ -262,30 +294,39 @@ def fixed_test_speakers(dataset: Dataset, options: TrainOptions) -> tuple[str, .
         if len(options.test_speakers) >= len(dataset.speakers):
             raise ConfigError("--test-speakers leaves no speaker to train on")
         return tuple(options.test_speakers)
-    return dataset.speakers[-max(1, len(dataset.speakers) // 4):]
+    main = dataset.main_speakers
+    return main[-max(1, len(main) // 4):]
 
 
 def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
              encoder: WhisperEncoder) -> list[Evaluation]:
-    """Leave-one-speaker-out, then the fixed split."""
-    splits = [("leave-one-speaker-out", [(s,) for s in dataset.speakers])]
+    """Leave-one-speaker-out (and, with added folders, its figures for the labelled speakers and for
+    the added folders apart), then the fixed split."""
     held_out = fixed_test_speakers(dataset, options)
-    splits.append((f"fixed split: test speakers {', '.join(held_out)}", [held_out]))
-    evaluations = []
-    for name, folds in splits:
-        truth, by_clip, truth_c, by_context = [], [], [], []
-        for test in folds:
-            train = [s for s in dataset.speakers if s not in test]
-            head = fit_head(dataset, features, train, options, name="fold", encoder=encoder)
-            t, p, tc, pc = predict(head, dataset, features, test)
-            truth += t
-            by_clip += p
-            truth_c += tc
-            by_context += pc
-        evaluations.append(Evaluation(name, held_out if name.startswith("fixed") else dataset.speakers,
-                                      Scores.of(truth, by_clip, dataset.labels),
-                                      Scores.of(truth_c, by_context, dataset.labels)))
+    loso = {s: _fold(dataset, features, options, encoder, (s,)) for s in dataset.speakers}
+    groups = [("leave-one-speaker-out", dataset.speakers)]
+    if dataset.added:
+        groups += [("leave-one-speaker-out: the labelled speakers", dataset.main_speakers),
+                   ("leave-one-speaker-out: the added folders", dataset.added)]
+    evaluations = [_evaluation(dataset, name, speakers, [loso[s] for s in speakers]) for name, speakers in groups]
+    evaluations.append(_evaluation(dataset, f"fixed split: test speakers {', '.join(held_out)}", held_out,
+                                   [_fold(dataset, features, options, encoder, held_out)]))
     return evaluations
+
+
+def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, encoder: WhisperEncoder,
+          test: tuple[str, ...]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Predictions for the ``test`` speakers of a head trained on all the others."""
+    train = [s for s in dataset.speakers if s not in test]
+    head = fit_head(dataset, features, train, options, name="fold", encoder=encoder)
+    return predict(head, dataset, features, test)
+
+
+def _evaluation(dataset: Dataset, name: str, speakers: Sequence[str],
+                folds: Sequence[tuple[list[int], list[int], list[int], list[int]]]) -> Evaluation:
+    truth, by_clip, truth_c, by_context = ([x for fold in folds for x in fold[k]] for k in range(4))
+    return Evaluation(name, tuple(speakers), Scores.of(truth, by_clip, dataset.labels),
+                      Scores.of(truth_c, by_context, dataset.labels))
 
 
 def metrics_record(evaluations: Sequence[Evaluation]) -> list[dict[str, Any]]:
@@ -344,11 +385,17 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         f"Labels: {', '.join(head.labels)}. Engine: `SER_ENGINE=whisper-head`. Encoder: `{head.encoder_id}` "
         "(CTranslate2 Whisper; its encoder only).", "",
         "## Training data", "",
-        f"{dataset_name}: {len(dataset.clips)} clips, {len(dataset.speakers)} speakers, "
-        f"{sum(len(c.audio) for c in dataset.clips) / SAMPLE_RATE / 60:.1f} min.",
+        _amount(dataset_name, [c for c in dataset.clips if c.speaker not in dataset.added],
+                len(dataset.main_speakers)) + ".",
     ]
     if citation:
         lines += ["", f"Citation: {citation}"]
+    if dataset.added:
+        lines += ["", "Added with `--add LABEL=FOLDER`, every recording of a folder under one label; each folder "
+                      "counts as one speaker, so no evaluation has it on both sides:", ""]
+        for folder in dataset.added:
+            mine = [c for c in dataset.clips if c.speaker == folder]
+            lines.append(f"- {_amount(f'`{folder[1:]}`', mine)}, as `{mine[0].label}`")
     lines += ["", "| speaker | " + " | ".join(dataset.labels) + " |",
               "|---|" + "---|" * len(dataset.labels)]
     lines += [f"| {s} | " + " | ".join(str(n) for n in counts.values()) + " |" for s, counts in per_speaker.items()]
@@ -371,7 +418,8 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
     for e in evaluations:
         for kind, s in (("clips", e.clips), ("continuous", e.continuous)):
             lines.append(f"| {e.name} | {kind} | {s.unweighted_accuracy:.3f} | {s.weighted_accuracy:.3f} | "
-                         + " | ".join(f"{s.recall.get(label, float('nan')):.2f}" for label in dataset.labels) + " |")
+                         + " | ".join(f"{s.recall[label]:.2f}" if label in s.recall else "–" for label in dataset.labels)
+                         + " |")
     lines += ["", "Confusion, leave-one-speaker-out, continuous (rows: true label, columns: predicted):", "",
               "| | " + " | ".join(dataset.labels) + " |", "|---|" + "---|" * len(dataset.labels)]
     lines += [f"| {label} | " + " | ".join(str(n) for n in row) + " |"
@@ -383,11 +431,19 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         "- Measured only on the speakers and recordings above. Acted emotions are clearer than everyday ones; "
         "accuracy on spontaneous speech, other languages, other microphones or noisy calls is not measured here "
         "and will be lower.",
-        "- The head knows only its labels: every window gets one of them, however the speaker sounds.", "",
+        "- The head knows only its labels: every window gets one of them, however the speaker sounds.",
+        *(["- The added folders carry their label by assumption (read speech taken as neutral, for one), not by "
+           "anyone's judgement of each recording."] if dataset.added else []), "",
         "## Reproduce", "", "```sh", command, "```", "",
         "Format: `head.npz` is NumPy's zip of plain arrays (no pickle); see `workers/engines/ser_head.py`.", "",
     ]
     return "\n".join(lines)
+
+
+def _amount(name: str, clips: Sequence[Clip], speakers: int = 0) -> str:
+    seconds = sum(len(c.audio) for c in clips) / SAMPLE_RATE
+    return f"{name}: {len(clips)} clip{'s' * (len(clips) != 1)}, " + (f"{speakers} speakers, " if speakers else "") + (
+        f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s")
 
 
 def write_model(out: Path, head: SerHead, card: str, encoder_path: Path) -> None:

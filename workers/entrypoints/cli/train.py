@@ -13,7 +13,8 @@ DESCRIPTION = """\
 Train the whisper-head emotion model on your own labelled recordings.
 
 DIR holds audio files (anything the pipeline decodes) and labels.csv with at least the columns
-file,label,speaker (file relative to DIR). Features are made by the engine's own code path
+file,label,speaker (file relative to DIR). --add LABEL=FOLDER adds every recording of a folder
+under one label (read speech as neutral, say), the folder counting as one speaker. Features are made by the engine's own code path
 (Whisper's encoder over the SER windows, mean-pooled). The head is evaluated speaker-independently
 (leave-one-speaker-out, and a fixed split holding out named speakers), per clip and on continuous
 audio, then trained on every speaker and written with its model card to OUT:
@@ -43,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inverse regularisation strength of the logistic regression [%(default)s]")
     p.add_argument("--no-streams", action="store_true",
                    help="train on isolated clips only (no windows cut from joined same-label clips)")
+    p.add_argument("--add", action="append", default=[], metavar="LABEL=FOLDER",
+                   help="also train on every audio file under FOLDER as LABEL (repeatable), e.g. neutral=read-speech/: "
+                        "recordings known to carry one label. Each folder counts as one speaker in the evaluations, "
+                        "which also report the added folders apart")
     p.add_argument("--test-speakers", default="", metavar="A,B",
                    help="speakers held out in the fixed split (default: the last quarter in sorted order)")
     p.add_argument("--min-clips-per-label", type=int, default=defaults.min_clips_per_label,
@@ -63,6 +68,8 @@ def _command(args: argparse.Namespace) -> str:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value not in (None, ""):
             words += [flag, str(value)]
+    for added in args.add:
+        words += ["--add", added]
     return shlex.join(words + (["--no-streams"] if args.no_streams else []))
 
 
@@ -86,6 +93,11 @@ def cmd_train_ser(args: argparse.Namespace) -> int:
         raise ConfigError("--window-seconds and --c must be positive and --hop-seconds in (0, window]")
     encoder_path = args.encoder or Path(settings.models.models_dir) / WHISPER_BASE
     dataset = training.read_dataset(args.data, min_clips_per_label=options.min_clips_per_label)
+    for added in args.add:
+        label, equals, folder = added.partition("=")
+        if not equals or not label or not folder:
+            raise ConfigError(f"--add {added!r}: give LABEL=FOLDER, e.g. neutral=read-speech/")
+        dataset = training.add_folder(dataset, label.strip(), Path(folder))
     encoder = WhisperEncoder(encoder_path, device="cpu", cpu_threads=args.cpu_threads)
     name = args.name or f"{args.data.resolve().name}-{encoder.model_id}"
     out = args.out or Path(f"ser-{name}")
@@ -99,7 +111,7 @@ def cmd_train_ser(args: argparse.Namespace) -> int:
         print(training.format_evaluation(evaluation, dataset.labels))
     command = _command(args)
     record = {"dataset": args.dataset_name or args.data.resolve().name, "citation": args.citation,
-              "speakers": list(dataset.speakers), "clips": len(dataset.clips), "options": training.options_record(options),
+              "speakers": list(dataset.speakers), "added": list(dataset.added), "clips": len(dataset.clips), "options": training.options_record(options),
               "metrics": training.metrics_record(evaluations), "command": command}
     head = training.fit_head(dataset, features, dataset.speakers, options, name=name, encoder=encoder, training=record)
     card = training.model_card(head, dataset, evaluations, options, dataset_name=record["dataset"],
