@@ -33,6 +33,12 @@ def test_a_word_timing_error_is_no_hole() -> None:
     assert Coverage.of(regions, segments).share == 1.0
 
 
+def test_a_word_stretched_over_lost_speech_covers_3_seconds_of_it_at_most() -> None:
+    regions = [(0.0, 12.0)]  # the aligner spread "We" over a sentence the text lacks
+    segments = [_segment((0.0, 0.5)), _segment((0.5, 10.0)), _segment((10.0, 11.5))]
+    assert holes(regions, segments) == [(4.0, 9.5)]
+
+
 def test_no_speech_has_no_coverage_and_coverages_add_up() -> None:
     assert Coverage().share is None
     total = Coverage(10.0, 9.0) + Coverage(10.0, 10.0)

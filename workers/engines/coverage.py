@@ -25,6 +25,10 @@ WINDOW_SECONDS = 30.0  # Whisper's receptive field
 # Word times come from cross-attention and are off by up to a few hundred ms; VAD pads each
 # region by 0.4 s. A word accounts for its own time plus this much either side.
 WORD_SLACK_SECONDS = 0.5
+# Nobody says a word for longer than this. When a window's text lacks a sentence, the aligner
+# spreads the words beside it over the sentence's time ("We" from 183 s to 192 s): such a word
+# accounts for this much of its time only, so the sentence it hides still shows as a hole.
+WORD_MAX_SECONDS = 3.0
 # Speech left uncovered for this long is a hole worth decoding again: shorter gaps are a
 # word's timing error, not a lost word.
 HOLE_SECONDS = 1.0
@@ -61,7 +65,8 @@ def _union(spans: Iterable[Span]) -> list[Span]:
 
 
 def covered_spans(segments: Sequence[Segment]) -> list[Span]:
-    return _union((w.start - WORD_SLACK_SECONDS, w.end + WORD_SLACK_SECONDS) for s in segments for w in s.words)
+    return _union((w.start - WORD_SLACK_SECONDS, min(w.end, w.start + WORD_MAX_SECONDS) + WORD_SLACK_SECONDS)
+                  for s in segments for w in s.words)
 
 
 def uncovered(regions: Sequence[Span], segments: Sequence[Segment]) -> list[Span]:
