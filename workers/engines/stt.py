@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import bisect
+import ctypes
+import ctypes.util
 import gzip
 import logging
 import math
@@ -134,6 +136,7 @@ class FasterWhisperEngine:
                 detected = guess
             raw += segments
             coverage += Coverage.of(speech, segments)
+            _release_freed_memory()
         language, probability = detected or first_guess or (self._language, None)
         return Transcript(
             language=language,
@@ -199,6 +202,25 @@ class FasterWhisperEngine:
         found, _ = self._model.transcribe(clip, language=language, beam_size=self._beam_size,
                                           word_timestamps=True, condition_on_previous_text=False)
         return [_shifted(_decoded(s), start) for s in found]
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand back to the system what a batch freed. glibc keeps the large buffers CTranslate2
+    frees after a batch (its attention matrices: hundreds of MB) in its heaps, fragmented, so
+    each batch peaked higher than the last (1.12, 1.29, 1.33 GB over a 15-minute file); with
+    them handed back every batch peaks at the same height."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _by_span(segments: list[Segment], spans: list[Span]) -> list[list[Segment]]:
