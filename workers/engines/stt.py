@@ -109,25 +109,24 @@ class FasterWhisperEngine:
         self.engine = Engine("faster-whisper", model_id(model_path), faster_whisper.__version__, True)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        """The whole file: VAD in blocks of about ``block_seconds`` cut at quiet points, then the
-        speech windows, a batch of them at a time.
+        """The whole file, in blocks of about ``block_seconds``: VAD's in blocks cut at quiet
+        points, then the speech windows, as many at a time as lie within a block's length.
 
-        Silero runs over everything it is given at once, with memory growing with the length;
-        blocks keep a 4-hour file in the memory of a 2-minute one. The windows are formed over
-        the whole file, so the end of a block cuts no window short (each window costs an encoder
-        pass, however little speech it holds), and every batch but the last is full. The first
-        windows with words fix the language for the rest (unless STT_LANGUAGE sets it).
+        Silero runs over everything it is given at once, and a batch's memory grows with its
+        windows; blocks keep a 4-hour file in the memory of a 2-minute one. The windows are
+        formed over the whole file, so the end of a VAD block cuts no window short (each window
+        costs an encoder pass, however little speech it holds). The first windows with words
+        fix the language for the rest (unless STT_LANGUAGE sets it).
         """
         regions = [(a + start / SAMPLE_RATE, b + start / SAMPLE_RATE)
                    for start, end in block_bounds(audio, int(self._block_seconds * SAMPLE_RATE))
                    for a, b in speech_regions(audio[start:end])]
         spans = windows(regions)
-        per_call = max(self._batch_size, 1)
         detected: tuple[str, float] | None = None  # from the first windows with words
         first_guess: tuple[str, float] | None = None
         raw: list[Segment] = []
         coverage = Coverage()
-        for batch in (spans[i : i + per_call] for i in range(0, len(spans), per_call)):
+        for batch in _grouped(spans, self._block_seconds):
             speech = [(a, b) for a, b in regions if a < batch[-1][1] and b > batch[0][0]]
             language = self._language or (detected[0] if detected else None)
             segments, guess = self._transcribe_windows(audio, batch, speech, language)
@@ -204,6 +203,17 @@ class FasterWhisperEngine:
         return [_shifted(_decoded(s), start) for s in found]
 
 
+def _grouped(spans: list[Span], seconds: float) -> list[list[Span]]:
+    """Consecutive windows, as many at a time as lie within ``seconds`` of audio (at least one)."""
+    groups: list[list[Span]] = []
+    for span in spans:
+        if groups and span[1] - groups[-1][0][0] <= seconds:
+            groups[-1].append(span)
+        else:
+            groups.append([span])
+    return groups
+
+
 def _malloc_trim():
     try:
         return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
@@ -217,8 +227,8 @@ _MALLOC_TRIM = _malloc_trim()
 def _release_freed_memory() -> None:
     """Hand back to the system what a batch freed. glibc keeps the large buffers CTranslate2
     frees after a batch (its attention matrices: hundreds of MB) in its heaps, fragmented, so
-    each batch peaked higher than the last (1.12, 1.29, 1.33 GB over a 15-minute file); with
-    them handed back every batch peaks at the same height."""
+    each batch peaked higher than the last (1.12, 1.29, 1.33 GB over a 15-minute file in
+    batches of 8); with them handed back every batch peaks at the same height (1.05 GB)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 
