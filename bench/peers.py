@@ -44,14 +44,16 @@ def _result(segments: list[Segment]) -> tuple[str, list[Segment]]:
     return " ".join(s.text for s in segments), segments
 
 
-def _engine(name: str, models: Path, threads: int, batch: int, beam: int) -> Callable[[np.ndarray], tuple]:
+def _engine(name: str, models: Path, threads: int, batch: int, beam: int,
+            block: float) -> Callable[[np.ndarray], tuple]:
     """A function from audio to (text, segments or None) for one peer, its model loaded."""
     from workers.engines.stt import FasterWhisperEngine, decoded_segment
     from workers.engines.models import WHISPER_BASE, WHISPER_BASE_OPENAI
 
     ct2 = models / WHISPER_BASE
     if name == THIS:
-        engine = FasterWhisperEngine(ct2, device="cpu", batch_size=batch, beam_size=beam, cpu_threads=threads)
+        engine = FasterWhisperEngine(ct2, device="cpu", batch_size=batch, beam_size=beam, cpu_threads=threads,
+                                     block_seconds=block)
         return lambda audio: _result(engine.transcribe(audio).segments)
     if name.startswith("faster-whisper"):
         import faster_whisper
@@ -104,7 +106,8 @@ def _child(args: argparse.Namespace) -> None:
         audio, reference = decode(Path(args.file), max_seconds=14_400).samples, None
     else:
         audio, reference = english_speech(repeats=args.repeats)
-    transcribe = _engine(args.child, Path(args.models_dir), args.threads, args.batch_size, args.beam_size)
+    transcribe = _engine(args.child, Path(args.models_dir), args.threads, args.batch_size, args.beam_size,
+                         args.block_seconds)
     transcribe(audio[: WARM_UP_SECONDS * SAMPLE_RATE])
     started = time.perf_counter()
     text, segments = transcribe(audio)
@@ -133,6 +136,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for every engine (default 2)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size of the batched engines (default 8)")
     parser.add_argument("--beam-size", type=int, default=5, help="beam size (default 5)")
+    parser.add_argument("--block-seconds", type=float, default=120.0,
+                        help="this engine's STT_BLOCK_SECONDS (default 120: up to 4 windows a batch; 240 fills "
+                             "batches of 8, faster on the CPU too, for more memory)")
     parser.add_argument("--engines", nargs="+", choices=PEERS, default=list(PEERS), metavar="ENGINE",
                         help=f"which engines (default all): {', '.join(repr(p) for p in PEERS)}")
     parser.add_argument("--repeats", type=int, default=2, help="times the real corpus is read (default 2: 232 s)")
@@ -156,7 +162,8 @@ def main(argv: list[str]) -> None:
         for engine in engines:  # interleaved, so a busy minute on a shared machine hits every engine
             cmd = [sys.executable, "-m", "bench", "peers", "--child", engine, "--models-dir", str(args.models_dir),
                    "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-                   "--beam-size", str(args.beam_size), "--repeats", str(args.repeats)] + (["--file", args.file] if args.file else [])
+                   "--beam-size", str(args.beam_size), "--block-seconds", str(args.block_seconds),
+                   "--repeats", str(args.repeats)] + (["--file", args.file] if args.file else [])
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
             if out.returncode:
                 sys.exit(f"{engine} failed:\n{out.stderr[-3000:]}")
@@ -165,7 +172,7 @@ def main(argv: list[str]) -> None:
 
     audio = results[engines[0]][0]["audio_seconds"]
     print(f"{audio:.0f} s of audio, Whisper base, int8 (CTranslate2), beam {args.beam_size}, {args.threads} threads, "
-          f"{args.runs} run(s); ranges are min–max")
+          f"this engine's blocks {args.block_seconds:.0f} s, {args.runs} run(s); ranges are min–max")
     print(f"{'engine':<28}{'RTF x':>12}{'WER':>14}{'coverage':>16}{'peak RSS MB':>14}{'speed / this':>14}"
           f"{'WER - this':>12}{'RSS / this':>12}")
     mine = results.get(THIS)

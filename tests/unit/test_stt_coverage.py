@@ -10,7 +10,7 @@ import pytest
 from tests.audio_factory import SAMPLES
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.contracts import Segment, Word
-from workers.engines.coverage import Coverage, holes, in_speech, repeats_itself, uncovered, windows
+from workers.engines.coverage import Coverage, hole_clips, holes, in_speech, repeats_itself, uncovered, windows
 
 
 def _segment(*words: tuple[float, float]) -> Segment:
@@ -31,6 +31,20 @@ def test_a_word_timing_error_is_no_hole() -> None:
     segments = [_segment((0.4, 2.0), (2.8, 4.6))]
     assert holes(regions, segments) == []
     assert Coverage.of(regions, segments).share == 1.0
+
+
+def test_a_word_stretched_over_lost_speech_covers_3_seconds_of_it_at_most() -> None:
+    regions = [(0.0, 12.0)]  # the aligner spread "We" over a sentence the text lacks
+    segments = [_segment((0.0, 0.5)), _segment((0.5, 10.0)), _segment((10.0, 11.5))]
+    assert holes(regions, segments) == [(4.0, 9.5)]
+
+
+def test_a_hole_is_decoded_again_from_pause_to_pause_with_the_words_timed_over_it() -> None:
+    speech = [(0.0, 3.0), (3.5, 6.0), (6.5, 9.0), (9.5, 12.0), (20.0, 22.0), (22.5, 25.0), (25.5, 28.0)]
+    stretched = _segment((0.5, 2.5), (3.6, 7.2), (10.0, 11.5))  # the word over 3.6-7.2 s hides 7-9 s
+    later = _segment((20.2, 21.8), (25.6, 27.8))  # 22.5-25 s has no words
+    assert holes(speech, [stretched, later]) == [(7.1, 9.0), (22.5, 25.0)]
+    assert hole_clips(speech, [stretched, later]) == [(3.5, 12.0), (20.0, 28.0)]
 
 
 def test_no_speech_has_no_coverage_and_coverages_add_up() -> None:
@@ -97,6 +111,27 @@ def test_a_hole_left_by_batched_decoding_is_decoded_again(fast_settings) -> None
     assert text.count("really sorry") == 2 and text.count("damaged") == 2, text
     assert repaired.coverage.share >= 0.99
     assert any(w.start >= 27.0 and w.end <= 35.0 for s in repaired.segments for w in s.words), "timestamps kept"
+
+
+class _LosesItAgain(_DropsWords):
+    """As ``_DropsWords``, and the holes decoded again (with timestamps) come back empty."""
+
+    def transcribe(self, audio, **options):
+        if not options["without_timestamps"]:
+            found, info = self.pipeline.transcribe(audio, **options)
+            return [], info
+        return super().transcribe(audio, **options)
+
+
+def test_a_hole_that_decoding_again_leaves_is_decoded_with_its_whole_window(fast_settings) -> None:
+    from workers.engines.stt import FasterWhisperEngine
+
+    engine = FasterWhisperEngine(fast_settings.stt_model_path, device="cpu", batch_size=8)
+    engine._batched = _LosesItAgain(engine._batched, lost=(27.0, 35.0))
+    t = engine.transcribe(_speech_with_a_pause())
+    text = " ".join(s.text for s in t.segments).lower()
+    assert text.count("really sorry") == 2 and text.count("damaged") == 2, text
+    assert t.coverage.share >= 0.99
 
 
 def test_silence_has_no_coverage_and_speech_has_one_between_0_and_1(tiny_stt) -> None:

@@ -25,9 +25,16 @@ WINDOW_SECONDS = 30.0  # Whisper's receptive field
 # Word times come from cross-attention and are off by up to a few hundred ms; VAD pads each
 # region by 0.4 s. A word accounts for its own time plus this much either side.
 WORD_SLACK_SECONDS = 0.5
+# Nobody says a word for longer than this. When a window's text lacks a sentence, the aligner
+# spreads the words beside it over the sentence's time ("We" from 183 s to 192 s): such a word
+# accounts for this much of its time only, so the sentence it hides still shows as a hole.
+WORD_MAX_SECONDS = 3.0
 # Speech left uncovered for this long is a hole worth decoding again: shorter gaps are a
 # word's timing error, not a lost word.
 HOLE_SECONDS = 1.0
+# A hole is decoded again with at least this much of the speech either side: the decoder hears
+# the words at its edges whole and in context, and holes close together share a decoding.
+HOLE_CONTEXT_SECONDS = 1.0
 
 
 def speech_regions(audio: np.ndarray) -> list[Span]:
@@ -61,7 +68,8 @@ def _union(spans: Iterable[Span]) -> list[Span]:
 
 
 def covered_spans(segments: Sequence[Segment]) -> list[Span]:
-    return _union((w.start - WORD_SLACK_SECONDS, w.end + WORD_SLACK_SECONDS) for s in segments for w in s.words)
+    return _union((w.start - WORD_SLACK_SECONDS, min(w.end, w.start + WORD_MAX_SECONDS) + WORD_SLACK_SECONDS)
+                  for s in segments for w in s.words)
 
 
 def uncovered(regions: Sequence[Span], segments: Sequence[Segment]) -> list[Span]:
@@ -85,6 +93,27 @@ def uncovered(regions: Sequence[Span], segments: Sequence[Segment]) -> list[Span
 
 def holes(regions: Sequence[Span], segments: Sequence[Segment]) -> list[Span]:
     return [(a, b) for a, b in uncovered(regions, segments) if b - a >= HOLE_SECONDS]
+
+
+def hole_clips(speech: Sequence[Span], segments: Sequence[Segment]) -> list[Span]:
+    """What to decode again where the words leave holes in ``speech`` (a window's regions, in
+    order): each hole with a second either side, widened until it ends where a region ends (in
+    a pause) and no word runs over its ends. The aligner spreads the words beside a lost
+    sentence over the sentence's time, so they are timed wrongly and are decoded again with it.
+    Clips that overlap are decoded as one."""
+    words = [w for s in segments for w in s.words]
+    clips = []
+    for start, end in holes(speech, segments):
+        clip = (start - HOLE_CONTEXT_SECONDS, end + HOLE_CONTEXT_SECONDS)
+        while True:
+            ends = [(a, b) for a, b in speech if a < clip[1] and b > clip[0]]
+            ends += [(w.start, w.end) for w in words if w.start < clip[1] and w.end > clip[0]]
+            wider = (min([clip[0]] + [a for a, _ in ends]), max([clip[1]] + [b for _, b in ends]))
+            if wider == clip:
+                break
+            clip = wider
+        clips.append((max(clip[0], speech[0][0]), min(clip[1], speech[-1][1])))
+    return _union(clips)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,18 @@ the longest pause between words, so every segment can carry its own emotion.
 
 Each transcript also says how much of the speech it accounts for (``coverage``: VAD's
 speech regions against the time the words cover, ``workers.engines.coverage``). faster-whisper
-decodes windows of the audio as it is, batched, then decodes again, sequentially, any window
-that left a hole in its speech or whose text loops, and keeps the better-covering text.
+decodes windows of the audio as it is, batched, then decodes again each hole the words leave
+in the speech (from pause to pause, with the words timed over it; a batch's holes together)
+and, sequentially, any window still holed or whose text loops, keeping the text that covers
+more of the speech.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import ctypes
+import ctypes.util
 import gzip
 import logging
 import math
@@ -23,13 +27,14 @@ import os
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
 from workers.core.contracts import Engine, Segment, Word
-from workers.engines.coverage import Coverage, Span, holes, in_speech, repeats_itself, speech_regions, windows
+from workers.engines.coverage import (Coverage, Span, hole_clips, holes, in_speech, repeats_itself, speech_regions,
+                                      windows)
 from workers.engines.identity import model_id
 from workers.core.errors import ConfigError
 
@@ -104,24 +109,33 @@ class FasterWhisperEngine:
         self.engine = Engine("faster-whisper", model_id(model_path), faster_whisper.__version__, True)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        """The whole file, in blocks of about ``block_seconds`` cut at quiet points.
+        """The whole file, in blocks of about ``block_seconds``: VAD's in blocks cut at quiet
+        points, then the speech windows, as many at a time as lie within a block's length.
 
-        faster-whisper runs its VAD over everything it is given at once, with memory growing
-        with the length; blocks keep a 4-hour file in the memory of a 2-minute one. The first
-        block with speech fixes the language for the rest (unless STT_LANGUAGE sets it).
+        Silero runs over everything it is given at once, and a batch's memory grows with its
+        windows; blocks keep a 4-hour file in the memory of a 2-minute one. The windows are
+        formed over the whole file, so the end of a VAD block cuts no window short (each window
+        costs an encoder pass, however little speech it holds). The first windows with words
+        fix the language for the rest (unless STT_LANGUAGE sets it).
         """
-        detected: tuple[str, float] | None = None  # from the first block with speech
+        regions = [(a + start / SAMPLE_RATE, b + start / SAMPLE_RATE)
+                   for start, end in block_bounds(audio, int(self._block_seconds * SAMPLE_RATE))
+                   for a, b in speech_regions(audio[start:end])]
+        spans = windows(regions)
+        detected: tuple[str, float] | None = None  # from the first windows with words
         first_guess: tuple[str, float] | None = None
         raw: list[Segment] = []
         coverage = Coverage()
-        for start, end in block_bounds(audio, int(self._block_seconds * SAMPLE_RATE)):
+        for batch in _grouped(spans, self._block_seconds):
+            speech = [(a, b) for a, b in regions if a < batch[-1][1] and b > batch[0][0]]
             language = self._language or (detected[0] if detected else None)
-            segments, guess, block_coverage = self._transcribe_block(audio[start:end], language)
+            segments, guess = self._transcribe_windows(audio, batch, speech, language)
             first_guess = first_guess or guess
             if detected is None and segments:
                 detected = guess
-            raw += [_shifted(seg, start / SAMPLE_RATE) for seg in segments]
-            coverage += block_coverage
+            raw += segments
+            coverage += Coverage.of(speech, segments)
+            _release_freed_memory()
         language, probability = detected or first_guess or (self._language, None)
         return Transcript(
             language=language,
@@ -131,55 +145,136 @@ class FasterWhisperEngine:
             coverage=coverage,
         )
 
-    def _transcribe_block(
-        self, audio: np.ndarray, language: str | None
-    ) -> tuple[list[Segment], tuple[str, float] | None, Coverage]:
-        """Decode the speech windows of one block, then decode again, one by one and sequentially,
-        the windows whose speech the words do not cover or whose text loops."""
-        regions = speech_regions(audio)
-        if not regions:
-            return [], None, Coverage()
-        spans = windows(regions)
+    def _transcribe_windows(self, audio: np.ndarray, spans: list[Span], regions: list[Span],
+                            language: str | None) -> tuple[list[Segment], tuple[str, float]]:
+        """Decode the windows ``spans`` together, then decode again the stretches whose speech
+        the words do not cover and the windows whose text loops."""
+        found, info = self._decode_together(audio, spans, language, timestamps=False)
+        return self._repaired(audio, info.language, regions, spans, found), (info.language, info.language_probability)
+
+    def _decode_together(self, audio: np.ndarray, spans: list[Span], language: str | None, *,
+                         timestamps: bool) -> tuple[list[Segment], Any]:
+        """The segments of ``spans`` (in ``audio``'s time) decoded as one batch, and the decoder's info."""
+        offset = spans[0][0]
+        piece = audio[int(offset * SAMPLE_RATE) : int(spans[-1][1] * SAMPLE_RATE)]
+        clips = [(a - offset, b - offset) for a, b in spans]
         if self._batched is not None:
             found, info = self._batched.transcribe(
-                audio, clip_timestamps=[{"start": a, "end": b} for a, b in spans], language=language,
+                piece, clip_timestamps=[{"start": a, "end": b} for a, b in clips], language=language,
                 batch_size=self._batch_size, beam_size=self._beam_size, word_timestamps=True,
+                without_timestamps=not timestamps,
             )
         else:
             found, info = self._model.transcribe(
-                audio, clip_timestamps=[t for span in spans for t in span], language=language,
+                piece, clip_timestamps=[t for clip in clips for t in clip], language=language,
                 beam_size=self._beam_size, word_timestamps=True, condition_on_previous_text=False,
             )
-        segments = self._repaired(audio, info.language, regions, spans, [_decoded(s) for s in found])
-        return segments, (info.language, info.language_probability), Coverage.of(regions, segments)
+        return [_shifted(_decoded(s), offset) for s in found], info
 
     def _repaired(self, audio: np.ndarray, language: str, regions: list[Span], spans: list[Span],
                   segments: list[Segment]) -> list[Segment]:
-        by_window: list[list[Segment]] = [[] for _ in spans]
-        starts = [a for a, _ in spans]
-        for seg in segments:  # by its middle: faster-whisper rounds a start to 1 ms, before its window
-            by_window[max(0, bisect.bisect_right(starts, (seg.start + seg.end) / 2) - 1)].append(seg)
+        """The windows' ``segments``, decoded again in two rounds where that covers more speech:
+        first the holes of all the windows, together, with timestamps (Whisper's usual mode; a
+        clip that ends in a pause ends its text there); then, one by one and sequentially, each
+        window whose text still loops or leaves a hole."""
+        speech = [[(max(a, start), min(b, end)) for a, b in regions if a < end and b > start] for start, end in spans]
+        by_window = _by_span(segments, spans)
+        clips = [[] if _loops(found) else hole_clips(window, found) for window, found in zip(speech, by_window)]
+        todo = [clip for window in clips for clip in window]
+        redecoded = self._decode_together(audio, todo, language, timestamps=True)[0] if todo else []
+        again = iter(_by_span(redecoded, todo))
         out: list[Segment] = []
-        for (start, end), first in zip(spans, by_window):
-            speech = [(max(a, start), min(b, end)) for a, b in regions if a < end and b > start]
-            if holes(speech, first) or _loops(first):
-                again = self._decode_window(audio, start, end, language)
-                if _quality(speech, again) > _quality(speech, first):
-                    log.debug("window %.1f-%.1f s decoded again: %d -> %d words", start, end,
-                              sum(len(s.words) for s in first), sum(len(s.words) for s in again))
-                    first = again
+        for span, window, found, window_clips in zip(spans, speech, by_window, clips):
+            for clip in window_clips:
+                found = _replaced(found, clip, window, next(again))
+            if (_loops(found) or holes(window, found)) and window_clips != [span]:
+                found = _replaced(found, span, window, self._decode(audio, *span, language))
             # Whisper writes text into pauses (a "Thank you." after the speech ends): drop it.
-            out += [s for s in first if in_speech(s, speech)]
+            out += [s for s in found if in_speech(s, window)]
         return out
 
-    def _decode_window(self, audio: np.ndarray, start: float, end: float, language: str) -> list[Segment]:
-        """Sequential decoding of one window: timestamps, seeking on after an early end of text,
-        temperature fallback on a loop or a low log-probability. No prompt: given the text
-        before, Whisper base was seen to repeat its last phrase through the whole window."""
-        window = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
-        found, _ = self._model.transcribe(window, language=language, beam_size=self._beam_size,
+    def _decode(self, audio: np.ndarray, start: float, end: float, language: str) -> list[Segment]:
+        """Sequential decoding of ``start``-``end``: timestamps, seeking on after an early end
+        of text, temperature fallback on a loop or a low log-probability. No prompt: given the
+        text before, Whisper base was seen to repeat its last phrase through the whole window."""
+        clip = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+        found, _ = self._model.transcribe(clip, language=language, beam_size=self._beam_size,
                                           word_timestamps=True, condition_on_previous_text=False)
         return [_shifted(_decoded(s), start) for s in found]
+
+
+def _grouped(spans: list[Span], seconds: float) -> list[list[Span]]:
+    """Consecutive windows, as many at a time as lie within ``seconds`` of audio (at least one)."""
+    groups: list[list[Span]] = []
+    for span in spans:
+        if groups and span[1] - groups[-1][0][0] <= seconds:
+            groups[-1].append(span)
+        else:
+            groups.append([span])
+    return groups
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand back to the system what a batch freed. glibc keeps the large buffers CTranslate2
+    frees after a batch (its attention matrices: hundreds of MB) in its heaps, fragmented, so
+    each batch peaked higher than the last (1.12, 1.29, 1.33 GB over a 15-minute file in
+    batches of 8); with them handed back every batch peaks at the same height (1.05 GB)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _by_span(segments: list[Segment], spans: list[Span]) -> list[list[Segment]]:
+    """The segments of each span, by their middle: faster-whisper rounds a start to 1 ms, before its span."""
+    out: list[list[Segment]] = [[] for _ in spans]
+    starts = [a for a, _ in spans]
+    for seg in segments:
+        out[max(0, bisect.bisect_right(starts, (seg.start + seg.end) / 2) - 1)].append(seg)
+    return out
+
+
+def _replaced(segments: list[Segment], clip: Span, speech: list[Span], again: list[Segment]) -> list[Segment]:
+    """``segments`` with their words in ``clip`` given up for ``again``, the clip decoded again,
+    where that covers more of its speech."""
+    clip_speech = [(max(a, clip[0]), min(b, clip[1])) for a, b in speech if a < clip[1] and b > clip[0]]
+    inside, outside = _parted(segments, clip)
+    if _quality(clip_speech, again) <= _quality(clip_speech, inside):
+        return segments
+    log.debug("%.1f-%.1f s decoded again: %d -> %d words", *clip,
+              sum(len(s.words) for s in inside), sum(len(s.words) for s in again))
+    return sorted(outside + again, key=lambda s: s.start)
+
+
+def _parted(segments: list[Segment], clip: Span) -> tuple[list[Segment], list[Segment]]:
+    """The segments' words inside ``clip`` (by their middle) and those before and after it, as segments."""
+    inside, outside = [], []
+    for seg in segments:
+        if not seg.words:
+            (inside if clip[0] <= (seg.start + seg.end) / 2 < clip[1] else outside).append(seg)
+            continue
+        middles = [(w.start + w.end) / 2 for w in seg.words]
+        parts = ([w for w, m in zip(seg.words, middles) if m < clip[0]],
+                 [w for w, m in zip(seg.words, middles) if clip[0] <= m < clip[1]],
+                 [w for w, m in zip(seg.words, middles) if m >= clip[1]])
+        inside += [_with_words(seg, parts[1])] if parts[1] else []
+        outside += [_with_words(seg, words) for words in (parts[0], parts[2]) if words]
+    return inside, outside
+
+
+def _with_words(segment: Segment, words: list[Word]) -> Segment:
+    if words == segment.words:
+        return segment
+    return replace(segment, start=words[0].start, end=words[-1].end,
+                   text="".join(w.word for w in words).strip(), words=words)
 
 
 def _decoded(segment) -> Segment:
