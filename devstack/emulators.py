@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Self
 from typing import Iterator, Sequence
 
 PROJECT = "local-dev"
@@ -156,7 +157,30 @@ def pubsub_launcher() -> list[str]:
     return [gcloud, "beta", "emulators", "pubsub", "start"]
 
 
-class PubSubEmulator:
+class _Emulator:
+    """One emulator child process: ``start()`` spawns it and waits until it answers; a ``with``
+    block stops it on the way out."""
+
+    _process: _Process
+
+    def start(self, timeout: float = 60.0) -> Self:
+        raise NotImplementedError
+
+    @property
+    def process(self) -> _Process:
+        return self._process
+
+    def stop(self) -> None:
+        self._process.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PubSubEmulator(_Emulator):
     """The official Pub/Sub emulator. ``host_port`` is what PUBSUB_EMULATOR_HOST takes."""
 
     def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
@@ -176,19 +200,6 @@ class PubSubEmulator:
             wait_http(f"http://{self.host_port}/", timeout, proc, self._process.log_path)
         return self
 
-    @property
-    def process(self) -> _Process:
-        return self._process
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def __enter__(self) -> "PubSubEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def fake_gcs_binary() -> Path:
     try:
@@ -201,7 +212,7 @@ def fake_gcs_binary() -> Path:
         raise EmulatorUnavailable(str(e)) from e
 
 
-class FakeGcsServer:
+class FakeGcsServer(_Emulator):
     """fake-gcs-server over plain HTTP, in memory. ``url`` is what STORAGE_EMULATOR_HOST takes.
 
     With ``notify_topic`` (and a running Pub/Sub emulator) every finalized object is published
@@ -231,19 +242,6 @@ class FakeGcsServer:
         with stopped_on_failure(self):
             wait_http(f"{self.url}/storage/v1/b", timeout, proc, self._process.log_path)
         return self
-
-    @property
-    def process(self) -> _Process:
-        return self._process
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def __enter__(self) -> "FakeGcsServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --- set-up helpers (clients read PUBSUB_EMULATOR_HOST / talk to the given URL) ---------------
