@@ -29,6 +29,11 @@ class Error:
     code: str
     message: str
 
+    @property
+    def text(self) -> str:
+        """``code: message``, as summaries and status lines show a failure."""
+        return f"{self.code}: {self.message}"
+
 
 @dataclass(frozen=True)
 class JobMessage:
@@ -237,7 +242,7 @@ class StoredResult:
 
     @property
     def why_failed(self) -> str:
-        return f"{self.error.code}: {self.error.message}" if self.error else "failed"
+        return self.error.text if self.error else "failed"
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def describe(result: Result) -> str:
 
 
 def why_failed(result: Result) -> str:
-    return f"{result.error.code}: {result.error.message}" if result.error else "failed"
+    return result.error.text if result.error else "failed"
 
 
 def _stored_result(stack: LocalStack, name: str) -> StoredResult | None:

@@ -126,7 +126,7 @@ def _partial(store: BlobStore, bucket: str, job_id: str, kind: PartialKind) -> s
     except ValueError:
         return "unreadable"
     error = partial.error
-    return partial.status + (f" ({error.code}: {error.message})" if error else "")
+    return partial.status + (f" ({error.text})" if error else "")
 
 
 def _job_id_of(message: DeadLetter) -> str | None:
