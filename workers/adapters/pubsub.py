@@ -59,8 +59,8 @@ class PubSubBus:
         with google_errors(f"publish to {path}", missing=TransientError(f"topic {path} does not exist"),
                            needs="roles/pubsub.publisher", malformed=TransientError):
             future = self._publisher.publish(path, data, **{k: str(v) for k, v in attributes.items()})
-            return future.result(timeout=self._timeout)
-        raise TransientError(f"topic {path} does not exist")  # not reached: google_errors raises ``missing``
+            message_id = future.result(timeout=self._timeout)
+        return message_id
 
     def close(self) -> None:
         self._publisher.stop()

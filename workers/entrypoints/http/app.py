@@ -125,8 +125,7 @@ async def _start(app: web.Application) -> None:
 async def _load(state: ServiceState) -> None:
     t0 = time.perf_counter()
     try:
-        state.handlers = await state.run(state.build)
-        state.handler = _handler_for(state, state.handlers)
+        state.handler = _handler_for(state, await state.run(state.build))
     except Exception as e:  # noqa: BLE001 - reported by /healthz and, when serving, fatal
         state.load_error = e
         log.critical("%s service failed to start: %s", state.role, e, exc_info=True)
@@ -145,9 +144,8 @@ async def _stop(app: web.Application) -> None:
         await state.session.close()
     # In-flight jobs finish (Cloud Run allows 10 s after SIGTERM; a cut job is redelivered).
     await asyncio.get_running_loop().run_in_executor(None, state.executor.shutdown, True)
-    staging = getattr(state.handler, "staging", None)
-    if hasattr(getattr(staging, "bus", None), "close"):
-        staging.bus.close()
+    if isinstance(state.handler, JobHandler) and hasattr(state.handler.staging.bus, "close"):
+        state.handler.staging.bus.close()  # the joiner publishes nothing
     log.info("%s service stopped", state.role)
 
 

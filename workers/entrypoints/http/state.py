@@ -31,7 +31,6 @@ class ServiceState:
     id_token_header: Callable[[str], Awaitable[dict[str, str]]] | None
     executor: ThreadPoolExecutor
     handler: JobHandler | Joiner | None = None
-    handlers: Handlers | None = None
     ready: bool = False
     load_error: BaseException | None = None
     on_load_error: Callable[[BaseException], None] | None = None
