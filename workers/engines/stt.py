@@ -265,16 +265,20 @@ def _parted(segments: list[Segment], clip: Span) -> tuple[list[Segment], list[Se
         parts = ([w for w, m in zip(seg.words, middles) if m < clip[0]],
                  [w for w, m in zip(seg.words, middles) if clip[0] <= m < clip[1]],
                  [w for w, m in zip(seg.words, middles) if m >= clip[1]])
-        inside += [_with_words(seg, parts[1])] if parts[1] else []
-        outside += [_with_words(seg, words) for words in (parts[0], parts[2]) if words]
+        inside += [_kept(seg, parts[1])] if parts[1] else []
+        outside += [_kept(seg, words) for words in (parts[0], parts[2]) if words]
     return inside, outside
 
 
-def _with_words(segment: Segment, words: list[Word]) -> Segment:
-    if words == segment.words:
-        return segment
-    return replace(segment, start=words[0].start, end=words[-1].end,
-                   text="".join(w.word for w in words).strip(), words=words)
+def _kept(segment: Segment, words: list[Word]) -> Segment:
+    """``segment`` itself when it keeps all its words, else cut down to them."""
+    return segment if words == segment.words else _with_words(segment, words)
+
+
+def _with_words(segment: Segment, words: Sequence[Word]) -> Segment:
+    """``segment`` cut down to ``words`` (at least one): its times and text are theirs."""
+    return replace(segment, start=words[0].start, end=max(words[-1].end, words[0].start),
+                   text="".join(w.word for w in words).strip(), words=list(words))
 
 
 def _decoded(segment) -> Segment:
@@ -427,16 +431,7 @@ def split_segments(segments: Sequence[Segment], max_seconds: float) -> list[Segm
                 out.append(segment)
             continue
         for sentence in _split_sentences(segment.words):
-            for piece in _split_long(sentence, max_seconds):
-                out.append(
-                    replace(
-                        segment,
-                        start=piece[0].start,
-                        end=max(piece[-1].end, piece[0].start),
-                        text="".join(w.word for w in piece).strip(),
-                        words=list(piece),
-                    )
-                )
+            out += [_with_words(segment, piece) for piece in _split_long(sentence, max_seconds)]
     return [replace(s, id=i) for i, s in enumerate(out)]
 
 
