@@ -137,8 +137,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="batch size of the batched engines (default 8)")
     parser.add_argument("--beam-size", type=int, default=5, help="beam size (default 5)")
     parser.add_argument("--block-seconds", type=float, default=120.0,
-                        help="this engine's STT_BLOCK_SECONDS (default 120: up to 4 windows a batch; 240 fills "
-                             "batches of 8, faster on the CPU too, for more memory)")
+                        help="this engine's STT_BLOCK_SECONDS: the length of the blocks its voice activity "
+                             "detection runs over (default 120)")
     parser.add_argument("--engines", nargs="+", choices=PEERS, default=list(PEERS), metavar="ENGINE",
                         help=f"which engines (default all): {', '.join(repr(p) for p in PEERS)}")
     parser.add_argument("--repeats", type=int, default=2, help="times the real corpus is read (default 2: 232 s)")
@@ -172,7 +172,7 @@ def main(argv: list[str]) -> None:
 
     audio = results[engines[0]][0]["audio_seconds"]
     print(f"{audio:.0f} s of audio, Whisper base, int8 (CTranslate2), beam {args.beam_size}, {args.threads} threads, "
-          f"this engine's blocks {args.block_seconds:.0f} s, {args.runs} run(s); ranges are min–max")
+          f"batches of {args.batch_size}, {args.runs} run(s); ranges are min–max")
     print(f"{'engine':<28}{'RTF x':>12}{'WER':>14}{'coverage':>16}{'peak RSS MB':>14}{'speed / this':>14}"
           f"{'WER - this':>12}{'RSS / this':>12}")
     mine = results.get(THIS)

@@ -98,7 +98,7 @@ variable "ser_engine" {
 }
 
 variable "stt_block_seconds" {
-  description = "STT_BLOCK_SECONDS for the GPU STT service: long audio is transcribed in blocks of about this many seconds; larger blocks fill GPU batches, smaller ones bound memory."
+  description = "STT_BLOCK_SECONDS for the GPU STT service: voice activity detection runs over long audio in blocks of about this many seconds, so its memory does not grow with the file."
   type        = number
   default     = 480
 }

@@ -9,7 +9,7 @@ from bench.wer import word_error_rate
 from tests.audio_factory import SAMPLES
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.contracts import Segment, Word
-from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, block_bounds, split_segments
+from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, block_bounds, even_batches, split_segments
 from workers.core.errors import ConfigError
 from workers.engines.models import WHISPER_BASE_OPENAI
 
@@ -135,3 +135,11 @@ def test_a_file_that_is_no_checkpoint_is_a_clear_error(tmp_path) -> None:
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="not an openai-whisper checkpoint"):
         OpenAIWhisperEngine(bad, device="cpu")
+
+
+@pytest.mark.parametrize("windows, sizes", [(0, []), (1, [1]), (8, [8]), (9, [4, 5]), (17, [6, 5, 6]), (32, [8] * 4)])
+def test_windows_are_batched_evenly_in_as_few_batches_as_can_be(windows: int, sizes: list[int]) -> None:
+    spans = [(30.0 * i, 30.0 * i + 29.0) for i in range(windows)]
+    groups = even_batches(spans, 8)
+    assert [len(g) for g in groups] == sizes
+    assert [s for g in groups for s in g] == spans, "every window once, in order"

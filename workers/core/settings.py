@@ -70,8 +70,8 @@ class SttSettings:
                                 "CPU threads for STT; 0 uses every CPU this process may run on.", least=0)
     block_seconds: float = _setting(
         120.0, "STT_BLOCK_SECONDS",
-        "Long audio is transcribed in blocks of about this length, cut at quiet points; memory "
-        "grows with the block, not the file. A GPU fills its batches better with 240 or more.", positive=True,
+        "Voice activity detection runs over long audio in blocks of about this length, cut at quiet "
+        "points, so its memory does not grow with the file.", positive=True,
     )
     segment_max_seconds: float = _setting(12.0, "SEGMENT_MAX_SECONDS",
                                           "Segments longer than this are split at the longest pause between words.",

@@ -8,9 +8,9 @@ the longest pause between words, so every segment can carry its own emotion.
 
 Each transcript also says how much of the speech it accounts for (``coverage``: VAD's
 speech regions against the time the words cover, ``workers.engines.coverage``). faster-whisper
-decodes windows of the audio as it is, batched, then decodes again each hole the words leave
-in the speech (from pause to pause, with the words timed over it; a batch's holes together)
-and, sequentially, any window still holed or whose text loops, keeping the text that covers
+decodes windows of the audio as it is, batched (``workers.engines.batched_whisper``), then
+decodes again each hole the words leave in the speech (from pause to pause, with the words
+timed over it; a batch's holes together) and, sequentially, any window still holed or whose text loops, keeping the text that covers
 more of the speech.
 """
 
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import ctypes
-import ctypes.util
 import gzip
 import logging
 import math
@@ -35,6 +33,7 @@ from workers.processing.audio import SAMPLE_RATE
 from workers.core.contracts import Engine, Segment, Word
 from workers.engines.coverage import (Coverage, Span, hole_clips, holes, in_speech, repeats_itself, speech_regions,
                                       windows)
+from workers.engines.heap import release_freed_memory, share_one_arena
 from workers.engines.identity import model_id
 from workers.core.errors import ConfigError
 
@@ -86,6 +85,9 @@ class FasterWhisperEngine:
     ) -> None:
         import faster_whisper
 
+        from workers.engines.batched_whisper import BatchedWindows
+
+        share_one_arena()  # before CTranslate2 starts its threads (workers.engines.heap)
         if not (model_path / "model.bin").is_file():
             raise ConfigError(
                 f"no CTranslate2 Whisper model at {model_path} (model.bin missing); "
@@ -100,7 +102,9 @@ class FasterWhisperEngine:
         self._model = faster_whisper.WhisperModel(
             str(model_path), device=self.device, compute_type=compute_type, cpu_threads=threads
         )
-        self._batched = faster_whisper.BatchedInferencePipeline(self._model) if batch_size > 0 else None
+        # A GPU encodes a whole batch at once; a CPU window by window (workers.engines.batched_whisper).
+        self._batched = BatchedWindows(self._model, encode_batch=batch_size if self.device == "cuda" else 1) \
+            if batch_size > 0 else None
         self._batch_size = batch_size
         self._beam_size = beam_size
         self._language = language or None
@@ -109,14 +113,12 @@ class FasterWhisperEngine:
         self.engine = Engine("faster-whisper", model_id(model_path), faster_whisper.__version__, True)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        """The whole file, in blocks of about ``block_seconds``: VAD's in blocks cut at quiet
-        points, then the speech windows, as many at a time as lie within a block's length.
-
-        Silero runs over everything it is given at once, and a batch's memory grows with its
-        windows; blocks keep a 4-hour file in the memory of a 2-minute one. The windows are
-        formed over the whole file, so the end of a VAD block cuts no window short (each window
-        costs an encoder pass, however little speech it holds). The first windows with words
-        fix the language for the rest (unless STT_LANGUAGE sets it).
+        """The whole file: VAD's speech regions, found in blocks of about ``block_seconds`` cut
+        at quiet points (Silero runs over everything it is given at once), then the speech
+        windows formed over the whole file (so no block end cuts a window short: each window
+        costs an encoder pass, however little speech it holds), ``batch_size`` windows at a
+        time. A batch's memory is that of its beam search, not of the file's length. The first
+        windows with words fix the language for the rest (unless STT_LANGUAGE sets it).
         """
         regions = [(a + start / SAMPLE_RATE, b + start / SAMPLE_RATE)
                    for start, end in block_bounds(audio, int(self._block_seconds * SAMPLE_RATE))
@@ -126,7 +128,7 @@ class FasterWhisperEngine:
         first_guess: tuple[str, float] | None = None
         raw: list[Segment] = []
         coverage = Coverage()
-        for batch in _grouped(spans, self._block_seconds):
+        for batch in even_batches(spans, max(1, self._batch_size)):
             speech = [(a, b) for a, b in regions if a < batch[-1][1] and b > batch[0][0]]
             language = self._language or (detected[0] if detected else None)
             segments, guess = self._transcribe_windows(audio, batch, speech, language)
@@ -135,7 +137,7 @@ class FasterWhisperEngine:
                 detected = guess
             raw += segments
             coverage += Coverage.of(speech, segments)
-            _release_freed_memory()
+            release_freed_memory()
         language, probability = detected or first_guess or (self._language, None)
         return Transcript(
             language=language,
@@ -203,34 +205,14 @@ class FasterWhisperEngine:
         return [_shifted(_decoded(s), start) for s in found]
 
 
-def _grouped(spans: list[Span], seconds: float) -> list[list[Span]]:
-    """Consecutive windows, as many at a time as lie within ``seconds`` of audio (at least one)."""
-    groups: list[list[Span]] = []
-    for span in spans:
-        if groups and span[1] - groups[-1][0][0] <= seconds:
-            groups[-1].append(span)
-        else:
-            groups.append([span])
-    return groups
-
-
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def _release_freed_memory() -> None:
-    """Hand back to the system what a batch freed. glibc keeps the large buffers CTranslate2
-    frees after a batch (its attention matrices: hundreds of MB) in its heaps, fragmented, so
-    each batch peaked higher than the last (1.12, 1.29, 1.33 GB over a 15-minute file in
-    batches of 8); with them handed back every batch peaks at the same height (1.05 GB)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+def even_batches(spans: list[Span], size: int) -> list[list[Span]]:
+    """Consecutive windows in as few groups of at most ``size`` as can be, of even sizes
+    (9 windows in batches of 8: 5 and 4, not 8 and 1, whose batch would run nearly empty)."""
+    count = -(-len(spans) // size)  # ceiling; none for no windows
+    if not count:
+        return []
+    bounds = [round(i * len(spans) / count) for i in range(count + 1)]
+    return [spans[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _by_span(segments: list[Segment], spans: list[Span]) -> list[list[Segment]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
+from workers.engines.heap import share_one_arena
 from workers.engines.identity import model_id
 from workers.engines.ser import window_bounds
 from workers.engines.stt import resolve_device
@@ -43,6 +44,8 @@ class WhisperEncoder:
                  cpu_threads: int = 0, batch_size: int = 16) -> None:
         import ctranslate2
         from faster_whisper.feature_extractor import FeatureExtractor
+
+        share_one_arena()  # before CTranslate2 starts its threads (workers.engines.heap)
 
         if not (model_path / "model.bin").is_file():
             raise ConfigError(f"no CTranslate2 Whisper model at {model_path} (model.bin missing): "

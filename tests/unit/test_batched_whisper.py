@@ -1,0 +1,100 @@
+"""Batched decoding of Whisper windows encoded one by one (workers.engines.batched_whisper)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.audio_factory import SAMPLES
+from workers.engines.batched_whisper import BatchedWindows
+from workers.processing.audio import SAMPLE_RATE, decode
+
+
+def _model(path):
+    import faster_whisper
+
+    return faster_whisper.WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=2)
+
+
+def _windows(*names: str) -> tuple[np.ndarray, list[dict]]:
+    """The samples one after another, 1 s apart, each its own window."""
+    pause = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    parts, clips, at = [], [], 0.0
+    for name in names:
+        samples = decode(SAMPLES / name, max_seconds=600).samples
+        parts += [samples, pause]
+        clips.append({"start": at, "end": at + len(samples) / SAMPLE_RATE})
+        at += (len(samples) + len(pause)) / SAMPLE_RATE
+    return np.concatenate(parts), clips
+
+
+class _CountsEncoderPasses:
+    """A WhisperModel whose encoder passes and their windows are counted."""
+
+    def __init__(self, model) -> None:
+        self._model, self.windows = model, []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode(self, features):
+        self.windows.append(len(features))
+        return self._model.encode(features)
+
+
+def _options(**kw) -> dict:
+    return dict(batch_size=8, beam_size=5, word_timestamps=True, without_timestamps=True) | kw
+
+
+def _texts(segments) -> list[str]:
+    return [s.text.strip() for s in segments]
+
+
+def test_windows_encoded_one_by_one_decode_as_faster_whispers_own_batch(fast_settings) -> None:
+    import faster_whisper
+
+    model = _model(fast_settings.stt_model_path)
+    audio, clips = _windows("en_support_call.flac", "en_support_call.flac", "en_support_call.flac")
+    counted = _CountsEncoderPasses(model)
+    one_by_one, detected = BatchedWindows(counted, encode_batch=1).transcribe(
+        audio, clip_timestamps=clips, language=None, **_options())
+    assert counted.windows == [1, 1, 1], "one encoder pass a window, none for the language"
+    assert (detected.language, detected.language_probability) == ("en", 1.0), "tiny.en speaks English only"
+    upstream, _ = faster_whisper.BatchedInferencePipeline(model).transcribe(
+        audio, clip_timestamps=clips, language="en", **_options())
+    assert _texts(one_by_one) == _texts(upstream)
+    assert "damaged" in " ".join(_texts(one_by_one)).lower()
+    for mine, theirs in zip(one_by_one, upstream):
+        assert [w.word for w in mine.words] == [w.word for w in theirs.words]
+        assert mine.words[0].start == pytest.approx(theirs.words[0].start, abs=0.05)
+        assert clips[0]["start"] <= mine.start <= mine.end <= clips[-1]["end"] + 0.5
+
+
+def test_a_batch_encoded_at_once_decodes_as_one_encoded_window_by_window(fast_settings) -> None:
+    model = _model(fast_settings.stt_model_path)
+    audio, clips = _windows("en_support_call.flac", "en_support_call.flac")
+    counted = _CountsEncoderPasses(model)
+    at_once, _ = BatchedWindows(counted, encode_batch=8).transcribe(audio, clip_timestamps=clips, language="en",
+                                                                     **_options(without_timestamps=False))
+    assert counted.windows == [2]
+    one_by_one, _ = BatchedWindows(model, encode_batch=1).transcribe(audio, clip_timestamps=clips, language="en",
+                                                                      **_options(without_timestamps=False))
+    assert _texts(at_once) == _texts(one_by_one) and len(at_once) >= 2
+
+
+@pytest.mark.parametrize("first, language", [("de_termin.flac", "de"), ("es_reserva.flac", "es")])
+def test_the_language_comes_from_the_first_window_of_the_first_batch(base_settings, first: str,
+                                                                     language: str) -> None:
+    counted = _CountsEncoderPasses(_model(base_settings.stt_model_path))
+    audio, clips = _windows(first, "en_support_call.flac")
+    segments, detected = BatchedWindows(counted, encode_batch=1).transcribe(
+        audio, clip_timestamps=clips, language=None, **_options(batch_size=1))
+    assert detected.language == language and detected.language_probability > 0.7
+    assert counted.windows == [1, 1], "the language costs no encoder pass of its own"
+    assert segments and all(s.words for s in segments)
+
+
+def test_no_windows_decode_to_nothing(fast_settings) -> None:
+    segments, detected = BatchedWindows(_model(fast_settings.stt_model_path), encode_batch=1).transcribe(
+        np.zeros(SAMPLE_RATE, dtype=np.float32), clip_timestamps=[], language="en", **_options())
+    assert segments == [] and detected.language == "en"
