@@ -193,3 +193,25 @@ def main(argv: list[str]) -> None:
     print("RTF x: audio seconds per second of compute; speed / this: that engine's RTF over this engine's "
           "(below 1: slower); coverage: share of VAD's speech that the words cover (WhisperX without alignment "
           "gives no words).")
+    sequential = results.get("faster-whisper sequential")
+    if mine and sequential:
+        print(_verdict(mine, sequential))
+
+
+TARGET_SPEED, TARGET_WER_MARGIN, TARGET_COVERAGE = 1.5, 0.005, 0.99
+
+
+def _verdict(mine: list[dict], sequential: list[dict]) -> str:
+    """Issue 11's targets against sequential decoding, round by round (the worst round counts)."""
+    speed = min((m["audio_seconds"] / m["seconds"]) / (s["audio_seconds"] / s["seconds"])
+                for m, s in zip(mine, sequential))
+    met = {True: "met", False: "NOT met"}
+    checks = [f"speed {speed:.2f}x sequential (target >= {TARGET_SPEED}x): {met[speed >= TARGET_SPEED]}"]
+    if all(r["wer"] is not None for r in mine + sequential):
+        margin = max(m["wer"] - s["wer"] for m, s in zip(mine, sequential))
+        checks.append(f"WER {margin:+.3f} against sequential (target <= +{TARGET_WER_MARGIN}): "
+                      f"{met[margin <= TARGET_WER_MARGIN]}")
+    coverage = min(r["coverage"] for r in mine)
+    checks.append(f"speech coverage {coverage:.1%} (target >= {TARGET_COVERAGE:.0%}): "
+                  f"{met[coverage >= TARGET_COVERAGE]}")
+    return "worst round: " + "; ".join(checks)
