@@ -10,8 +10,8 @@ Each transcript also says how much of the speech it accounts for (``coverage``: 
 speech regions against the time the words cover, ``workers.engines.coverage``). faster-whisper
 decodes windows of the audio as it is, batched (``workers.engines.batched_whisper``), then
 decodes again each hole the words leave in the speech (from pause to pause, with the words
-timed over it; a batch's holes together) and, sequentially, any window still holed or whose text loops, keeping the text that covers
-more of the speech.
+timed over it; a batch's holes together) and, sequentially, any window still holed or whose
+text loops, keeping the text that covers more of the speech.
 """
 
 from __future__ import annotations
