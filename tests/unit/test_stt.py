@@ -9,7 +9,8 @@ from bench.wer import word_error_rate
 from tests.audio_factory import SAMPLES
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.contracts import Segment, Word
-from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, block_bounds, even_batches, split_segments
+from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, even_batches, split_segments
+from workers.engines.vad import block_bounds
 from workers.core.errors import ConfigError
 from workers.engines.models import WHISPER_BASE_OPENAI
 

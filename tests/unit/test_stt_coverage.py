@@ -182,3 +182,16 @@ class _FakeSegment:
 class _FakeInfo:
     language: str = "en"
     language_probability: float = 1.0
+
+
+def test_speech_found_block_by_block_is_the_speech_found_in_one_go() -> None:
+    from workers.engines.coverage import speech_regions
+
+    speech = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
+    gap = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    audio = np.concatenate([speech, gap, speech, gap, speech, gap])
+    whole = speech_regions(audio, block_seconds=10_000)
+    blocks = speech_regions(audio, block_seconds=20)  # cut in the pauses between the three readings
+    assert len(blocks) == len(whole) >= 3
+    assert all(abs(a - c) < 0.05 and abs(b - d) < 0.05 for (a, b), (c, d) in zip(blocks, whole))
+    assert blocks[-1][1] > 55.0, "regions are in the audio's time, not the block's"

@@ -37,10 +37,10 @@ HOLE_SECONDS = 1.0
 HOLE_CONTEXT_SECONDS = 1.0
 
 
-def speech_regions(audio: np.ndarray) -> list[Span]:
+def speech_regions(audio: np.ndarray, block_seconds: float = vad.BLOCK_SECONDS) -> list[Span]:
     """Speech as faster-whisper's batched pipeline finds it (short pauses end a region, none is
     longer than a window)."""
-    return vad.speech_regions(audio, min_silence_ms=160, max_seconds=WINDOW_SECONDS)
+    return vad.speech_regions(audio, min_silence_ms=160, max_seconds=WINDOW_SECONDS, block_seconds=block_seconds)
 
 
 def windows(regions: Sequence[Span], max_seconds: float = WINDOW_SECONDS) -> list[Span]:

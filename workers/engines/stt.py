@@ -120,9 +120,7 @@ class FasterWhisperEngine:
         time. A batch's memory is that of its beam search, not of the file's length. The first
         windows with words fix the language for the rest (unless STT_LANGUAGE sets it).
         """
-        regions = [(a + start / SAMPLE_RATE, b + start / SAMPLE_RATE)
-                   for start, end in block_bounds(audio, int(self._block_seconds * SAMPLE_RATE))
-                   for a, b in speech_regions(audio[start:end])]
+        regions = speech_regions(audio, block_seconds=self._block_seconds)
         spans = windows(regions)
         detected: tuple[str, float] | None = None  # from the first windows with words
         first_guess: tuple[str, float] | None = None
@@ -307,24 +305,6 @@ def _shifted(segment: Segment, offset: float) -> Segment:
         end=segment.end + offset,
         words=[replace(w, start=w.start + offset, end=w.end + offset) for w in segment.words],
     )
-
-
-def block_bounds(audio: np.ndarray, block: int, search: int = 15 * SAMPLE_RATE) -> list[tuple[int, int]]:
-    """Sample ranges of about ``block`` samples, each cut at the quietest 100 ms near its end."""
-    n = len(audio)
-    if n <= block + block // 5:
-        return [(0, n)]
-    frame = SAMPLE_RATE // 10
-    bounds, start = [], 0
-    while n - start > block + block // 5:
-        lo, hi = start + block - search, min(start + block + search, n - frame)
-        frames = audio[lo : lo + (hi - lo) // frame * frame].reshape(-1, frame)
-        quietest = int(np.argmin(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))))
-        cut = lo + quietest * frame + frame // 2
-        bounds.append((start, cut))
-        start = cut
-    bounds.append((start, n))
-    return bounds
 
 
 class OpenAIWhisperEngine:
