@@ -50,13 +50,13 @@ def _texts(segments) -> list[str]:
     return [s.text.strip() for s in segments]
 
 
-def test_windows_encoded_one_by_one_decode_as_faster_whispers_own_batch(fast_settings) -> None:
+def test_windows_encoded_and_aligned_one_by_one_decode_as_faster_whispers_own_batch(fast_settings) -> None:
     import faster_whisper
 
     model = _model(fast_settings.stt_model_path)
     audio, clips = _windows("en_support_call.flac", "en_support_call.flac", "en_support_call.flac")
     counted = _CountsEncoderPasses(model)
-    one_by_one, detected = BatchedWindows(counted, encode_batch=1).transcribe(
+    one_by_one, detected = BatchedWindows(counted, encode_batch=1, align_batch=1).transcribe(
         audio, clip_timestamps=clips, language=None, **_options())
     assert counted.windows == [1, 1, 1], "one encoder pass a window, none for the language"
     assert (detected.language, detected.language_probability) == ("en", 1.0), "tiny.en speaks English only"
@@ -70,16 +70,18 @@ def test_windows_encoded_one_by_one_decode_as_faster_whispers_own_batch(fast_set
         assert clips[0]["start"] <= mine.start <= mine.end <= clips[-1]["end"] + 0.5
 
 
-def test_a_batch_encoded_at_once_decodes_as_one_encoded_window_by_window(fast_settings) -> None:
+def test_a_batch_encoded_and_aligned_at_once_decodes_as_one_window_by_window(fast_settings) -> None:
     model = _model(fast_settings.stt_model_path)
     audio, clips = _windows("en_support_call.flac", "en_support_call.flac")
     counted = _CountsEncoderPasses(model)
-    at_once, _ = BatchedWindows(counted, encode_batch=8).transcribe(audio, clip_timestamps=clips, language="en",
-                                                                     **_options(without_timestamps=False))
+    options = _options(without_timestamps=False)
+    at_once, _ = BatchedWindows(counted, encode_batch=8, align_batch=8).transcribe(
+        audio, clip_timestamps=clips, language="en", **options)
     assert counted.windows == [2]
-    one_by_one, _ = BatchedWindows(model, encode_batch=1).transcribe(audio, clip_timestamps=clips, language="en",
-                                                                      **_options(without_timestamps=False))
+    one_by_one, _ = BatchedWindows(model, encode_batch=1, align_batch=1).transcribe(
+        audio, clip_timestamps=clips, language="en", **options)
     assert _texts(at_once) == _texts(one_by_one) and len(at_once) >= 2
+    assert [[w.word for w in s.words] for s in at_once] == [[w.word for w in s.words] for s in one_by_one]
 
 
 @pytest.mark.parametrize("first, language", [("de_termin.flac", "de"), ("es_reserva.flac", "es")])
@@ -87,7 +89,7 @@ def test_the_language_comes_from_the_first_window_of_the_first_batch(base_settin
                                                                      language: str) -> None:
     counted = _CountsEncoderPasses(_model(base_settings.stt_model_path))
     audio, clips = _windows(first, "en_support_call.flac")
-    segments, detected = BatchedWindows(counted, encode_batch=1).transcribe(
+    segments, detected = BatchedWindows(counted, encode_batch=1, align_batch=4).transcribe(
         audio, clip_timestamps=clips, language=None, **_options(batch_size=1))
     assert detected.language == language and detected.language_probability > 0.7
     assert counted.windows == [1, 1], "the language costs no encoder pass of its own"
@@ -95,6 +97,6 @@ def test_the_language_comes_from_the_first_window_of_the_first_batch(base_settin
 
 
 def test_no_windows_decode_to_nothing(fast_settings) -> None:
-    segments, detected = BatchedWindows(_model(fast_settings.stt_model_path), encode_batch=1).transcribe(
+    segments, detected = BatchedWindows(_model(fast_settings.stt_model_path), encode_batch=1, align_batch=4).transcribe(
         np.zeros(SAMPLE_RATE, dtype=np.float32), clip_timestamps=[], language="en", **_options())
     assert segments == [] and detected.language == "en"

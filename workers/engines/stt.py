@@ -102,9 +102,11 @@ class FasterWhisperEngine:
         self._model = faster_whisper.WhisperModel(
             str(model_path), device=self.device, compute_type=compute_type, cpu_threads=threads
         )
-        # A GPU encodes a whole batch at once; a CPU window by window (workers.engines.batched_whisper).
-        self._batched = BatchedWindows(self._model, encode_batch=batch_size if self.device == "cuda" else 1) \
-            if batch_size > 0 else None
+        # A GPU encodes and aligns a whole batch at once; a CPU encodes window by window and aligns
+        # 4 at a time (workers.engines.batched_whisper).
+        on_gpu = self.device == "cuda"
+        self._batched = BatchedWindows(self._model, encode_batch=batch_size if on_gpu else 1,
+                                       align_batch=batch_size if on_gpu else 4) if batch_size > 0 else None
         self._batch_size = batch_size
         self._beam_size = beam_size
         self._language = language or None
