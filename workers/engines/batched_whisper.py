@@ -82,7 +82,7 @@ class BatchedWindows(BatchedInferencePipeline):
         import ctranslate2
 
         windows = super().forward(encoded, tokenizer, chunks_metadata, replace(options, word_timestamps=False))
-        frames = [math.ceil(m["duration"]) * self.model.frames_per_second for m in chunks_metadata]
+        frames = [int(math.ceil(m["duration"]) * self.model.frames_per_second) for m in chunks_metadata]
         whole, n = np.asarray(encoded), self._align_batch
         for i in range(0, len(windows), n):
             part = ctranslate2.StorageView.from_array(np.ascontiguousarray(whole[i : i + n]))
