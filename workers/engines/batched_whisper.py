@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+import ctranslate2
 import numpy as np
-
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
@@ -61,17 +61,18 @@ class BatchedWindows(BatchedInferencePipeline):
         else:
             detected = Detected(language, 1.0) if language else None
         segments: list[Segment] = []
+        tokenizer = options = None
         for i in range(0, len(features), batch_size):
             encoded = self._encode(features[i : i + batch_size])
-            if detected is None:
-                detected = self._detect(encoded)
-            tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
-                                  language=detected.language)
-            options = _options(tokenizer, beam_size, word_timestamps, without_timestamps)
+            if tokenizer is None:  # the first batch: the language is known from here on
+                detected = detected or self._detect(encoded)
+                tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
+                                      task="transcribe", language=detected.language)
+                options = _options(tokenizer, beam_size, word_timestamps, without_timestamps)
             for window in self.forward(encoded, tokenizer, metadata[i : i + batch_size], options):
                 segments += [_segment(s, options) for s in window]
         self.last_speech_timestamp = 0.0  # as faster-whisper's generator leaves it for the next call
-        return segments, detected or Detected("en", 1.0)
+        return segments, detected
 
     def forward(self, encoded, tokenizer: Tokenizer, chunks_metadata: list[dict], options: TranscriptionOptions):
         """faster-whisper's step from encoder output to segments with words, whose word
@@ -79,14 +80,12 @@ class BatchedWindows(BatchedInferencePipeline):
         at 0.70–0.86 GB on a 15-minute file (beam search before it: 0.74)."""
         if not options.word_timestamps or self._align_batch >= encoded.shape[0]:
             return super().forward(encoded, tokenizer, chunks_metadata, options)
-        import ctranslate2
-
         windows = super().forward(encoded, tokenizer, chunks_metadata, replace(options, word_timestamps=False))
         frames = [int(math.ceil(m["duration"]) * self.model.frames_per_second) for m in chunks_metadata]
-        whole, n = np.asarray(encoded), self._align_batch
+        n = self._align_batch
         for i in range(0, len(windows), n):
-            part = ctranslate2.StorageView.from_array(np.ascontiguousarray(whole[i : i + n]))
-            last = self.model.add_word_timestamps(windows[i : i + n], tokenizer, part, frames[i : i + n],
+            last = self.model.add_word_timestamps(windows[i : i + n], tokenizer, _windows(encoded, i, i + n),
+                                                  frames[i : i + n],
                                                   options.prepend_punctuations, options.append_punctuations,
                                                   self.last_speech_timestamp)
             self.last_speech_timestamp = self.last_speech_timestamp if last is None else last
@@ -97,18 +96,13 @@ class BatchedWindows(BatchedInferencePipeline):
         n = self._encode_batch
         if n >= len(features):
             return self.model.encode(features)
-        import ctranslate2
-
         parts = [np.asarray(self.model.encode(features[i : i + n])) for i in range(0, len(features), n)]
         return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
 
     def _detect(self, encoded) -> Detected:
         """The language of the batch's first window, as faster-whisper detects it (its first 30 s).
         Over a whole batch of 8 it took 1 s against 0.03 s for one window."""
-        import ctranslate2
-
-        first = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[:1])) \
-            if encoded.device == "cpu" and encoded.shape[0] > 1 else encoded
+        first = _windows(encoded, 0, 1) if encoded.device == "cpu" and encoded.shape[0] > 1 else encoded
         token, probability = self.model.model.detect_language(first)[0][0]
         return Detected(token[2:-2], probability)
 
@@ -129,6 +123,11 @@ class BatchedWindows(BatchedInferencePipeline):
             output.append({"avg_logprob": cumulative / (len(tokens) + 1), "no_speech_prob": result.no_speech_prob,
                            "tokens": tokens})
         return encoded, output
+
+
+def _windows(encoded: ctranslate2.StorageView, start: int, stop: int) -> ctranslate2.StorageView:
+    """Windows ``start`` to ``stop`` of encoder output held on the CPU."""
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[start:stop]))
 
 
 def _options(tokenizer: Tokenizer, beam_size: int, word_timestamps: bool,
