@@ -70,6 +70,11 @@ def encode(samples: np.ndarray, rate: int = 16_000, fmt: str = "wav", channels: 
     return buf.getvalue()
 
 
+def random_bytes(size: int, seed: int = 0) -> bytes:
+    """Bytes that are no format, the same on every run (a failure can be reproduced)."""
+    return np.random.default_rng(seed).bytes(size)
+
+
 def png_bytes() -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

@@ -12,9 +12,6 @@ from workers.composition import Root
 from workers.engines.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
 from workers.core.settings import REPO_ROOT, Settings
 
-MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / ".models"))
-
-
 def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does: fixtures tear down and the
     # emulators, which live in sessions of their own, are stopped instead of left behind.
@@ -23,8 +20,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    setup_models(MODELS_DIR)  # offline and idempotent: joins files, links the emotion head's encoder
-    return MODELS_DIR
+    models = Path(os.environ.get("MODELS_DIR", REPO_ROOT / ".models"))
+    setup_models(models)  # offline and idempotent: joins files, links the emotion head's encoder
+    return models
 
 
 @pytest.fixture(scope="session")

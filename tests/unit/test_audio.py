@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
-from tests.audio_factory import FORMATS, encode, png_bytes, speech_sample, tone, zip_bytes
+from tests.audio_factory import random_bytes, FORMATS, encode, png_bytes, speech_sample, tone, zip_bytes
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.errors import PermanentError
 
@@ -68,7 +67,7 @@ def test_speech_sample_decodes() -> None:
     "data, code",
     [
         (b"", "empty_file"),
-        (os.urandom(64 * 1024), None),
+        (random_bytes(64 * 1024), None),
         (b"Meeting notes\nNothing to hear here.\n" * 50, "not_audio"),
         (png_bytes(), "not_audio"),
         (zip_bytes(), "not_audio"),

@@ -18,18 +18,28 @@ from workers.engines.stt import resolve_device
 
 from .test_stt import EN_REFERENCE
 
-CUDA = resolve_device("auto") == "cuda"
-needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device visible to CTranslate2")
 
 
-def test_auto_device_means_int8_whisper_and_cpu_ser_without_a_gpu(tiny_stt, tiny_ser) -> None:
-    if CUDA:
+@pytest.fixture(scope="module")
+def cuda() -> bool:
+    """Whether CTranslate2 sees a CUDA device: asked when a test runs, not when pytest imports."""
+    return resolve_device("auto") == "cuda"
+
+
+@pytest.fixture
+def needs_cuda(cuda: bool) -> None:
+    if not cuda:
+        pytest.skip("no CUDA device visible to CTranslate2")
+
+
+def test_auto_device_means_int8_whisper_and_cpu_ser_without_a_gpu(tiny_stt, tiny_ser, cuda) -> None:
+    if cuda:
         pytest.skip("a CUDA device is visible; the gpu tests cover this machine")
     assert (tiny_stt.device, tiny_stt.compute_type, tiny_ser.device) == ("cpu", "int8", "cpu")
 
 
 @pytest.mark.gpu
-@needs_cuda
+@pytest.mark.usefixtures("needs_cuda")
 def test_whisper_on_cuda_is_float16_and_transcribes_the_sample(fast_settings) -> None:
     stt = Root(fast_settings).stt_engine()
     assert (stt.device, stt.compute_type) == ("cuda", "float16")
@@ -55,7 +65,7 @@ def test_transformers_ser_on_cuda_scores_like_the_cpu(untrained_settings) -> Non
 
 
 @pytest.mark.gpu
-@needs_cuda
+@pytest.mark.usefixtures("needs_cuda")
 def test_whisper_head_on_cuda_is_float16_and_agrees_with_int8_on_the_cpu(fast_settings) -> None:
     audio = decode(SAMPLES / "en_support_call.flac", max_seconds=600).samples
     ser = Root(fast_settings).ser_engine()  # the head's encoder check passes on float16 too

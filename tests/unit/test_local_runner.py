@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.audio_factory import SAMPLES, encode, noise, png_bytes, tone, zip_bytes
+from tests.audio_factory import random_bytes, SAMPLES, encode, noise, png_bytes, tone, zip_bytes
 from workers.composition import Root
 from workers.core.contracts import Result, dumps, from_dict, loads
 from workers.core.jobs import make_job_id
@@ -26,7 +26,7 @@ SPEECH = (SAMPLES / "en_support_call.flac").read_bytes()
 
 INVALID = {
     "empty.wav": b"",
-    "random bytes.mp3": os.urandom(32 * 1024),
+    "random bytes.mp3": random_bytes(32 * 1024),
     "notes.txt": b"Meeting notes: nothing to hear.\n" * 40,
     "picture.png": png_bytes(),
     "archive.flac": zip_bytes(),

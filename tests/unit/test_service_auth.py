@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -24,14 +25,23 @@ from workers.entrypoints.http.auth import UNKNOWN_KEY_REFETCH_SECONDS, AuthError
 from workers.core.settings import Settings
 
 AUDIENCE = "https://stt-abc-uc.a.run.app/push/job"
-KEY = SigningKey.generate("key-1")
-ROTATED = SigningKey.generate("key-2")
-ATTACKER = SigningKey.generate("key-1")  # same key id, another private key
 
 
-def run_with_certs(scenario):
+@dataclass(frozen=True)
+class Keys:
+    key: SigningKey
+    rotated: SigningKey
+    attacker: SigningKey  # same key id as ``key``, another private key
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(SigningKey.generate("key-1"), SigningKey.generate("key-2"), SigningKey.generate("key-1"))
+
+
+def run_with_certs(keys: Keys, scenario):
     """Serve the certificate page, then the STT service verifying against it; run ``scenario``."""
-    served = {"page": certs_page(KEY)}
+    served = {"page": certs_page(keys.key)}
 
     async def certs(request):
         return web.json_response(served["page"], headers={"Cache-Control": "public, max-age=3600"})
@@ -58,49 +68,57 @@ def run_with_certs(scenario):
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("token, status", [
-    (None, 401),
-    ("not-a-jwt", 401),
-    (ATTACKER.token(audience=AUDIENCE), 401),  # forged: signature does not verify
-    (KEY.token(audience=AUDIENCE, expires_in=-120), 401),  # expired
-    (KEY.token(audience="https://other-service.a.run.app/push/job"), 401),  # another audience
-    (KEY.token(audience=AUDIENCE, issuer="https://evil.example"), 401),
-    (KEY.token(audience=AUDIENCE, email="someone-else@local-dev.iam.gserviceaccount.com"), 403),
-    (KEY.token(audience=AUDIENCE, nbf=int(time.time()) + 600), 401),  # not valid yet
-    (KEY.token(audience=AUDIENCE, expires_in=100 * 365 * 86400), 401),  # Google's live one hour
-    (KEY.token(audience=AUDIENCE, exp=float("inf")), 401),
-    (KEY.token(audience=AUDIENCE, exp=str(int(time.time()) + 600)), 401),  # a time that is no number
-    (KEY.token(audience=AUDIENCE, iat=str(int(time.time()))), 401),
-    (KEY.token(audience=AUDIENCE, email_verified="false"), 403),  # a string, truthy
-])
-def test_bad_push_tokens_are_rejected_and_nothing_is_written(token, status):
-    async def scenario(push, served):
-        return await push(token)
+# Each token is minted inside the test, at the time it is pushed: one that is "not valid before
+# now + 600 s" minted at collection is valid by the time a slow suite reaches it.
+BAD_TOKENS = {
+    "none": (lambda k: None, 401),
+    "not a jwt": (lambda k: "not-a-jwt", 401),
+    "forged signature": (lambda k: k.attacker.token(audience=AUDIENCE), 401),
+    "expired": (lambda k: k.key.token(audience=AUDIENCE, expires_in=-120), 401),
+    "another audience": (lambda k: k.key.token(audience="https://other-service.a.run.app/push/job"), 401),
+    "another issuer": (lambda k: k.key.token(audience=AUDIENCE, issuer="https://evil.example"), 401),
+    "another account": (lambda k: k.key.token(audience=AUDIENCE,
+                                              email="someone-else@local-dev.iam.gserviceaccount.com"), 403),
+    "not valid yet": (lambda k: k.key.token(audience=AUDIENCE, nbf=int(time.time()) + 600), 401),
+    "lives a century": (lambda k: k.key.token(audience=AUDIENCE, expires_in=100 * 365 * 86400), 401),  # Google: 1 h
+    "expires at infinity": (lambda k: k.key.token(audience=AUDIENCE, exp=float("inf")), 401),
+    "exp is no number": (lambda k: k.key.token(audience=AUDIENCE, exp=str(int(time.time()) + 600)), 401),
+    "iat is no number": (lambda k: k.key.token(audience=AUDIENCE, iat=str(int(time.time()))), 401),
+    "email_verified a string": (lambda k: k.key.token(audience=AUDIENCE, email_verified="false"), 403),  # truthy
+}
 
-    got, store = run_with_certs(scenario)
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+def test_bad_push_tokens_are_rejected_and_nothing_is_written(keys, case):
+    mint, status = BAD_TOKENS[case]
+
+    async def scenario(push, served):
+        return await push(mint(keys))
+
+    got, store = run_with_certs(keys, scenario)
     assert got == status
     assert list(store.list("staging")) == []
 
 
-def test_a_valid_push_token_is_accepted_and_a_rotated_key_is_fetched_again():
+def test_a_valid_push_token_is_accepted_and_a_rotated_key_is_fetched_again(keys):
     async def scenario(push, served):
-        first = await push(KEY.token(audience=AUDIENCE))
-        served["page"] = certs_page(KEY, ROTATED)
-        second = await push(ROTATED.token(audience=AUDIENCE))
+        first = await push(keys.key.token(audience=AUDIENCE))
+        served["page"] = certs_page(keys.key, keys.rotated)
+        second = await push(keys.rotated.token(audience=AUDIENCE))
         return first, second
 
-    (first, second), store = run_with_certs(scenario)
+    (first, second), store = run_with_certs(keys, scenario)
     assert (first, second) == (204, 204)
     assert [b.name.rsplit("/", 1)[-1] for b in store.list("staging")] == ["stt.json"]
 
 
-def test_tokens_with_unknown_key_ids_cannot_make_every_request_fetch_the_certificates():
+def test_tokens_with_unknown_key_ids_cannot_make_every_request_fetch_the_certificates(keys):
     fetches = []
     now = [1000.0]
 
     async def certs(request):
         fetches.append(now[0])
-        return web.json_response(certs_page(KEY), headers={"Cache-Control": "public, max-age=3600"})
+        return web.json_response(certs_page(keys.key), headers={"Cache-Control": "public, max-age=3600"})
 
     async def main():
         app = web.Application()
@@ -108,26 +126,26 @@ def test_tokens_with_unknown_key_ids_cannot_make_every_request_fetch_the_certifi
         async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
             verifier = PushVerifier(audience=AUDIENCE, service_account=PUSH_SA,
                                     certs_url=str(server.make_url("/certs")), clock=lambda: now[0])
-            await verifier.verify(f"Bearer {KEY.token(audience=AUDIENCE)}", session)
+            await verifier.verify(f"Bearer {keys.key.token(audience=AUDIENCE)}", session)
             for i in range(5):
                 forged = SigningKey.generate(f"made-up-{i}")
                 with pytest.raises(AuthError):
                     await verifier.verify(f"Bearer {forged.token(audience=AUDIENCE)}", session)
             now[0] += UNKNOWN_KEY_REFETCH_SECONDS
             with pytest.raises(AuthError):
-                await verifier.verify(f"Bearer {ROTATED.token(audience=AUDIENCE)}", session)
+                await verifier.verify(f"Bearer {keys.rotated.token(audience=AUDIENCE)}", session)
 
     asyncio.run(main())
     assert fetches == [1000.0, 1000.0, 1000.0 + UNKNOWN_KEY_REFETCH_SECONDS]  # first use, one unknown id, later one
 
 
-def test_id_tokens_are_cached_per_audience_until_shortly_before_expiry():
+def test_id_tokens_are_cached_per_audience_until_shortly_before_expiry(keys):
     now = [1_000_000.0]
     fetched = []
 
     def fetch_at_now(audience: str) -> str:
         fetched.append(audience)
-        signer = crypt.RSASigner.from_string(KEY.private_pem, KEY.key_id)
+        signer = crypt.RSASigner.from_string(keys.key.private_pem, keys.key.key_id)
         return jwt.encode(signer, {"aud": audience, "exp": int(now[0]) + 3600}).decode()
 
     tokens = IdTokens(fetch_at_now, clock=lambda: now[0], margin_seconds=300)
