@@ -77,16 +77,16 @@ def burst(stack: DevStack, scenario: str, audio: Path, jobs: int, *, during: Cal
 
 
 def heal(stack: DevStack, older_than: float) -> int:
-    """What the scheduled healer (`stuck --republish`) does: jobs with one partial, and uploads with
-    none and no result, older than ``older_than`` seconds, get their job message again."""
+    """What the scheduled healer (`stuck --republish`) does: uploads with no result older than
+    ``older_than`` seconds, whatever their partials, get their job message again."""
     from datetime import timedelta
 
     from workers.adapters.pubsub import PubSubBus
-    from workers.ops.tracking import lost_jobs, republish_stuck, stuck_jobs
+    from workers.ops.tracking import jobs_to_heal, republish_stuck
 
-    n, age = stack.names, timedelta(seconds=older_than)
-    found = stuck_jobs(stack.store, n.staging, age) + lost_jobs(
-        stack.store, inbox_bucket=n.inbox, staging_bucket=n.staging, results_bucket=n.results, older_than=age)
+    n = stack.names
+    found = jobs_to_heal(stack.store, n.staging, timedelta(seconds=older_than), inbox_bucket=n.inbox,
+                         results_bucket=n.results)
     if not found:
         return 0
     bus = PubSubBus(emulators.PROJECT)

@@ -32,7 +32,7 @@ locals {
       })
     }
     # Reads the inbox, staging and results and publishes job messages: exactly the backfill's grants.
-    # It sends again jobs with one partial (stuck) and uploads with none and no result (lost).
+    # It sends again every upload with no result past the threshold, whatever its partials.
     healer = {
       account  = "backfill"
       args     = ["stuck", "--republish", "--older-than", tostring(var.stuck_after_minutes)]

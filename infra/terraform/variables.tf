@@ -234,7 +234,7 @@ variable "load_bigquery_schedule" {
 }
 
 variable "healer_schedule" {
-  description = "Cron schedule of `python -m workers stuck --republish` (jobs with one partial and no result get their message again); null creates the job without a schedule."
+  description = "Cron schedule of `python -m workers stuck --republish` (uploads with no result past stuck_after_minutes, whatever their partials, get their message again); null creates the job without a schedule."
   type        = string
   default     = "15 * * * *"
 }

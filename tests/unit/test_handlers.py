@@ -147,6 +147,23 @@ def test_a_replaced_source_generation_is_recorded_as_gone(env) -> None:
     assert stt["status"] == "failed" and stt["error"]["code"] == "source_gone"
 
 
+def test_a_job_naming_a_generation_that_does_not_exist_neither_blocks_nor_replaces_the_real_result(env) -> None:
+    p, store, bus = env
+    forged = make_job(bucket="inbox", name="victim.wav", generation=2**62, size=1, content_type=None, source="upload")
+    run_job(p, bus, forged)  # before the real upload: it only fills the gap
+    assert result_of(store, "victim.wav")["error"]["code"] == "source_gone"
+
+    real = upload(store, "victim.wav", encode(tone(1.0)))
+    assert [o.status for o in run_job(p, bus, real)][2:] == ["done", "duplicate"]
+    assert (result_of(store, "victim.wav")["status"], result_of(store, "victim.wav")["job"]["generation"]) == (
+        "ok", real.generation)
+
+    again = make_job(bucket="inbox", name="victim.wav", generation=2**62 + 1, size=1, content_type=None,
+                     source="upload")
+    assert [o.status for o in run_job(p, bus, again)][2:] == ["superseded"] * 2  # after it: the real result stays
+    assert result_of(store, "victim.wav")["job"]["generation"] == real.generation
+
+
 def test_transient_store_faults_propagate_for_a_retry(env) -> None:
     p, store, bus = env
     job = upload(store, "call.wav", encode(tone(1.0)))

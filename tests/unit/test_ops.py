@@ -194,34 +194,42 @@ def test_republishing_a_stuck_job_lets_the_missing_engine_finish_it_and_the_join
     assert stuck_jobs(store, "staging", timedelta(hours=1), now=later) == [s for s in found if s.job_id != stuck_job.job_id]
 
 
-def test_uploads_with_no_partial_and_no_result_past_the_deadline_are_lost_and_republished():
+def test_every_upload_with_no_result_past_the_deadline_is_found_whatever_its_partials_and_healed():
     from tests.handlers_factory import make_handlers
     from tests.unit.test_service import WAV, FakeSer, FakeStt, upload
     from workers.core.contracts import PartialReady, from_dict
-    from workers.ops.tracking import lost_jobs, republish_stuck
+    from workers.ops.tracking import jobs_to_heal, republish_stuck, unfinished_jobs
 
     store, bus = MemoryBlobStore(), MemoryBus()
-    lost, done, half = upload(store, "lost.wav", WAV), upload(store, "done.wav", WAV), upload(store, "half.wav", WAV)
+    lost, done, half, both = (upload(store, f"{name}.wav", WAV) for name in ("lost", "done", "half", "both"))
     upload(store, ".DS_Store", b"\0")
     workers = make_handlers(store, bus, stt=FakeStt(), ser=FakeSer())
     for handle in (workers.stt, workers.ser):
         handle(done)
+        handle(both)
     for message in bus.on("partials"):
-        workers.joiner(from_dict(PartialReady, message))
-    workers.stt(half)  # stuck, not lost: the other report finds it
+        if message["job"]["name"] == "done.wav":  # the joiner's writes for both.wav failed until it was dropped
+            workers.joiner(from_dict(PartialReady, message))
+    workers.stt(half)
     later = datetime.now(timezone.utc) + timedelta(hours=2)
     kwargs = dict(inbox_bucket="inbox", staging_bucket="staging", results_bucket="results",
                   older_than=timedelta(hours=1), ignore=(".DS_Store",))
 
-    found = lost_jobs(store, now=later, **kwargs)
-    assert [(j.job_id, j.name, j.present) for j in found] == [(lost.job_id, "lost.wav", "nothing")]
-    assert lost_jobs(store, now=datetime.now(timezone.utc), **kwargs) == [], "a fresh upload may still be in flight"
+    found = unfinished_jobs(store, now=later, **kwargs)
+    assert sorted((j.name, j.present, j.missing) for j in found) == [
+        ("both.wav", "stt and ser", "the result"), ("half.wav", "stt", "ser"), ("lost.wav", "nothing", "stt and ser")]
+    assert unfinished_jobs(store, now=datetime.now(timezone.utc), **kwargs) == [], "a fresh upload may be in flight"
+    healing = jobs_to_heal(store, "staging", timedelta(hours=1), now=later,
+                           **{k: v for k, v in kwargs.items() if k not in ("staging_bucket", "older_than")})
+    assert sorted(j.job_id for j in healing) == sorted(j.job_id for j in found), "each job once"
 
     bus.messages.clear()
-    assert republish_stuck(store, bus, found, inbox_bucket="inbox", jobs_topic="jobs") == [lost.job_id]
+    sent = republish_stuck(store, bus, found, inbox_bucket="inbox", jobs_topic="jobs")
+    assert sorted(sent) == sorted(j.job_id for j in (lost, half, both))
     _deliver(bus, workers)
-    assert json.loads(store.read("results", result_key("lost.wav"))[0])["status"] == "ok"
-    assert lost_jobs(store, now=later, **kwargs) == []
+    for name in ("lost.wav", "half.wav", "both.wav"):
+        assert json.loads(store.read("results", result_key(name))[0])["status"] == "ok", name
+    assert unfinished_jobs(store, now=later, **kwargs) == []
 
 
 def _deliver(bus, workers) -> None:

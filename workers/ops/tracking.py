@@ -6,7 +6,9 @@ the dead-letter subscriptions (pulled without acknowledging, then handed straigh
 ``redrive`` pulls what sits in dead-letter subscriptions, republishes each message to the
 topic it came from (a job message to the jobs topic, a "partial ready" to the partials
 topic) and only then acknowledges it. ``stuck_jobs`` reports jobs with exactly one partial
-older than a threshold: the other worker never finished and nothing retries it.
+older than a threshold (from the staging bucket alone); ``unfinished_jobs`` every upload older
+than a threshold with no result of its generation, whatever its partials: nothing retries them
+once their messages are dead-lettered or dropped, and ``republish_stuck`` heals both.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Iterator
 
 from workers.core.contracts import PartialKind, StoredPartial, StoredResult, to_dict
 from workers.core.errors import NotFound
-from workers.core.jobs import make_job, make_job_id, parse_partial_key, partial_key, result_key, skip_reason
+from workers.core.jobs import PARTIAL_KINDS, make_job, make_job_id, parse_partial_key, partial_key, result_key, skip_reason
 from workers.core.ports import BlobStore, Bus, DeadLetter, DeadLetterQueue
 from workers.ops.ledger import Ledger
 
@@ -265,28 +267,47 @@ def stuck_jobs(store: BlobStore, staging_bucket: str, older_than: timedelta, *, 
     return found
 
 
-def lost_jobs(store: BlobStore, *, inbox_bucket: str, staging_bucket: str, results_bucket: str,
-              older_than: timedelta, inbox_prefix: str = "", ignore: tuple[str, ...] = (),
-              now: datetime | None = None) -> list[StuckJob]:
-    """Uploads older than ``older_than`` with no partial and no result of their generation: their
-    job message was never handled (both engines' writes failed until the message was dropped, or
-    the trigger's publish was lost). Like stuck jobs, they only heal by being sent again."""
+def unfinished_jobs(store: BlobStore, *, inbox_bucket: str, staging_bucket: str, results_bucket: str,
+                    older_than: timedelta, inbox_prefix: str = "", ignore: tuple[str, ...] = (),
+                    now: datetime | None = None) -> list[StuckJob]:
+    """Uploads older than ``older_than`` with no result written since, whatever their partials:
+    none (the job message was never handled, or both engines' writes failed until it was
+    dropped), one (the other engine never finished) or both (the joiner's writes failed until
+    the "partial ready" messages were dropped). Each heals by its job message sent again."""
     now = now or datetime.now(timezone.utc)
-    with_partials = {parsed[0] for info in store.list(staging_bucket)
-                     if (parsed := parse_partial_key(info.name)) is not None}
+    partials: dict[str, set[str]] = {}
+    for info in store.list(staging_bucket):
+        if (parsed := parse_partial_key(info.name)) is not None:
+            partials.setdefault(parsed[0], set()).add(parsed[1])
     found = []
     for info in store.list(inbox_bucket, inbox_prefix):
         if skip_reason(info.name, prefix=inbox_prefix, ignore=ignore) or not info.updated:
             continue
         uploaded = _time(info.updated)
-        job_id = make_job_id(info.bucket, info.name, info.generation)
-        if now - uploaded <= older_than or job_id in with_partials:
+        if now - uploaded <= older_than:
             continue
         result = store.stat(results_bucket, result_key(info.name))
         if result is not None and result.updated and _time(result.updated) >= uploaded:
             continue
-        found.append(StuckJob(job_id, "nothing", "stt and ser", now - uploaded, info.name))
+        job_id = make_job_id(info.bucket, info.name, info.generation)
+        have = [kind for kind in PARTIAL_KINDS if kind in partials.get(job_id, ())]
+        missing = [kind for kind in PARTIAL_KINDS if kind not in have] or ["the result"]
+        found.append(StuckJob(job_id, " and ".join(have) or "nothing", " and ".join(missing), now - uploaded,
+                              info.name))
     return found
+
+
+def jobs_to_heal(store: BlobStore, staging_bucket: str, older_than: timedelta, *, inbox_bucket: str = "",
+                 results_bucket: str = "", inbox_prefix: str = "", ignore: tuple[str, ...] = (),
+                 ledger: Ledger | None = None, now: datetime | None = None) -> list[StuckJob]:
+    """What the healer sends again: stuck jobs from the staging bucket and, when the inbox and
+    results buckets are known, every unfinished upload; each job once."""
+    found = {job.job_id: job for job in stuck_jobs(store, staging_bucket, older_than, ledger=ledger, now=now)}
+    if inbox_bucket and results_bucket:
+        found.update((job.job_id, job) for job in unfinished_jobs(
+            store, inbox_bucket=inbox_bucket, staging_bucket=staging_bucket, results_bucket=results_bucket,
+            older_than=older_than, inbox_prefix=inbox_prefix, ignore=ignore, now=now))
+    return sorted(found.values(), key=lambda job: job.job_id)
 
 
 def _time(rfc3339: str) -> datetime:
@@ -297,9 +318,9 @@ def republish_stuck(store: BlobStore, bus: Bus, stuck: list[StuckJob], *, inbox_
                     inbox_prefix: str = "") -> list[str]:
     """Send each stuck job's message to the jobs topic again; the ids sent.
 
-    Safe to repeat, and what heals a job whose message was dead-lettered or lost after one
-    engine finished: that engine finds its partial and announces it again, the other makes the
-    missing one, and the joiner merges. A partial names only its job id, so the jobs are found
+    Safe to repeat, and what heals a job whose messages were dead-lettered or lost at any step:
+    an engine that finished finds its partial and announces it again (no inference), one that
+    did not makes its partial, and the joiner, announced to again, merges. A partial names only its job id, so the jobs are found
     by listing the inbox; a job whose object was replaced or deleted is not sent (the newer
     upload has a job of its own).
     """

@@ -48,6 +48,8 @@ from workers.processing.worker import Worker
 
 log = logging.getLogger(__name__)
 
+# The code of a failure to read the job's object at its generation (replaced, deleted, never there).
+SOURCE_GONE = "source_gone"
 OutcomeStatus = Literal["done", "failed", "duplicate", "waiting", "superseded"]
 Partial = SttPartial | SerPartial
 P = TypeVar("P", SttPartial, SerPartial)
@@ -153,7 +155,7 @@ class JobHandler:
             try:
                 self.staging.store.download(job.bucket, job.name, job.generation, dest)
             except NotFound as e:  # the store's words: a gs:// URI, or what happened to a local path
-                raise PermanentError(str(e), code="source_gone") from e
+                raise PermanentError(str(e), code=SOURCE_GONE) from e
 
         return analyse_file(self.worker, job, download, max_audio_seconds=self.max_audio_seconds, clock=self.clock)
 
@@ -235,13 +237,19 @@ class Joiner:
     def _verdict(self, result: Result, inputs: Mapping[str, int], stored: StoredResult | None) -> OutcomeStatus | None:
         """Why ``result`` must not replace ``stored`` ("duplicate"/"superseded"), or None to write it.
 
-        A newer source generation always wins. For the same generation the stored result stays,
+        A result of audio that was read outranks one whose source was gone (``source_gone``),
+        whatever their generations: a job naming a generation that never existed (a stale or
+        forged message) only fills a gap, and neither blocks a real upload's result nor replaces
+        it. Otherwise a newer source generation always wins. For the same generation the stored
+        result stays,
         unless the new one was made by other engines or another pipeline version *and* from the
         partials that are live now: that is a reprocessing run, and a late joiner holding
         partials that have since been made again can never undo it.
         """
         if stored is None:
             return None
+        if _source_gone(stored) != _source_gone(result):
+            return None if _source_gone(stored) else "superseded"
         if stored.job.generation > result.job.generation:
             return "superseded"
         if stored.job.generation < result.job.generation:
@@ -253,6 +261,10 @@ class Joiner:
             if live is None or live.generation != generation:
                 return "duplicate"
         return None
+
+
+def _source_gone(result: Result | StoredResult) -> bool:
+    return result.error is not None and result.error.code == SOURCE_GONE
 
 
 @dataclass

@@ -99,12 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "stuck",
-        help="report jobs with exactly one partial older than a threshold",
+        help="report jobs with no result older than a threshold (one partial, both, or none)",
         description="A job whose STT or SER partial exists but whose other partial never came is stuck: "
         "nothing retries it once its message is dead-lettered or lost. With INBOX_BUCKET and RESULTS_BUCKET "
-        "set, uploads older than the threshold with no partial and no result (lost: their message was never "
-        "handled) are listed too. Lists them (job id, object, age); with --republish sends their job messages "
-        "again (what the scheduled healer job runs).",
+        "set, every upload older than the threshold with no result is listed too, whatever its partials (none: "
+        "its message was never handled; both: the joiner's writes failed until its messages were dropped). "
+        "Lists them (job id, object, age); with --republish sends their job messages again (what the scheduled "
+        "healer job runs): an engine that finished announces its partial again, and the joiner merges.",
     )
     p.add_argument("--older-than", type=float, default=60.0, metavar="MINUTES", help="default 60")
     p.add_argument("--republish", action="store_true",
@@ -300,7 +301,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 def cmd_stuck(args: argparse.Namespace) -> int:
     from workers.ops.ledger import Ledger
-    from workers.ops.tracking import lost_jobs, stuck_jobs
+    from workers.ops.tracking import jobs_to_heal
 
     settings = command_settings(args)
     root = _root(args, settings, inbox=False)
@@ -311,16 +312,14 @@ def cmd_stuck(args: argparse.Namespace) -> int:
         root.require(STAGING_BUCKET=buckets.staging)
     store = root.store
     with _cloud_errors("look for stuck jobs"):
-        found = stuck_jobs(store, buckets.staging, timedelta(minutes=args.older_than),
-                           ledger=Ledger(store, buckets.staging, run_id="stuck"))
-        if not root.is_local and buckets.inbox and buckets.results:
-            found += lost_jobs(store, inbox_bucket=buckets.inbox, staging_bucket=buckets.staging,
-                               results_bucket=buckets.results, older_than=timedelta(minutes=args.older_than),
-                               inbox_prefix=rules.inbox_prefix, ignore=rules.ignore_globs)
+        inbox, results = ("", "") if root.is_local else (buckets.inbox, buckets.results)
+        found = jobs_to_heal(store, buckets.staging, timedelta(minutes=args.older_than), inbox_bucket=inbox,
+                             results_bucket=results, inbox_prefix=rules.inbox_prefix, ignore=rules.ignore_globs,
+                             ledger=Ledger(store, buckets.staging, run_id="stuck"))
     for job in found:
         print(f"{job.job_id}  has {job.present}, missing {job.missing}, for {job.age.total_seconds() / 3600:.1f} h"
               f"  {job.name or '(object unknown: not sent by a backfill)'}")
-    print(f"{len(found)} job(s) older than {args.older_than:g} min with one partial, or with none and no result",
+    print(f"{len(found)} job(s) older than {args.older_than:g} min with no result (one partial, both, or none)",
           file=sys.stderr)
     if not args.republish or not found:
         return 1 if found else 0
