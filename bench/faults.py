@@ -4,10 +4,14 @@
     python -m bench faults --jobs 10       smaller bursts
 
 Prints one table. Each burst scenario uploads its own files and counts, once the results stop
-coming (or a deadline passes): results written, jobs duplicated (a result written more than
-once), stuck (one partial, no result), lost (no partial, no result) and dead-lettered (messages
+coming (or a deadline passes): jobs tried, results held (each upload's result of its own
+generation), jobs duplicated (a result written more than once), stuck (one partial, no result),
+unjoined (both partials, no result), lost (no partial, no result) and dead-lettered (messages
 in the dead-letter subscriptions), the time to the last result and the peak RSS of each
-service. The in-process scenarios send forged push tokens (accepted must be 0) and malformed
+service. Scenarios: each event delivered many times, each service SIGKILLed mid-burst, the
+staging and results buckets refusing writes (503, 403) and the results bucket alone refusing
+them (403: both partials, no result), a job for a generation that does not exist sent before
+each upload and again after its result, and object names outside Latin-1. The in-process scenarios send forged push tokens (accepted must be 0) and malformed
 push messages (each acknowledged, retried or crashed). tests/faults runs a short version.
 """
 
@@ -26,12 +30,11 @@ from pathlib import Path
 from typing import Callable
 
 import requests
-from cloudevents.conversion import to_binary
 
 from devstack import emulators
-from devstack.bridge import cloud_event
+from devstack.bridge import cloud_event, http_request
 from devstack.stack import NOTIFY_TOPIC, SERVICE_ROLES, DevStack
-from workers.core.jobs import make_job_id, partial_key
+from workers.core.jobs import make_job_id, partial_key, result_key
 from workers.core.settings import Settings
 
 
@@ -45,6 +48,7 @@ class Row:
     results: int = 0
     duplicated: int = 0
     stuck: int = 0
+    unjoined: int = 0
     lost: int = 0
     dead_lettered: int = 0
     healed: int = 0  # job messages the healer sent again
@@ -54,10 +58,10 @@ class Row:
     def line(self) -> str:
         rss = " ".join(f"{k}={v}" for k, v in self.peak_rss_mb.items())
         return (f"{self.scenario:<28} {self.jobs:>5} {self.results:>7} {self.duplicated:>10} {self.stuck:>6} "
-                f"{self.lost:>5} {self.dead_lettered:>13} {self.healed:>6} {self.seconds:>8.1f}  {rss}")
+                f"{self.unjoined:>8} {self.lost:>5} {self.dead_lettered:>13} {self.healed:>6} {self.seconds:>8.1f}  {rss}")
 
 
-HEADER = (f"{'scenario':<28} {'jobs':>5} {'results':>7} {'duplicated':>10} {'stuck':>6} {'lost':>5} "
+HEADER = (f"{'scenario':<28} {'tried':>5} {'held':>7} {'duplicated':>10} {'stuck':>6} {'unjoined':>8} {'lost':>5} "
           f"{'dead-lettered':>13} {'healed':>6} {'seconds':>8}  peak RSS MB")
 
 
@@ -120,6 +124,7 @@ def account(stack: DevStack, scenario: str, uploads: list[tuple[str, int]], star
             continue
         partials = [k for k in ("stt", "ser") if stack.store.stat(stack.names.staging, partial_key(job_id, k))]
         row.stuck += len(partials) == 1
+        row.unjoined += len(partials) == 2
         row.lost += not partials
     row.dead_lettered = sum(len(emulators.pull(stack.names.dead_letter(topic), max_messages=1000))
                             for topic in (stack.names.jobs, stack.names.partials))
@@ -150,7 +155,7 @@ def redelivered_events(stack: DevStack, audio: Path, jobs: int, copies: int = 10
         notification.data = json.dumps({"bucket": info.bucket, "name": name, "generation": str(generation),
                                         "size": str(info.size), "contentType": "audio/wav"}).encode()
         notification.message_id = f"again-{generation}"
-        headers, body = to_binary(cloud_event(notification))
+        headers, body = http_request(cloud_event(notification))
         for _ in range(copies):
             requests.post(stack.urls["trigger"] + "/", data=body, headers=headers, timeout=30).raise_for_status()
     return account(stack, f"event x{copies + 1}", uploads, started, 180.0)
@@ -228,11 +233,92 @@ class FaultyStorage:
 
 
 def storage_fault(stack: DevStack, storage: FaultyStorage, audio: Path, jobs: int, status: int,
-                  seconds: float, heal_every: float = HEAL_EVERY) -> Row:
-    """Writes to staging and results answer ``status`` for ``seconds`` from the burst's start; the
-    healer runs every ``heal_every`` seconds (hourly in Terraform) as the cloud's scheduler would."""
-    storage.fail(status, seconds, (stack.names.staging, stack.names.results))
-    return burst(stack, f"store {status} for {seconds:.0f} s", audio, jobs, heal_every=heal_every)
+                  seconds: float, heal_every: float = HEAL_EVERY, *, results_only: bool = False) -> Row:
+    """Writes to staging and results (or to results alone: the engines finish, the joiner cannot)
+    answer ``status`` for ``seconds`` from the burst's start; the healer runs every
+    ``heal_every`` seconds (hourly in Terraform) as the cloud's scheduler would."""
+    names = stack.names
+    storage.fail(status, seconds, (names.results,) if results_only else (names.staging, names.results))
+    where = "results" if results_only else "store"
+    return burst(stack, f"{where} {status} for {seconds:.0f} s", audio, jobs, heal_every=heal_every)
+
+
+# --- jobs and names no upload path makes -------------------------------------------------------------
+
+MISSING_GENERATION = 2**62
+
+
+def forged_generation(stack: DevStack, audio: Path, jobs: int, deadline_seconds: float = 180.0) -> Row:
+    """Before each upload, a job with a correct id for its name at a generation that does not
+    exist (it fails with ``source_gone``); after the upload's result, another one. The real
+    upload must get its result and keep it."""
+    started = time.monotonic()
+    names = [f"faults/forged/{i:04d}.wav" for i in range(jobs)]
+    _send_jobs(stack, names, MISSING_GENERATION)
+    _wait(lambda: all(stack.result(name, MISSING_GENERATION) for name in names), deadline_seconds)
+    uploads = [stack.upload(audio, name) for name in names]
+    first = account(stack, "forged generation", uploads, started, deadline_seconds)
+    _send_jobs(stack, names, MISSING_GENERATION + 1)
+    after = [partial_key(make_job_id(stack.names.inbox, name, MISSING_GENERATION + 1), kind)
+             for name in names for kind in ("stt", "ser")]
+    _wait(lambda: all(stack.store.stat(stack.names.staging, key) for key in after), deadline_seconds)
+    time.sleep(3.0)  # the joiner's turn on the last announcements
+    row = account(stack, "forged generation", uploads, started, 0.0)
+    row.duplicated = max(row.duplicated, first.duplicated)
+    return row
+
+
+def _send_jobs(stack: DevStack, names: list[str], generation: int) -> None:
+    from workers.adapters.pubsub import PubSubBus
+    from workers.core.contracts import to_dict
+    from workers.core.jobs import make_job
+
+    bus = PubSubBus(emulators.PROJECT)
+    try:
+        for name in names:
+            job = make_job(bucket=stack.names.inbox, name=name, generation=generation, size=1, content_type=None,
+                           source="upload")
+            bus.publish(stack.names.jobs, to_dict(job), {"job_id": job.job_id})
+    finally:
+        bus.close()
+
+
+def _wait(done: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+ODD_NAMES = ("ünïcödé 日本語.wav", "\u202evaw.3pm.wav", '100% "quoted".wav')
+
+
+def odd_names(stack: DevStack, audio: Path, deadline_seconds: float = 180.0) -> Row:
+    """Object names outside Latin-1 (Unicode, U+202E) and with characters HTTP header values
+    escape (space, '"', '%'), uploaded through the notification bridge and the trigger."""
+    started = time.monotonic()
+    uploads = [stack.upload(audio, f"faults/names/{name}") for name in ODD_NAMES]
+    return account(stack, "odd names", uploads, started, deadline_seconds)
+
+
+def newline_name(stack: DevStack, audio: Path, settle_seconds: float = 5.0) -> tuple[int, bool]:
+    """(job messages the trigger published, a result listed) for a name holding a newline.
+
+    Cloud Storage refuses such names (no CR or LF in object names); fake-gcs-server stores them
+    but cannot serve them back by path, so the job fails with ``source_gone`` and its result
+    can only be listed, not read. What matters here: the bridge delivers the event once instead
+    of having it refused and redelivered forever."""
+    name, generation = stack.upload(audio, "faults/names/new\nline.wav")
+    job_id = make_job_id(stack.names.inbox, name, generation)
+    listed = _listed(stack, result_key(name))
+    _wait(lambda: listed(), 60.0)
+    time.sleep(settle_seconds)  # a redelivery would publish again meanwhile
+    trigger_log = stack.processes["trigger"].log_path.read_text(errors="replace")
+    published = len(re.findall(rf"job published for .*\[job {job_id[:8]}\]", trigger_log))
+    return published, listed()
+
+
+def _listed(stack: DevStack, key: str) -> Callable[[], bool]:
+    return lambda: any(info.name == key for info in stack.store.list(stack.names.results, key.split("\n")[0]))
 
 
 # --- the services in process -----------------------------------------------------------------------
@@ -336,6 +422,9 @@ def campaign(stack: DevStack, storage: FaultyStorage, audio: Path, jobs: int, ou
                    for role in SERVICE_ROLES],
                  ("store 503", lambda: storage_fault(stack, storage, audio, jobs, 503, 40)),
                  ("store 403", lambda: storage_fault(stack, storage, audio, jobs, 403, 40)),
+                 ("results 403", lambda: storage_fault(stack, storage, audio, jobs, 403, 40, results_only=True)),
+                 ("forged generation", lambda: forged_generation(stack, audio, jobs)),
+                 ("odd names", lambda: odd_names(stack, audio)),
                  ("burst", lambda: burst(stack, f"burst of {jobs * 4}", audio, jobs * 4))]
     for name, run in scenarios:
         if only and only not in name:
@@ -372,4 +461,8 @@ def main(argv: list[str]) -> int:
             storage = FaultyStorage(gcs.url).start()
             with DevStack(settings, workdir, pubsub_host_port=pubsub.host_port, gcs_url=storage.url) as stack:
                 rows = campaign(stack, storage, audio, args.jobs, only=args.only)
+                if not args.only:
+                    published, listed = newline_name(stack, audio)
+                    print(f"a name with a newline: {published} job message(s) published, result "
+                          f"{'listed' if listed else 'missing'}")
     return 0 if all(r.results == r.jobs and not r.duplicated for r in rows) and not accepted else 1

@@ -5,12 +5,17 @@ GCS does. In the cloud, Eventarc turns each into a ``google.cloud.storage.object
 CloudEvent and delivers it to the function; here this bridge pulls the notifications and
 POSTs the same CloudEvent (binary mode) to the function served by functions-framework. A
 delivery that fails is nacked, so Pub/Sub redelivers it, as Eventarc retries.
+
+Header values are percent-encoded as the CloudEvents HTTP binding asks (3.1.3.2) and Eventarc
+sends them: ``ce-subject`` carries the object name, and a name outside printable ASCII (Unicode,
+U+202E, a newline) cannot go into an HTTP header as it is.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import quote
 
 import requests
 from cloudevents.conversion import to_binary
@@ -44,6 +49,16 @@ def cloud_event(message: pubsub_v1.subscriber.message.Message | object) -> Cloud
     }, data)
 
 
+# Printable ASCII but for space, '"' and '%' goes as it is; every other character as its UTF-8 bytes, %XX.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+
+
+def http_request(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """The binary-mode HTTP headers and body of ``event``, header values percent-encoded."""
+    headers, body = to_binary(event)
+    return {k: quote(v, safe=_HEADER_SAFE) if k.lower().startswith("ce-") else v for k, v in headers.items()}, body
+
+
 class NotificationBridge:
     def __init__(self, subscription_path: str, function_url: str, *, bucket: str | None = None) -> None:
         self.subscription_path = subscription_path
@@ -63,7 +78,7 @@ class NotificationBridge:
         if event is None or (self.bucket and message.attributes.get("bucketId") != self.bucket):
             message.ack()
             return
-        headers, body = to_binary(event)
+        headers, body = http_request(event)
         try:
             response = self._http.post(self.function_url, data=body, headers=headers, timeout=60)
         except requests.RequestException as e:

@@ -1,5 +1,6 @@
 """A short run of the fault campaign (bench/faults.py; `python -m bench faults` runs all of it):
-duplicates, a service SIGKILLed mid-burst, forged tokens and malformed messages."""
+duplicates, a service SIGKILLed mid-burst, the buckets refusing writes, jobs for generations
+that do not exist, odd object names, forged tokens and malformed messages."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def audio(tmp_path_factory):
 
 
 def assert_every_job_has_exactly_one_result(row: faults.Row) -> None:
-    assert (row.results, row.duplicated, row.stuck, row.lost, row.dead_lettered) == (row.jobs, 0, 0, 0, 0), row
+    assert (row.results, row.duplicated, row.stuck, row.unjoined, row.lost, row.dead_lettered) == (
+        row.jobs, 0, 0, 0, 0, 0), row
 
 
 def test_each_event_delivered_many_times_gives_one_result_written_once(stack, audio):
@@ -64,6 +66,26 @@ def test_lost_jobs_of_a_403_window_are_healed_by_the_scheduled_healer(stack, sto
     row = faults.storage_fault(stack, storage, audio, jobs=4, status=403, seconds=15, heal_every=5.0)
     assert_every_job_has_exactly_one_result(row)
     assert row.healed > 0
+
+
+def test_jobs_left_with_both_partials_by_a_403_on_the_results_bucket_are_healed(stack, storage, audio):
+    # The engines finish and the joiner's writes are refused: both partials, no result. The healer
+    # sends their job messages again; each engine announces its partial again and the joiner merges.
+    row = faults.storage_fault(stack, storage, audio, jobs=4, status=403, seconds=15, heal_every=5.0,
+                               results_only=True)
+    assert_every_job_has_exactly_one_result(row)
+
+
+def test_a_job_for_a_generation_that_does_not_exist_neither_blocks_nor_replaces_the_real_upload(stack, audio):
+    assert_every_job_has_exactly_one_result(faults.forged_generation(stack, audio, jobs=2))
+
+
+def test_object_names_outside_latin_1_get_their_results_through_the_bridge_and_the_trigger(stack, audio):
+    assert_every_job_has_exactly_one_result(faults.odd_names(stack, audio))
+
+
+def test_a_name_with_a_newline_is_delivered_once_not_refused_and_redelivered_forever(stack, audio):
+    assert faults.newline_name(stack, audio) == (1, True)
 
 
 def test_no_forged_push_token_is_accepted():

@@ -17,14 +17,13 @@ import jsonschema
 import numpy as np
 import pytest
 import requests
-from cloudevents.conversion import to_binary
 
 from tests.audio_factory import encode
 from workers.adapters.pubsub import PubSubBus
 from workers.processing.audio import decode
 from workers.core.contracts import JobMessage, PartialReady, to_dict
 from devstack import emulators
-from devstack.bridge import cloud_event
+from devstack.bridge import cloud_event, http_request
 from devstack.stack import Delivery, DevStack
 from workers.core.jobs import make_job, make_job_id, partial_key, result_key
 from workers.core.settings import REPO_ROOT
@@ -96,7 +95,7 @@ def test_the_same_event_delivered_five_more_times_still_gives_one_result(stack):
     message.data = json.dumps({"bucket": info.bucket, "name": name, "generation": str(generation),
                                "size": str(info.size), "contentType": "audio/flac"}).encode()
     message.message_id = "redelivered-1"
-    headers, body = to_binary(cloud_event(message))
+    headers, body = http_request(cloud_event(message))
     for _ in range(5):  # Eventarc's at-least-once delivery, exaggerated
         assert requests.post(stack.urls["trigger"] + "/", data=body, headers=headers, timeout=30).ok
     result = stack.wait_result(name, generation, timeout=180)

@@ -61,6 +61,29 @@ def test_binary_mode_cloudevents_work_too(trigger):
     assert len(bus.messages) == 1
 
 
+ODD_NAMES = ["calls/ünïcödé 日本語.wav", "calls/\u202evaw.3pm.wav", "calls/new\nline.wav", 'calls/100% "a b".wav']
+
+
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_the_bridge_sends_any_object_name_in_headers_http_can_carry_and_the_trigger_gets_it_whole(trigger, name):
+    from urllib.parse import unquote
+
+    import requests
+
+    from devstack.bridge import http_request
+
+    client, bus = trigger
+    body = event("finalized_audio.json")
+    data = {**body.pop("data"), "name": name}
+    headers, payload = http_request(CloudEvent({**body, "subject": f"objects/{name}"}, data))
+    assert all(v.isascii() and v.isprintable() and " " not in v for k, v in headers.items() if k.startswith("ce-"))
+    assert unquote(headers["ce-subject"]) == f"objects/{name}"
+    requests.Request("POST", "http://127.0.0.1/", headers=headers, data=payload).prepare()  # a header it can send
+    assert client.post("/", data=payload, headers=headers).status_code == 200
+    [(_, job, _)] = bus.messages
+    assert job["name"] == name
+
+
 @pytest.mark.parametrize("name", ["finalized_not_audio.json", "finalized_empty.json"])
 def test_non_audio_and_empty_candidates_still_become_jobs_so_they_get_a_failed_result(trigger, name):
     client, bus = trigger
