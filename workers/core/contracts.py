@@ -105,6 +105,7 @@ class SttPartial:
     timing: Optional[Timing] = None
     channels: Optional[list[str]] = None  # names of the channels analysed apart; None: mono
     speech_coverage: Optional[float] = None  # share of VAD's speech that words cover; None: no speech
+    decode_warnings: Optional[list[str]] = None  # what a file decoded in part lost; None: decoded whole
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class SerPartial:
     timing: Optional[Timing] = None
     channels: Optional[list[str]] = None
     speakers: Optional[list[SpeakerTurn]] = None  # who speaks when; None: not analysed
+    decode_warnings: Optional[list[str]] = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ class Result:
     channels: Optional[list[str]] = None
     speakers: Optional[list[SpeakerSummary]] = None
     speech_coverage: Optional[float] = None  # copy of SttPartial.speech_coverage
+    decode_warnings: Optional[list[str]] = None  # the partials' (both decode the same file)
 
 
 @dataclass(frozen=True)

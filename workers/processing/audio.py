@@ -2,7 +2,9 @@
 
 The format is found from the content, never from the file name, and no ffmpeg binary is
 needed. Bad input raises a PermanentError whose code says what was wrong:
-``empty_file``, ``not_audio``, ``corrupt_audio``, ``no_audio_decoded`` or ``too_long``.
+``empty_file``, ``not_audio``, ``corrupt_audio``, ``no_audio_decoded`` or ``too_long``. Audio
+that decodes only in part (a truncated or damaged file) is kept, and ``DecodedAudio.warnings``
+says what was lost, so the result says it too rather than a log line alone.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DecodedAudio:
     source_rate: int | None
     source_channels: int | None
     channels: tuple[np.ndarray, ...] = ()  # each channel at SAMPLE_RATE, when asked for and there are 2+
+    warnings: tuple[str, ...] = ()  # what could not be decoded (packets skipped, an early end)
 
     @property
     def duration(self) -> float:
@@ -82,7 +85,7 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
     source_channels = stream.codec_context.channels if stream.codec_context else None
     kept = source_channels if keep_channels and 2 <= (source_channels or 0) <= MAX_KEPT_CHANNELS else 1
     buffer = _Samples(int((declared or 60.0) * SAMPLE_RATE) + SAMPLE_RATE, limit, kept)
-    errors = 0
+    errors, warnings = 0, []
     try:
         for packet in container.demux(stream):
             try:
@@ -114,12 +117,17 @@ def _decode_container(container: av.container.InputContainer, max_seconds: float
     except av.error.FFmpegError as e:
         if not buffer.size:
             raise PermanentError(f"the audio stream does not decode ({_why(e)})", code="corrupt_audio") from e
-        log.warning("audio ends early after %.1f s: %s", buffer.size / SAMPLE_RATE, _why(e))
+        warnings.append(f"the audio stream ends early ({_why(e)})")
     if errors:
-        log.warning("skipped %d undecodable packet(s)", errors)
+        warnings.append(f"{errors} undecodable packet(s) skipped")
     if buffer.size == 0:
         raise PermanentError(f"no audio could be decoded from the {fmt!r} content", code="no_audio_decoded")
-    return DecodedAudio(buffer.result(), fmt, stream.rate or None, source_channels, buffer.channels())
+    if warnings:
+        decoded = buffer.size / SAMPLE_RATE
+        if declared is not None and declared > decoded:
+            warnings.append(f"{decoded:.1f} s decoded of the {declared:.1f} s the file declares (truncated or damaged)")
+        log.warning("audio decoded in part: %s", "; ".join(warnings))
+    return DecodedAudio(buffer.result(), fmt, stream.rate or None, source_channels, buffer.channels(), tuple(warnings))
 
 
 def _why(error: av.error.FFmpegError) -> str:

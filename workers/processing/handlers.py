@@ -79,7 +79,7 @@ def analyse_file(worker: Worker, job: JobMessage, source: Path | Callable[[Path]
     started, t0 = clock(), time.perf_counter()
     try:
         audio = _decoded(source, max_audio_seconds, worker.channels.keep_channels)
-        partial = worker.analyse(job.job_id, audio)
+        partial = replace(worker.analyse(job.job_id, audio), decode_warnings=list(audio.warnings) or None)
     except PermanentError as e:
         log.warning("%s failed permanently: %s", worker.kind, e, extra={"job_id": job.job_id, "code": e.code})
         partial = worker.failed(job.job_id, Error(e.code, e.message))

@@ -141,6 +141,7 @@ def merge(
         channels=channels,
         speakers=_speaker_summaries(segments, ser.labels, sentiment_map) if emotions_ok else None,
         speech_coverage=stt.speech_coverage if stt.status == "ok" else None,
+        decode_warnings=stt.decode_warnings or ser.decode_warnings,
     )
 
 
