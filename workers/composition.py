@@ -182,7 +182,7 @@ class Root:
 @dataclass
 class LocalStack:
     handlers: "Handlers"
-    store: BlobStore
+    store: LocalBlobStore
     bus: LocalBus
     buckets: Buckets
     jobs_topic: str

@@ -95,3 +95,12 @@ def test_a_failure_message_does_not_name_the_scratch_file_it_was_read_from(tmp_p
     with pytest.raises(PermanentError) as info:
         decode(path, max_seconds=LIMIT)
     assert "job-scratch" not in info.value.message and "Invalid data" in info.value.message
+
+
+def test_a_truncated_flac_decodes_what_is_there_and_says_what_was_lost() -> None:
+    flac = encode(tone(10.0), fmt="flac")
+    whole, cut = decode(flac, max_seconds=60), decode(flac[: len(flac) // 2], max_seconds=60)
+    assert whole.warnings == ()
+    assert 3.0 < cut.duration < 6.0
+    assert any("undecodable packet" in w for w in cut.warnings), cut.warnings
+    assert any(f"{cut.duration:.1f} s decoded of the 10.0 s" in w for w in cut.warnings), cut.warnings

@@ -198,3 +198,59 @@ def test_bus_delivers_to_all_subscribers_at_once_and_dead_letters_after_retries(
     assert len(attempts) == 3
     assert [(t, h, m) for t, h, m, _ in bus.dead_letters] == [("other", "flaky", {"n": 2})]
     bus.close()
+
+
+def test_a_write_that_fails_on_a_full_disk_leaves_no_temporary_file(tmp_path) -> None:
+    import resource
+    import signal
+
+    store = LocalBlobStore({"results": tmp_path})
+    store.write("results", "small.json", b"{}", if_generation_match=0)
+    # A file size limit fails writes as a full disk does: after the file was made.
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, limit[1]))
+    try:
+        with pytest.raises(OSError):
+            store.write("results", "big.json", b"x" * 4096, if_generation_match=0)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.json"]
+
+
+def test_stale_temporary_files_are_swept_and_a_held_lock_is_not(tmp_path) -> None:
+    import fcntl
+
+    store = LocalBlobStore({"results": tmp_path})
+    (tmp_path / "deep").mkdir()
+    stale, fresh, held = tmp_path / "deep" / ".tmp-old", tmp_path / ".tmp-new", tmp_path / ".tmp-lock-held"
+    for path in (stale, fresh, held):
+        path.write_bytes(b"")
+    for path in (stale, held):
+        os.utime(path, (1, 1))
+    fd = os.open(held, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert store.sweep_temp_files("results") == 1
+    finally:
+        os.close(fd)
+    assert (stale.exists(), fresh.exists(), held.exists()) == (False, True, True)
+
+
+def test_a_bucket_folder_bind_mounted_inside_another_is_not_listed_there(tmp_path) -> None:
+    import subprocess
+
+    inbox, results = tmp_path / "inbox", tmp_path / "elsewhere"
+    (inbox / "out").mkdir(parents=True)
+    results.mkdir()
+    (inbox / "a.wav").write_bytes(b"RIFF")
+    (results / "a.wav.json").write_bytes(b"{}")
+    mounted = subprocess.run(["mount", "--bind", str(results), str(inbox / "out")], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({mounted.stderr.strip()}); the inode comparison is not exercised")
+    try:
+        listed = [b.name for b in LocalBlobStore({"inbox": inbox, "results": results}).list("inbox")]
+    finally:
+        subprocess.run(["umount", str(inbox / "out")], check=True)
+    assert listed == ["a.wav"], "the results folder, seen inside the inbox under another path, is left out"

@@ -183,11 +183,13 @@ def test_cli_run_gives_unreadable_and_odd_files_failed_results_and_goes_on(fast_
     inbox, results = tmp_path / "inbox", tmp_path / "results"
     (inbox / "closed").mkdir(parents=True)
     silence = encode(tone(2.0, amplitude=0.0))
-    for name in ("silence.wav", "%00", "locked.wav", "closed/inside.wav"):
+    (inbox / "sealed").mkdir()
+    for name in ("silence.wav", "%00", "locked.wav", "closed/inside.wav", "sealed/unseen.wav"):
         (inbox / name).write_bytes(silence)
     os.mkfifo(inbox / "pipe.wav")
     (inbox / "locked.wav").chmod(0)
     (inbox / "closed").chmod(0o444)  # its names can be listed, its files not opened
+    (inbox / "sealed").chmod(0)  # not even its names
     env = {**os.environ, "MODELS_DIR": fast_settings.models.models_dir, "STT_MODEL": fast_settings.stt.model}
     run = [*permissions_that_hold(), sys.executable, "-m", "workers", "run", "--no-progress"]
     lock_files_before = {p for p in os.listdir(tempfile.gettempdir()) if p.endswith(".lock")}
@@ -196,7 +198,9 @@ def test_cli_run_gives_unreadable_and_odd_files_failed_results_and_goes_on(fast_
                              cwd=REPO_ROOT, timeout=300)
     finally:
         (inbox / "closed").chmod(0o755)
+        (inbox / "sealed").chmod(0o755)
     assert out.returncode == 0, out.stderr
+    assert "skipped: 1" in out.stderr and "skipped: sealed/: the folder cannot be listed" in out.stderr
     records = {name: load(results, name) for name in ("silence.wav", "%00", "locked.wav", "closed/inside.wav",
                                                        "pipe.wav")}
     assert records["silence.wav"]["status"] == records["%00"]["status"] == "ok"
@@ -211,4 +215,61 @@ def test_cli_run_gives_unreadable_and_odd_files_failed_results_and_goes_on(fast_
     same = subprocess.run([*run, str(inbox), str(inbox / ".")], capture_output=True, text=True, env=env,
                           cwd=REPO_ROOT, timeout=120)
     assert same.returncode != 0 and "is the inbox folder itself" in same.stderr
+    assert not list(inbox.rglob("*.json")), "nothing is written among the inputs"
+
+
+def test_odd_files_are_skipped_or_flagged_in_the_summary_and_the_run_goes_on(fast_settings, tmp_path) -> None:
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    inbox.mkdir()
+    clip = encode(tone(2.0, freq=300.0))
+    long_name = "x" * 248 + ".wav"  # 252 bytes: its result, 257, is no file name
+    for name in ("a.wav", long_name, "z.wav"):
+        (inbox / name).write_bytes(clip)
+    fd = os.open(os.fsencode(inbox) + b"/\xff\xfe.wav", os.O_CREAT | os.O_WRONLY)  # not valid UTF-8
+    os.write(fd, clip)
+    os.close(fd)
+    os.symlink("gone.wav", inbox / "dangling.wav")
+    flac = encode(tone(6.0, freq=300.0), fmt="flac")
+    (inbox / "truncated.flac").write_bytes(flac[: len(flac) // 2])
+    stale = results / ".staging" / "left-by-a-full-disk" / ".tmp-0123abcd"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    os.utime(stale, (1, 1))
+
+    stack = Root.local(fast_settings, inbox, results).local_stack()
+    try:
+        summary = run_folder(stack, fast_settings.input, progress=False)
+    finally:
+        stack.close()
+
+    assert (summary.ok, summary.failed, summary.errors) == (3, 0, [])
+    assert {load(results, name)["status"] for name in ("a.wav", "z.wav", "truncated.flac")} == {"ok"}
+    skipped = dict(summary.skipped)
+    assert set(skipped) == {long_name, "\\xff\\xfe.wav", "dangling.wav"}
+    assert "at most 255" in skipped[long_name] and "not valid UTF-8" in skipped["\\xff\\xfe.wav"]
+    assert "symbolic link to gone.wav" in skipped["dangling.wav"]
+    warnings = load(results, "truncated.flac")["decode_warnings"]
+    assert warnings and any("decoded of the 6.0 s" in w for w in warnings), warnings
+    assert load(results, "a.wav")["decode_warnings"] is None
+    assert [name for name, _ in summary.partly_decoded] == ["truncated.flac"]
+    lines = "\n".join(summary.lines())
+    assert "skipped: 3" in lines and "decoded in part: 1" in lines and "skipped: dangling.wav: a symbolic" in lines
+    assert not stale.exists(), "a temporary file left by an earlier run is removed"
+
+
+def test_a_results_folder_that_is_the_inbox_under_another_path_is_refused(fast_settings, tmp_path) -> None:
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    inbox.mkdir()
+    results.mkdir()
+    (inbox / "a.wav").write_bytes(encode(tone(1.0)))
+    mounted = subprocess.run(["mount", "--bind", str(inbox), str(results)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here ({mounted.stderr.strip()}); the inode comparison is not exercised")
+    try:
+        env = {**os.environ, "MODELS_DIR": fast_settings.models.models_dir, "STT_MODEL": fast_settings.stt.model}
+        out = subprocess.run([sys.executable, "-m", "workers", "run", "--no-progress", str(inbox), str(results)],
+                             capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+    finally:
+        subprocess.run(["umount", str(results)], check=True)
+    assert out.returncode != 0 and "is the inbox folder itself" in out.stderr
     assert not list(inbox.rglob("*.json")), "nothing is written among the inputs"

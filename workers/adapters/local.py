@@ -10,7 +10,10 @@ the object, inside the store and removed again, then ``os.replace``).
 A file that is listed but cannot be examined or read (a folder without search permission, a
 symlink loop, a FIFO, a file that changed after it was listed) is still an object: reading it
 raises a PermanentError (``unreadable``) or NotFound naming the local path, so it gets a failed
-result and a run goes on.
+result and a run goes on. What a listing cannot turn into an object at all (a symlink whose
+target does not exist, a folder that cannot be listed) is kept, with the reason, for
+``unlisted``; ``name_problem`` says which names a folder cannot hold the result of (one not
+valid UTF-8, a path segment over the file system's limit).
 """
 
 from __future__ import annotations
@@ -45,6 +48,37 @@ _LAST_UNESCAPES = {k: v for k, v in _UNESCAPES.items() if v}
 # Generation of a listed file that cannot be examined: older than any real one (a time in ns),
 # so it gets a failed result now and is redone once it can be read.
 UNREADABLE_GENERATION = 1
+# Bytes in one path segment on Linux, macOS and Windows file systems (NAME_MAX).
+MAX_SEGMENT_BYTES = 255
+# A temporary file this old that no writer holds is left from a killed run (or a full disk).
+STALE_TEMP_SECONDS = 5.0
+
+
+def name_problem(name: str) -> str | None:
+    """Why a folder store cannot hold an object called ``name``, or None when it can."""
+    encoded = os.fsencode(name)
+    try:
+        encoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"the name {shown(name)} is not valid UTF-8: rename the file"
+    try:
+        segments = encode_name(name).split("/")
+    except ValueError as e:
+        return str(e)
+    longest = max(segments, key=lambda seg: len(os.fsencode(seg)))
+    if len(os.fsencode(longest)) > MAX_SEGMENT_BYTES:
+        return (f"{shown(longest[:40])}… is {len(os.fsencode(longest))} bytes long; a file name holds at most "
+                f"{MAX_SEGMENT_BYTES}: shorten it")
+    return None
+
+
+def shown(name: str) -> str:
+    """``name`` as text that prints anywhere: bytes that are not UTF-8 as \\xNN escapes."""
+    try:
+        os.fsencode(name).decode("utf-8")
+        return name
+    except UnicodeDecodeError:
+        return repr(os.fsencode(name))[2:-1]
 
 
 def _token_like(seg: str, tokens: Mapping[str, str]) -> bool:
@@ -90,6 +124,7 @@ class LocalBlobStore:
     def __init__(self, buckets: Mapping[str, str | Path]) -> None:
         self._roots = {name: Path(root).resolve() for name, root in buckets.items()}
         self._thread_lock = threading.Lock()
+        self._unlisted: dict[str, list[tuple[str, str]]] = {}
 
     def root(self, bucket: str) -> Path:
         try:
@@ -105,6 +140,9 @@ class LocalBlobStore:
             raise NotFound(str(e)) from e
         if root != path and root not in path.parents:
             raise NotFound(f"object name {name!r} escapes its bucket")
+        problem = name_problem(name)
+        if problem is not None:
+            raise PermanentError(problem, code="unstorable_name")
         return path
 
     def stat(self, bucket: str, name: str) -> BlobInfo | None:
@@ -155,8 +193,8 @@ class LocalBlobStore:
         path = self.path(bucket, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
-        tmp.write_bytes(data)
         try:
+            tmp.write_bytes(data)  # a full disk fails here, after the file was made
             with self._locked(path):
                 current = self.stat(bucket, name)
                 live = current.generation if current else 0
@@ -175,11 +213,20 @@ class LocalBlobStore:
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[BlobInfo]:
         root = self.root(bucket)
-        others = {r for b, r in self._roots.items() if b != bucket and root in r.parents}
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root, onerror=_unlisted):
+        # Another bucket's folder inside this one is not listed, found by device and inode: a
+        # bind mount or a symlinked path names the same folder under another path.
+        others = {_identity(r) for b, r in self._roots.items() if b != bucket} - {None, _identity(root)}
+        found, unlisted = [], []
+
+        def cannot_list(error: OSError) -> None:
+            where = Path(error.filename)
+            folder = decode_name(where.relative_to(root).as_posix()) if where != root else "."
+            log.warning("cannot list %s (%s): the files in it are not processed", error.filename, error.strerror)
+            unlisted.append((folder + "/", f"the folder cannot be listed ({error.strerror}): its files are not processed"))
+
+        for dirpath, dirnames, filenames in os.walk(root, onerror=cannot_list):
             here = Path(dirpath)
-            dirnames[:] = sorted(d for d in dirnames if here / d not in others)
+            dirnames[:] = sorted(d for d in dirnames if _identity(here / d) not in others)
             for fn in filenames:
                 if fn.startswith(_TMP_PREFIX):
                     continue
@@ -189,10 +236,33 @@ class LocalBlobStore:
                     try:
                         found.append(_info(bucket, name, path, path.stat()))
                     except FileNotFoundError:
+                        if path.is_symlink():
+                            unlisted.append((name, f"a symbolic link to {shown(os.readlink(path))}, which does not exist"))
                         continue
                     except OSError:  # listed, but not to be examined: reading it says why
                         found.append(BlobInfo(bucket, name, UNREADABLE_GENERATION, 0))
+        self._unlisted[bucket] = sorted(unlisted)
         yield from sorted(found, key=lambda b: b.name)
+
+    def unlisted(self, bucket: str) -> list[tuple[str, str]]:
+        """(name, why) of what the last listing of ``bucket`` saw but could not list as objects:
+        symlinks whose target does not exist, folders that cannot be listed."""
+        return list(self._unlisted.get(bucket, ()))
+
+    def sweep_temp_files(self, bucket: str) -> int:
+        """Remove the temporary files a killed run left in ``bucket``; how many. A writer holds
+        its lock file locked and replaces its temporary file within moments, so only files no
+        one holds and older than STALE_TEMP_SECONDS go."""
+        removed, now = 0, time.time()
+        for dirpath, _, filenames in os.walk(self.root(bucket)):
+            for fn in filenames:
+                path = Path(dirpath) / fn
+                if fn.startswith(_TMP_PREFIX) and _stale(path, now):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        if removed:
+            log.info("removed %d temporary file(s) left by an earlier run in %s", removed, self.root(bucket))
+        return removed
 
     def delete(self, bucket: str, name: str) -> None:
         path = self.path(bucket, name)
@@ -243,8 +313,28 @@ def _unreadable(path: Path, what: str, error: OSError) -> PermanentError:
     return PermanentError(f"{path} {what}: {error.strerror or error}", code="unreadable")
 
 
-def _unlisted(error: OSError) -> None:
-    log.warning("cannot list %s (%s): the files in it are not processed", error.filename, error.strerror)
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stale(path: Path, now: float) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if now - os.fstat(fd).st_mtime < STALE_TEMP_SECONDS:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:  # held by a live writer
+        return False
+    finally:
+        os.close(fd)
 
 
 def _generation(st: os.stat_result) -> int:

@@ -3,7 +3,9 @@
 It goes through the same path as the cloud: the candidate rule picks objects, each becomes
 a job message on the (in-process) jobs topic, STT and SER handle it concurrently, and the
 joiner writes the result. Files whose result already exists for the same generation are
-skipped, so a rerun only does what is new or changed.
+skipped, so a rerun only does what is new or changed. What cannot become a job here (a name
+the results folder cannot hold, a dangling symlink, a folder that cannot be listed) is
+counted and named in the summary, and the run goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from workers.adapters.local import name_problem, shown
 from workers.composition import LocalStack
 from workers.core.contracts import Result, StoredResult, loads, to_dict
 from workers.core.errors import NotFound
@@ -33,6 +36,8 @@ class RunSummary:
     already_done: int = 0
     done_but_failed: list[tuple[str, str]] = field(default_factory=list)  # failed results of earlier runs
     ignored: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why) of what cannot become a job
+    partly_decoded: list[tuple[str, str]] = field(default_factory=list)  # (name, what was lost)
     errors: list[str] = field(default_factory=list)
     audio_seconds: float = 0.0  # transcribed in this run
     reused_seconds: float = 0.0  # of files whose partials an interrupted earlier run had made
@@ -49,13 +54,17 @@ class RunSummary:
         out = [
             f"files ok: {self.ok}   failed: {self.failed}   already done: {self.already_done}"
             + (f" ({len(self.done_but_failed)} of them failed)" if self.done_but_failed else "")
-            + f"   ignored: {self.ignored}",
+            + f"   ignored: {self.ignored}"
+            + (f"   skipped: {len(self.skipped)}" if self.skipped else "")
+            + (f"   decoded in part: {len(self.partly_decoded)}" if self.partly_decoded else ""),
             f"audio: {self.audio_seconds:.1f} s   wall: {self.wall_seconds:.1f} s   "
             f"real-time factor: {self.realtime_factor:.1f}x"
             + (f"   (+{self.reused_seconds:.1f} s merged from an earlier run's partials)"
                if self.reused_seconds else ""),
         ]
         out += [f"  failed: {name}: {why}" for name, why in self.failures]
+        out += [f"  decoded in part: {name}: {lost}" for name, lost in self.partly_decoded]
+        out += [f"  skipped: {name}: {why}" for name, why in self.skipped]
         out += [f"  failed in an earlier run: {name}: {why} (--force redoes it)" for name, why in self.done_but_failed]
         out += [f"  ERROR: {e}" for e in self.errors]
         if self.ser_trained is False:
@@ -71,16 +80,22 @@ def candidates(stack: LocalStack, rules: InputSettings, summary: RunSummary) -> 
     for info in stack.store.list(stack.inbox_bucket):
         reason = skip_reason(info.name, prefix=rules.inbox_prefix, ignore=rules.ignore_globs)
         if reason:
-            log.info("skipping %s: %s", info.name, reason)
+            log.info("skipping %s: %s", shown(info.name), reason)
             summary.ignored += 1
+        elif (problem := name_problem(result_key(info.name))) is not None:
+            log.warning("skipping %s: %s", shown(info.name), problem)
+            summary.skipped.append((shown(info.name), problem))
         else:
             found.append(info)
+    summary.skipped += stack.store.unlisted(stack.inbox_bucket)
     return found
 
 
 def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, progress: bool = True) -> RunSummary:
     summary = RunSummary(started_at=now_rfc3339())
     started = time.perf_counter()
+    for bucket in (stack.buckets.results, stack.buckets.staging):
+        stack.store.sweep_temp_files(bucket)
     todo = []
     for info in candidates(stack, rules, summary):
         done = None if force else _stored_result(stack, info.name)
@@ -122,6 +137,8 @@ def process_one(stack: LocalStack, info: BlobInfo, summary: RunSummary, *, force
         summary.errors.append(f"{info.name}: no result was written")
         return None
     result = loads(Result, data)
+    if result.decode_warnings:
+        summary.partly_decoded.append((info.name, "; ".join(result.decode_warnings)))
     if result.status == "ok":
         summary.ok += 1
     else:

@@ -80,9 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.inbox.is_dir():
         raise ConfigError(f"inbox folder {args.inbox} " + ("is a file, not a folder (for one file: analyze FILE)"
                                                             if args.inbox.exists() else "does not exist"))
-    if args.results.resolve() == args.inbox.resolve():
+    if args.results.resolve() == args.inbox.resolve() or (args.results.exists() and args.results.samefile(args.inbox)):
         # A results folder inside the inbox is fine (the inbox listing leaves it out); the inbox
-        # itself is not: every rerun would take the results for inputs (a.wav.json.json).
+        # itself is not: every rerun would take the results for inputs (a.wav.json.json). The same
+        # device and inode is the same folder, whatever the path (a bind mount, a symlink).
         raise ConfigError(f"RESULTS_DIR {args.results} is the inbox folder itself; give another folder "
                           f"(a subfolder such as {args.inbox / 'results'} is fine)")
     args.results.mkdir(parents=True, exist_ok=True)
