@@ -72,3 +72,14 @@ def test_a_tenth_of_a_second_gets_one_window(tiny_ser) -> None:
 )
 def test_window_bounds_cover_the_audio_to_its_last_sample(n: int, expected) -> None:
     assert window_bounds(n, 3 * SAMPLE_RATE, SAMPLE_RATE * 3 // 2) == expected
+
+
+def test_a_window_whose_scores_are_not_finite_fails_with_its_time_instead_of_reading_as_label_0(loudness_model):
+    from workers.core.errors import PermanentError
+
+    audio = loud_then_quiet()
+    audio[int(7.6 * SAMPLE_RATE)] = np.nan  # what a float16 overflow inside the model makes of a window
+    engine = TransformersEmotionEngine(loudness_model, device="cpu", window_seconds=3.0, hop_seconds=1.5)
+    with pytest.raises(PermanentError, match=r"the first at 6\.00-9\.00 s, are not finite") as failed:
+        engine.classify(audio)
+    assert failed.value.code == "non_finite_scores"

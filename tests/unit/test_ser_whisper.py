@@ -139,3 +139,13 @@ def test_an_engine_over_another_encoder_is_refused_at_start(tone_or_noise_model,
     (moved / "encoder").symlink_to(models_dir / WHISPER_TINY_EN)
     with pytest.raises(ConfigError, match="train a head for it"):
         WhisperHeadEmotionEngine(moved, device="cpu")
+
+
+def test_encoder_features_that_are_not_finite_fail_the_window_instead_of_becoming_zeros(base_encoder) -> None:
+    from workers.core.errors import PermanentError
+
+    audio = tone(4.0, amplitude=0.2)
+    audio[int(3.5 * SAMPLE_RATE)] = np.nan
+    with pytest.raises(PermanentError, match=r"encoder features of 1 window\(s\), the first at 2\.00-4\.00 s") as failed:
+        base_encoder.pooled(audio, 2 * SAMPLE_RATE, 2 * SAMPLE_RATE)
+    assert failed.value.code == "non_finite_scores"

@@ -20,7 +20,7 @@ import numpy as np
 from workers.processing.audio import SAMPLE_RATE
 from workers.core.contracts import EmotionWindow, Engine
 from workers.engines.identity import model_id
-from workers.core.errors import ConfigError
+from workers.core.errors import ConfigError, PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,19 @@ def window_bounds(n_samples: int, window: int, hop: int) -> list[tuple[int, int]
     if bounds[-1][1] < n_samples:
         bounds.append((n_samples - window, n_samples))
     return bounds
+
+
+def check_finite(values: np.ndarray, bounds: list[tuple[int, int]], what: str) -> np.ndarray:
+    """``values`` (one row per window of ``bounds``), or a PermanentError naming the first window
+    whose row is not finite. Zeros in its place would read as a confident label 0."""
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if bad.any():
+        a, b = bounds[int(np.argmax(bad))]
+        raise PermanentError(
+            f"the {what} of {int(bad.sum())} window(s), the first at {a / SAMPLE_RATE:.2f}-{b / SAMPLE_RATE:.2f} s, "
+            "are not finite numbers (NaN or infinite; float16 on a GPU can overflow: SER_DEVICE=cpu avoids it)",
+            code="non_finite_scores")
+    return values
 
 
 class TransformersEmotionEngine:
@@ -97,7 +110,7 @@ class TransformersEmotionEngine:
         windows: list[EmotionWindow] = []
         for i in range(0, len(bounds), self._batch_size):
             batch = bounds[i : i + self._batch_size]
-            scores = self._scores([audio[a:b] for a, b in batch])
+            scores = check_finite(self._scores([audio[a:b] for a, b in batch]), batch, "emotion scores")
             windows.extend(
                 EmotionWindow(a / SAMPLE_RATE, b / SAMPLE_RATE, [float(x) for x in row])
                 for (a, b), row in zip(batch, scores)
@@ -115,5 +128,4 @@ class TransformersEmotionEngine:
         with torch.inference_mode():
             logits = self._model(**inputs).logits.float()
         probs = torch.sigmoid(logits) if self._multi_label else torch.softmax(logits, dim=-1)
-        # float16 on a GPU can overflow into NaN; JSON and BigQuery take finite numbers only.
-        return np.nan_to_num(probs.cpu().numpy().astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+        return probs.cpu().numpy().astype(np.float64)

@@ -18,7 +18,7 @@ import numpy as np
 from workers.processing.audio import SAMPLE_RATE
 from workers.engines.heap import share_one_arena
 from workers.engines.identity import model_id
-from workers.engines.ser import window_bounds
+from workers.engines.ser import check_finite, window_bounds
 from workers.engines.stt import resolve_device
 from workers.core.errors import ConfigError
 
@@ -88,7 +88,7 @@ class WhisperEncoder:
             for (a, b), frames_out in zip(batch, encoded.astype(np.float32)):
                 valid = max(1, -(-(b - a) // (MEL_HOP * ENCODER_STRIDE)))
                 pooled.append(frames_out[:valid].mean(axis=0))
-        return bounds, np.nan_to_num(np.stack(pooled)).astype(np.float32)
+        return bounds, check_finite(np.stack(pooled), bounds, "encoder features").astype(np.float32)
 
     def _log_mel(self, chunk: np.ndarray, window: int, frames: int) -> np.ndarray:
         padded = np.pad(chunk.astype(np.float32), (0, window - len(chunk)))
