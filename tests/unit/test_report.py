@@ -104,6 +104,17 @@ def test_untrained_emotion_model_is_said_plainly() -> None:
     assert "placeholders" not in render_report(trained)
 
 
+@pytest.mark.parametrize("trained", ["absent", "true", None])
+def test_a_record_that_does_not_say_its_emotion_model_is_trained_is_shown_as_untrained(trained) -> None:
+    record = synthetic_result(2)
+    if trained == "absent":
+        del record["engines"]["ser"]["trained"]
+    else:
+        record["engines"]["ser"]["trained"] = trained  # not the boolean true
+    assert read_view(record).ser_trained is False
+    assert "placeholders" in render_report(record)
+
+
 def test_speakers_get_a_card_each_from_the_result_and_a_lane_each() -> None:
     result = synthetic_result(6, speakers=("agent", "customer", "customer"))
     result["speakers"][1] |= {"interruptions": 2, "overlap_seconds": 1.25, "talk_seconds": 754.0, "share": 0.8,

@@ -126,7 +126,8 @@ def read_view(record: Any) -> ReportView:
         language_probability=_number(record.get("language_probability")),
         stt_engine=_engine(engines.get("stt")),
         ser_engine=_engine(engines.get("ser")),
-        ser_trained=bool(_object(engines.get("ser")).get("trained", True)),
+        # Trained only when the record says so: a missing or odd value must not pass placeholders off as emotions.
+        ser_trained=_object(engines.get("ser")).get("trained") is True,
         pipeline_version=str(record.get("pipeline_version") or "?"),
         completed_at=timings.get("completed_at"),
         size=_number(job.get("size")),
