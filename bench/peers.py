@@ -9,8 +9,13 @@ The audio is ``bench.corpus.english_speech()``: real recordings from ../shared/e
 their references, 1 s apart, twice (about 232 s). Every engine runs Whisper base (the
 CTranslate2 model set-up builds; for openai-whisper, its conversion ``whisper-base-openai.pt``),
 beam 5, word timestamps, the same CPU threads, in a fresh process of its own (peak RSS is its
-own), timed after a 5 s warm-up. WER uses Whisper's English normaliser (``bench.wer``); speech
-coverage is the share of VAD's speech that the engine's words cover (``workers.engines.coverage``).
+own), timed after a 5 s warm-up. WER uses Whisper's English normaliser (``bench.wer``) and is
+printed as the range over the runs with the number of reference words: an engine can drop a
+whole clip in one run and not the next, and on a few thousand words a few words are noise, so
+one engine is said to have a lower WER only when its range lies below the other's. Speech
+coverage is the share of VAD's speech that the engine's words cover (``Coverage.of`` in
+``workers.engines.coverage``): this engine's own measure, which it maximises when it chooses
+between decodes of a window, so it favours this engine by construction.
 
 Peers: faster-whisper sequential (``WhisperModel.transcribe``, ``vad_filter``) and batched
 (``BatchedInferencePipeline``, batch 8), openai-whisper as the library runs it, and WhisperX
@@ -98,7 +103,7 @@ def _engine(name: str, models: Path, threads: int, batch: int, beam: int,
 
 def _child(args: argparse.Namespace) -> None:
     from bench.corpus import english_speech
-    from bench.wer import word_error_rate
+    from bench.wer import normalise, word_error_rate
     from workers.processing.audio import decode
     from workers.engines.coverage import Coverage, speech_regions
 
@@ -117,6 +122,7 @@ def _child(args: argparse.Namespace) -> None:
         "audio_seconds": len(audio) / SAMPLE_RATE,
         "seconds": seconds,
         "wer": word_error_rate(reference, text) if reference else None,
+        "words": len(normalise(reference).split()) if reference else None,
         "coverage": coverage,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
@@ -170,10 +176,11 @@ def main(argv: list[str]) -> None:
             results[engine].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"  {engine}: {results[engine][-1]}", file=sys.stderr, flush=True)
 
-    audio = results[engines[0]][0]["audio_seconds"]
-    print(f"{audio:.0f} s of audio, Whisper base, int8 (CTranslate2), beam {args.beam_size}, {args.threads} threads, "
-          f"batches of {args.batch_size}, {args.runs} run(s); ranges are min–max")
-    print(f"{'engine':<28}{'RTF x':>12}{'WER':>14}{'coverage':>16}{'peak RSS MB':>14}{'speed / this':>14}"
+    audio, words = results[engines[0]][0]["audio_seconds"], results[engines[0]][0].get("words")
+    print(f"{audio:.0f} s of audio" + (f" ({words} reference words)" if words else "") + ", Whisper base, int8 "
+          f"(CTranslate2), beam {args.beam_size}, {args.threads} threads, batches of {args.batch_size}, "
+          f"{args.runs} run(s); ranges are min–max over the runs")
+    print(f"{'engine':<28}{'RTF x':>12}{'WER':>14}{'coverage*':>16}{'peak RSS MB':>14}{'speed / this':>14}"
           f"{'WER - this':>12}{'RSS / this':>12}")
     mine = results.get(THIS)
     for engine, runs in results.items():
@@ -191,11 +198,32 @@ def main(argv: list[str]) -> None:
                      f"{_span([r['peak_rss_mb'] / m['peak_rss_mb'] for r, m in zip(runs, mine)], '.2f'):>12}")
         print(line)
     print("RTF x: audio seconds per second of compute; speed / this: that engine's RTF over this engine's "
-          "(below 1: slower); coverage: share of VAD's speech that the words cover (WhisperX without alignment "
-          "gives no words).")
+          "(below 1: slower); coverage*: share of VAD's speech that the words cover, the measure this engine "
+          "maximises when it chooses a decode, so it favours this engine (WhisperX without alignment gives no "
+          "words).")
+    if mine:
+        for engine, runs in results.items():
+            if engine != THIS:
+                print(f"WER, this engine against {engine}: {compare_wer(mine, runs)}")
     sequential = results.get("faster-whisper sequential")
     if mine and sequential:
         print(_verdict(mine, sequential))
+
+
+def compare_wer(mine: list[dict], theirs: list[dict]) -> str:
+    """"lower" or "higher" only when the two ranges over the runs do not overlap."""
+    a = [r["wer"] for r in mine if r.get("wer") is not None]
+    b = [r["wer"] for r in theirs if r.get("wer") is not None]
+    if not a or not b:
+        return "no reference, no WER"
+    words = mine[0].get("words")
+    spans = (f"{_span(a, '.3f')} against {_span(b, '.3f')} over {len(a)} and {len(b)} run(s)"
+             + (f" of {words} words" if words else ""))
+    if max(a) < min(b):
+        return f"lower ({spans})"
+    if min(a) > max(b):
+        return f"higher ({spans})"
+    return f"no difference shown: the ranges overlap ({spans})"
 
 
 TARGET_SPEED, TARGET_WER_MARGIN, TARGET_COVERAGE = 1.5, 0.005, 0.99
