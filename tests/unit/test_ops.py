@@ -79,6 +79,17 @@ def test_status_walks_an_upload_from_queued_to_result():
                          results_bucket="results").stage == "not in the inbox"
 
 
+def test_status_does_not_call_an_upload_superseded_by_a_job_for_a_generation_that_never_existed():
+    store = MemoryBlobStore()
+    generation = store.put("inbox", "victim.wav", b"RIFF")
+    forged = stored_result("inbox", "victim.wav", 2**62, status="failed",
+                           error={"code": "source_gone", "message": "inbox/victim.wav does not exist"})
+    store.write("results", result_key("victim.wav"), forged, if_generation_match=0)
+    status = upload_status(store, bucket="inbox", name="victim.wav", staging_bucket="staging", results_bucket="results")
+    assert status.generation == generation
+    assert status.stage.startswith("queued, or not picked up"), "a source_gone result does not outrank it"
+
+
 def test_status_finds_a_dead_letter_and_leaves_it_in_place():
     store = MemoryBlobStore()
     generation = store.put("inbox", "call.wav", b"RIFF")

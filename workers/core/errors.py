@@ -64,3 +64,8 @@ class NotFound(PipelineError):
     """A blob does not exist (or not at the requested generation)."""
 
     code = "not_found"
+
+
+# The code of a failure to read a job's object at its generation (replaced, deleted, never there):
+# such a result outranks no other (Joiner, `status`).
+SOURCE_GONE = "source_gone"

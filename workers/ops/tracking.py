@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from workers.core.contracts import PartialKind, StoredPartial, StoredResult, to_dict
-from workers.core.errors import NotFound
+from workers.core.errors import SOURCE_GONE, NotFound
 from workers.core.jobs import PARTIAL_KINDS, make_job, make_job_id, parse_partial_key, partial_key, result_key, skip_reason
 from workers.core.ports import BlobStore, Bus, DeadLetter, DeadLetterQueue
 from workers.ops.ledger import Ledger
@@ -55,7 +55,9 @@ class UploadStatus:
     def stage(self) -> str:
         if self.generation is None:
             return "not in the inbox"
-        if self.result_generation is not None and self.result_generation > self.generation:
+        # A source_gone result (its generation was never there, or is gone) outranks no upload.
+        gone = (self.result_error or "").startswith(f"{SOURCE_GONE}:")
+        if self.result_generation is not None and self.result_generation > self.generation and not gone:
             return "superseded by a newer upload's result"
         if self.result is not None and self.result_generation == self.generation:
             return f"result {self.result}"

@@ -39,7 +39,8 @@ from workers.core.contracts import (
     loads,
     to_dict,
 )
-from workers.core.errors import ConfigError, NotFound, PermanentError, PreconditionFailed, TransientError
+from workers.core.errors import (SOURCE_GONE, ConfigError, NotFound, PermanentError, PreconditionFailed,
+                                 TransientError)
 from workers.core.jobs import check_job, now_rfc3339, partial_key, result_key
 from workers.core.ports import BlobStore, Bus
 from workers.processing.audio import DecodedAudio, decode
@@ -48,8 +49,6 @@ from workers.processing.worker import Worker
 
 log = logging.getLogger(__name__)
 
-# The code of a failure to read the job's object at its generation (replaced, deleted, never there).
-SOURCE_GONE = "source_gone"
 OutcomeStatus = Literal["done", "failed", "duplicate", "waiting", "superseded"]
 Partial = SttPartial | SerPartial
 P = TypeVar("P", SttPartial, SerPartial)
