@@ -41,11 +41,13 @@ def bq(tmp_path_factory):
 
 
 def _result(golden: str, *, bucket: str, name: str, generation: int, completed_at: str = "",
-            pipeline_version: str = "") -> Result:
+            pipeline_version: str = "", decode_warnings: tuple[str, ...] = ()) -> Result:
     data = json.loads((GOLDEN / golden).read_text())
     job = dict(data["job"], bucket=bucket, name=name, generation=generation,
                job_id=make_job_id(bucket, name, generation))
     data = dict(data, job=job)
+    if decode_warnings:
+        data["decode_warnings"] = list(decode_warnings)
     if completed_at:
         data["timings"] = dict(data["timings"], completed_at=completed_at)
     if pipeline_version:
@@ -129,7 +131,9 @@ def test_the_documented_example_queries_run_on_loaded_results(bq, gcs_emulator, 
     emulator, client = bq
     results_bucket = f"results-{unique}"
     emulators.create_bucket(gcs_emulator, results_bucket)
-    rows = [_result("result.json", bucket="inbox", name="calls/2026/11/25/0001.wav", generation=1),
+    lost = ("12 packets skipped", "ended at 61.2 s of 75.0 s declared")
+    rows = [_result("result.json", bucket="inbox", name="calls/2026/11/25/0001.wav", generation=1,
+                    decode_warnings=lost),
             _result("result_failed.json", bucket="inbox", name="bad.png", generation=2)]
     _publish(rows, gcs_store=gcs_store, results_bucket=results_bucket, local_root=emulator.gcs_root)
     loader = BigQueryLoader(client, f"{emulators.PROJECT}.{DATASET}.docs_{unique}")
@@ -137,18 +141,20 @@ def test_the_documented_example_queries_run_on_loaded_results(bq, gcs_emulator, 
     loader.load(list(result_uris(gcs_store, results_bucket)))
 
     queries = _doc_queries()
-    assert len(queries) == 7
+    assert len(queries) == 8
     answers = []
     for sql in queries:
         sql = sql.replace("project.speech.results", loader.table).replace("INTERVAL 30 DAY", "INTERVAL 36500 DAY")
         answers.append([dict(r) for r in client.query(sql).result()])
-    negative, per_sentence, _, per_speaker, low_coverage, failures, versions = answers
+    negative, per_sentence, _, per_speaker, low_coverage, decoded_in_part, failures, versions = answers
     assert negative[0]["file"] == "calls/2026/11/25/0001.wav" and negative[0]["segments"] == len(rows[0].segments)
     speakers = {s.speaker for s in rows[0].segments}
     assert {r["speaker"] for r in per_speaker} == speakers and len(speakers) == 2
     assert all(0 <= r["negative_voice_share"] <= 1 for r in per_speaker)
     assert len(per_sentence) == len(rows[0].segments)
     assert low_coverage == [], "the golden result covers 99.3 % of its speech"
+    assert decoded_in_part == [{"name": "calls/2026/11/25/0001.wav", "duration": rows[0].duration,
+                                "lost": "; ".join(lost)}]
     assert failures[0]["code"] == "not_audio" and failures[0]["files"] == 1
     assert sum(v["files"] for v in versions) == 2
 
