@@ -91,7 +91,7 @@ def test_the_language_comes_from_the_first_window_of_the_first_batch(base_settin
     audio, clips = _windows(first, "en_support_call.flac")
     segments, detected = BatchedWindows(counted, encode_batch=1, align_batch=4).transcribe(
         audio, clip_timestamps=clips, language=None, **_options(batch_size=1))
-    assert detected.language == language and detected.language_probability > 0.7
+    assert detected.language == language and detected.language_probability > 0.5  # a majority; see test_stt
     assert counted.windows == [1, 1], "the language costs no encoder pass of its own"
     assert segments and all(s.words for s in segments)
 

@@ -85,7 +85,9 @@ def test_silence_gives_no_segments(tiny_stt) -> None:
 def test_multilingual_base_detects_the_language(base_stt, sample: str, language: str) -> None:
     t = base_stt.transcribe(load(sample))
     assert t.language == language
-    assert t.language_probability > 0.7
+    # a clear majority, not a figure: the int8 kernels CTranslate2 picks for the CPU move it (German: 0.66 with
+    # CT2_FORCE_CPU_ISA=AVX2 or CT2_USE_MKL=0, 0.67 GENERIC or the default here, over 0.7 with AVX512)
+    assert t.language_probability > 0.5
     assert t.segments
 
 
