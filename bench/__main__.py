@@ -109,9 +109,9 @@ def main() -> None:
     for ser_name in sers:
         if (ser_name, 3) in rss and (ser_name, 15) in rss:
             print(f"peak RSS growth 3 -> 15 min ({ser_name} SER): {rss[(ser_name, 15)] / rss[(ser_name, 3)]:.2f}x")
-    print("SER includes diarization (the SER service's work). STT x / SER x: audio seconds per second of compute alone; pipe/max: pipeline wall over the slower "
-          "engine alone; pipe/sum: over both alone back to back; overlap: share of the shorter engine's time "
-          "spent while the other ran.")
+    print("SER includes diarization (the SER service's work). STT x / SER x: audio seconds per second of "
+          "compute alone; pipe/max: pipeline wall over the slower engine alone; pipe/sum: over both alone "
+          "back to back; overlap: share of the shorter engine's time spent while the other ran.")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ in the dead-letter subscriptions), the time to the last result and the peak RSS 
 service. Scenarios: each event delivered many times, each service SIGKILLed mid-burst, the
 staging and results buckets refusing writes (503, 403) and the results bucket alone refusing
 them (403: both partials, no result), a job for a generation that does not exist sent before
-each upload and again after its result, and object names outside Latin-1. The in-process scenarios send forged push tokens (accepted must be 0) and malformed
-push messages (each acknowledged, retried or crashed). tests/faults runs a short version.
+each upload and again after its result, and object names outside Latin-1. The in-process
+scenarios send forged push tokens (accepted must be 0) and malformed push messages (each
+acknowledged, retried or crashed). tests/faults runs a short version.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Row:
     def line(self) -> str:
         rss = " ".join(f"{k}={v}" for k, v in self.peak_rss_mb.items())
         return (f"{self.scenario:<28} {self.jobs:>5} {self.results:>7} {self.duplicated:>10} {self.stuck:>6} "
-                f"{self.unjoined:>8} {self.lost:>5} {self.dead_lettered:>13} {self.healed:>6} {self.seconds:>8.1f}  {rss}")
+                f"{self.unjoined:>8} {self.lost:>5} {self.dead_lettered:>13} {self.healed:>6} "
+                f"{self.seconds:>8.1f}  {rss}")
 
 
 HEADER = (f"{'scenario':<28} {'tried':>5} {'held':>7} {'duplicated':>10} {'stuck':>6} {'unjoined':>8} {'lost':>5} "

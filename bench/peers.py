@@ -192,7 +192,8 @@ def main(argv: list[str]) -> None:
                 f"{_span(cover, '.1%') if cover else '-':>16}{_span(rss, '.0f'):>14}")
         if mine:
             # Ratios within a round: both engines ran minutes apart under the same load.
-            speed = [(r["audio_seconds"] / r["seconds"]) / (m["audio_seconds"] / m["seconds"]) for r, m in zip(runs, mine)]
+            speed = [(r["audio_seconds"] / r["seconds"]) / (m["audio_seconds"] / m["seconds"])
+                     for r, m in zip(runs, mine)]
             dwer = [r["wer"] - m["wer"] for r, m in zip(runs, mine) if r["wer"] is not None and m["wer"] is not None]
             line += (f"{_span(speed, '.2f'):>14}{_span(dwer, '+.3f') if dwer else '-':>12}"
                      f"{_span([r['peak_rss_mb'] / m['peak_rss_mb'] for r, m in zip(runs, mine)], '.2f'):>12}")

@@ -33,14 +33,14 @@ EVENT_TYPES = {
 
 def cloud_event(message: pubsub_v1.subscriber.message.Message | object) -> CloudEvent | None:
     """The CloudEvent Eventarc would deliver for one storage notification (None: not a storage event)."""
-    attributes = dict(getattr(message, "attributes"))
+    attributes = dict(message.attributes)
     event_type = EVENT_TYPES.get(attributes.get("eventType", ""))
     if event_type is None or attributes.get("payloadFormat") != "JSON_API_V1":
         return None
-    data = json.loads(getattr(message, "data"))
+    data = json.loads(message.data)
     bucket = attributes["bucketId"]
     return CloudEvent({
-        "id": getattr(message, "message_id"),
+        "id": message.message_id,
         "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
         "type": event_type,
         "subject": f"objects/{attributes['objectId']}",

@@ -250,7 +250,7 @@ def environment_names(root: Config, module: Config) -> set[str]:
         for key, value in config.locals().items():
             if key == "env" or key.endswith("_env"):
                 names |= env_keys(value)
-        for key, value in config.locals().get("scheduled_jobs", {}).items():
+        for value in config.locals().get("scheduled_jobs", {}).values():
             if isinstance(value, dict):
                 names |= env_keys(value.get("env", {}))
         for _, _, body in config.blocks("resource"):

@@ -6,8 +6,9 @@ fields of a RECORD unquoted into DuckDB's DDL, so a field named like a keyword (
 the results schema's segments) is a syntax error; and a schema PATCH that adds columns changes
 its catalog but not its DuckDB table. Run as a script, this module starts the emulator with
 all three fixed: spatial is skipped (GEOGRAPHY is then unsupported; the results table has no
-GEOGRAPHY column), nested field names are quoted, and added columns reach the table. ``BigQueryEmulator`` starts that script as a child
-process on a free 127.0.0.1 port, waits for its REST API and stops it.
+GEOGRAPHY column), nested field names are quoted, and added columns reach the table.
+``BigQueryEmulator`` starts that script as a child process on a free 127.0.0.1 port, waits for
+its REST API and stops it.
 
 ``load_table_from_uri("gs://BUCKET/KEY")`` is served from ``gcs_root/BUCKET/KEY`` on the
 local disk (``BQEMU_GCS_LOCAL_ROOT``), never from a GCS emulator: tests put the result files
@@ -131,7 +132,8 @@ def _apply_schema_updates() -> None:
             before = self.get_table(table.project_id, table.dataset_id, table.table_id)
             engine = getattr(self, "_engine", None)
             if engine is not None and before is not None and before.schema_.fields != table.schema_.fields:
-                old = dict(tables.bq_schema_to_duckdb_columns([tables._field_to_rest(f) for f in before.schema_.fields]))
+                rest = [tables._field_to_rest(f) for f in before.schema_.fields]
+                old = dict(tables.bq_schema_to_duckdb_columns(rest))
                 target = quoted_table_ref(table.project_id, table.dataset_id, table.table_id)
                 for name, dtype in tables.bq_schema_to_duckdb_columns(
                         [tables._field_to_rest(f) for f in table.schema_.fields]):

@@ -64,7 +64,8 @@ def test_backfill_of_500_objects_publishes_those_without_a_result_once(gcs_emula
         bus.close()
     again = _drain(f"{topic}-count", 0, timeout=2.0)
 
-    assert (first.listed, first.done, first.published, first.errors) == (OBJECTS, WITH_RESULT, OBJECTS - WITH_RESULT, [])
+    assert (first.listed, first.done, first.published, first.errors) == (
+        OBJECTS, WITH_RESULT, OBJECTS - WITH_RESULT, [])
     names = sorted(json.loads(m.data)["name"] for m in received)
     assert names == [f"calls/{i:04d}.wav" for i in range(WITH_RESULT, OBJECTS)]
     assert {m.attributes["source"] for m in received} == {"backfill"}

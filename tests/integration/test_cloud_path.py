@@ -21,7 +21,7 @@ import requests
 from tests.audio_factory import encode
 from workers.adapters.pubsub import PubSubBus
 from workers.processing.audio import decode
-from workers.core.contracts import JobMessage, PartialReady, to_dict
+from workers.core.contracts import PartialReady, to_dict
 from devstack import emulators
 from devstack.bridge import cloud_event, http_request
 from devstack.stack import Delivery, DevStack
@@ -118,7 +118,7 @@ def test_a_worker_killed_mid_job_is_completed_by_redelivery(stack, audio_30s):
     name, generation = stack.upload(audio_30s, "e2e/killed.flac")
     job_id = make_job_id(stack.names.inbox, name, generation)
     deadline = time.monotonic() + 60
-    while f"stt job received" not in stt_log.read_text(errors="replace")[seen:]:
+    while "stt job received" not in stt_log.read_text(errors="replace")[seen:]:
         assert time.monotonic() < deadline, "the STT service never received the job"
         time.sleep(0.02)
     stack.kill("stt")

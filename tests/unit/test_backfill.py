@@ -23,7 +23,8 @@ def _backfill(store, bus, run_id="run-1", **kw) -> Backfill:
                     ignore=(".DS_Store",))
 
 
-def _run(store, bus, opts=BackfillOptions(rate=0), **kw) -> BackfillSummary:
+def _run(store, bus, opts: BackfillOptions | None = None, **kw) -> BackfillSummary:
+    opts = opts or BackfillOptions(rate=0)
     backfill = _backfill(store, bus, **kw)
     summary = BackfillSummary()
     return backfill.publish(backfill.plan(opts, summary), opts, summary)

@@ -15,7 +15,8 @@ def test_readme_documents_every_setting_once() -> None:
 
 
 def test_the_readme_settings_table_is_the_one_the_code_generates() -> None:
-    assert readme_table() in README, "regenerate it: python -c 'from workers.core.settings import readme_table; print(readme_table())'"
+    assert readme_table() in README, (
+        "regenerate it: python -c 'from workers.core.settings import readme_table; print(readme_table())'")
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -81,7 +81,8 @@ def test_a_job_writes_two_partials_once_and_one_result(env) -> None:
     assert result["segments"][0]["emotion"]["label"] == "happy"
     assert result["speech_coverage"] == 1.0, "the STT partial's coverage reaches the result"
     partial_writes = [w for w in store.writes if w[0] == "staging"]
-    assert partial_writes == [("staging", partial_key(job.job_id, "stt"), 0), ("staging", partial_key(job.job_id, "ser"), 0)]
+    assert partial_writes == [("staging", partial_key(job.job_id, "stt"), 0),
+                              ("staging", partial_key(job.job_id, "ser"), 0)]
 
 
 def test_a_redelivered_job_reannounces_without_recomputing(env) -> None:

@@ -9,7 +9,9 @@ import textwrap
 import pytest
 
 from workers.core.errors import ConfigError
-from workers.engines.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_BASE_OPENAI, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.engines.models import (
+    SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_BASE_OPENAI, WHISPER_TINY_EN, build_random_ser, setup_models,
+)
 from workers.core.settings import REPO_ROOT
 
 

@@ -129,7 +129,7 @@ def test_clicking_the_timeline_seeks_to_that_moment(speech_page) -> None:
     tab.click("svg.timeline")  # the middle of the picture
     x0, x1, end = tab.evaluate("['x0', 'x1', 'end'].map(k => +document.querySelector('svg.timeline').dataset[k])")
     expected = (500 - x0) / (x1 - x0) * end
-    now = wait_until(tab, f"(t => t > 1 && t)(document.querySelector('audio').currentTime)", 0.5)
+    now = wait_until(tab, "(t => t > 1 && t)(document.querySelector('audio').currentTime)", 0.5)
     assert now == pytest.approx(expected, abs=1.0)
 
 

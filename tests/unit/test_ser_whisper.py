@@ -146,6 +146,7 @@ def test_encoder_features_that_are_not_finite_fail_the_window_instead_of_becomin
 
     audio = tone(4.0, amplitude=0.2)
     audio[int(3.5 * SAMPLE_RATE)] = np.nan
-    with pytest.raises(PermanentError, match=r"encoder features of 1 window\(s\), the first at 2\.00-4\.00 s") as failed:
+    first_window = r"encoder features of 1 window\(s\), the first at 2\.00-4\.00 s"
+    with pytest.raises(PermanentError, match=first_window) as failed:
         base_encoder.pooled(audio, 2 * SAMPLE_RATE, 2 * SAMPLE_RATE)
     assert failed.value.code == "non_finite_scores"

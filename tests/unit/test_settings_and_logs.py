@@ -59,18 +59,20 @@ def test_json_log_times_are_utc_whatever_the_time_zone(monkeypatch) -> None:
     assert entry["time"] == "2026-09-21T14:13:20.250Z" and entry["severity"] == "INFO"
 
 
-FORGED = "calls/a.wav\n12:00:00 INFO workers.processing.handlers: result ok written to calls/b.wav.json\r\x00\x1b[2K\u2028"
+FORGED = ("calls/a.wav\n12:00:00 INFO workers.processing.handlers: result ok written to calls/b.wav.json"
+          "\r\x00\x1b[2K\u2028")
 
 
 def test_text_logs_escape_control_characters_so_a_name_cannot_forge_a_line() -> None:
     formatter = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    record = logging.LogRecord("workers.processing.handlers", logging.WARNING, __file__, 1, "stt failed: %s", (FORGED,), None)
+    record = logging.LogRecord("workers.processing.handlers", logging.WARNING, __file__, 1, "stt failed: %s",
+                               (FORGED,), None)
     record.job_id = "ab\ncdefgh"
     try:
         raise ValueError(f"cannot read {FORGED}")
     except ValueError:
-        failed = logging.LogRecord("workers.entrypoints.http.app", logging.ERROR, __file__, 1, "unexpected failure on %s",
-                                   (FORGED,), sys.exc_info())
+        failed = logging.LogRecord("workers.entrypoints.http.app", logging.ERROR, __file__, 1,
+                                   "unexpected failure on %s", (FORGED,), sys.exc_info())
     line = formatter.format(record)
     assert "\n" not in line and "\r" not in line and "\x00" not in line and "\x1b" not in line
     assert "calls/a.wav\\n12:00:00 INFO" in line and "\\r\\x00\\x1b[2K\\u2028" in line

@@ -15,8 +15,8 @@ from workers.entrypoints.local_runner import run_folder
 
 READERS = {
     "LJ": ["coqui-ljspeech/LJ001-0001.wav", "coqui-ljspeech/LJ001-0002.wav", "coqui-ljspeech/LJ001-0003.wav"],
-    "B": ["speechbrain-samples/spk1_snt1.wav", "speechbrain-samples/spk1_snt2.wav", "speechbrain-samples/spk1_snt3.wav"],
-    "C": ["speechbrain-samples/spk2_snt1.wav", "speechbrain-samples/spk2_snt2.wav", "speechbrain-samples/spk2_snt3.wav"],
+    "B": [f"speechbrain-samples/spk1_snt{i}.wav" for i in (1, 2, 3)],
+    "C": [f"speechbrain-samples/spk2_snt{i}.wav" for i in (1, 2, 3)],
 }
 
 
@@ -103,4 +103,4 @@ def test_long_recordings_cluster_a_sample_and_give_every_embedding_a_speaker(dia
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     labels = diarizer._cluster(embeddings)
     assert len(set(labels)) == 2
-    assert len({(w, l) for w, l in zip(who, labels)}) == 2, "each voice is one cluster"
+    assert len(set(zip(who, labels))) == 2, "each voice is one cluster"

@@ -64,7 +64,8 @@ def test_the_guard_sees_calls_in_decorators_and_at_module_level_but_not_in_bodie
     assert dependent_import_time_calls(source) == [(2, "time.time"), (3, "time.time"), (4, "os.environ.get")]
 
 
-@pytest.mark.parametrize("path", sorted((REPO_ROOT / "tests").rglob("*.py")) + sorted((REPO_ROOT / "bench").rglob("*.py")),
-                         ids=lambda p: str(p.relative_to(REPO_ROOT)))
+@pytest.mark.parametrize(
+    "path", sorted((REPO_ROOT / "tests").rglob("*.py")) + sorted((REPO_ROOT / "bench").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_no_module_of_the_suite_or_the_bench_computes_time_machine_or_environment_values_at_import(path: Path) -> None:
     assert dependent_import_time_calls(path.read_text()) == []

@@ -222,7 +222,8 @@ class LocalBlobStore:
             where = Path(error.filename)
             folder = decode_name(where.relative_to(root).as_posix()) if where != root else "."
             log.warning("cannot list %s (%s): the files in it are not processed", error.filename, error.strerror)
-            unlisted.append((folder + "/", f"the folder cannot be listed ({error.strerror}): its files are not processed"))
+            why = f"the folder cannot be listed ({error.strerror}): its files are not processed"
+            unlisted.append((folder + "/", why))
 
         for dirpath, dirnames, filenames in os.walk(root, onerror=cannot_list):
             here = Path(dirpath)
@@ -237,7 +238,8 @@ class LocalBlobStore:
                         found.append(_info(bucket, name, path, path.stat()))
                     except FileNotFoundError:
                         if path.is_symlink():
-                            unlisted.append((name, f"a symbolic link to {shown(os.readlink(path))}, which does not exist"))
+                            target = shown(os.readlink(path))
+                            unlisted.append((name, f"a symbolic link to {target}, which does not exist"))
                         continue
                     except OSError:  # listed, but not to be examined: reading it says why
                         found.append(BlobInfo(bucket, name, UNREADABLE_GENERATION, 0))

@@ -308,7 +308,7 @@ def _convert(tp: Any, data: Any) -> Any:
         if data not in get_args(tp):
             raise ValueError(f"{data!r} is not one of {get_args(tp)}")
         return data
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise ValueError(f"expected an object for {tp.__name__}, got {type(data).__name__}")
         hints = get_type_hints(tp)
@@ -345,4 +345,5 @@ def loads_known(cls: type[T], text: str | bytes) -> T:
     body = json.loads(text)
     if not isinstance(body, dict):
         raise ValueError(f"a stored {cls.__name__} is a JSON object")
-    return from_dict(cls, {f.name: body[f.name] for f in dataclasses.fields(cls) if f.name in body})
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]  # T is a dataclass by contract
+    return from_dict(cls, {name: body[name] for name in names if name in body})

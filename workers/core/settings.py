@@ -22,6 +22,15 @@ from workers.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+
+def _default_models_dir() -> Path:
+    """`<repo>/.models` in a checkout (or an editable install); the user's cache once installed from a wheel,
+    where the package sits in site-packages and has no repository around it."""
+    if (REPO_ROOT / "workers").is_dir() and (REPO_ROOT / "schemas").is_dir():
+        return REPO_ROOT / ".models"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "speechmood" / "models"
+
 DEVICES = ("auto", "cpu", "cuda")
 STT_ENGINES = ("faster-whisper", "openai-whisper")
 SER_ENGINES = ("whisper-head", "transformers")
@@ -45,7 +54,7 @@ def _setting(default: Any, env: str, help: str, *, option: str = "", choices: tu
 @dataclass(frozen=True)
 class ModelSettings:
     GROUP: ClassVar[str] = "core"
-    models_dir: str = _setting(str(REPO_ROOT / ".models"), "MODELS_DIR",
+    models_dir: str = _setting(str(_default_models_dir()), "MODELS_DIR",
                                "Folder where `python -m workers setup` assembles the offline default models.")
 
 
@@ -207,7 +216,8 @@ class PushAuthSettings:
     push_service_account: str = _setting("", "PUSH_SERVICE_ACCOUNT",
                                          "Expected service-account email of push OIDC tokens.")
     oidc_certs_url: str = _setting("", "OIDC_CERTS_URL",
-                                   "Certificates for OIDC verification; empty uses Google's. Tests point it at 127.0.0.1.")
+                                   "Certificates for OIDC verification; empty uses Google's. "
+                                   "Tests point it at 127.0.0.1.")
 
 
 @dataclass(frozen=True)
@@ -335,7 +345,7 @@ class Setting:
     @property
     def shown_default(self) -> str:
         if self.env == "MODELS_DIR":
-            return "<repo>/.models"
+            return "<repo>/.models (installed: ~/.cache/speechmood/models)"
         return self.as_env(self.default)
 
     def value(self, settings: Settings) -> Any:
@@ -351,7 +361,7 @@ class Setting:
 def _all_settings() -> Iterator[Setting]:
     kinds = {"int": int, "float": float, "str": str, "bool": bool}
     for section in fields(Settings):
-        cls = section.default_factory  # type: ignore[misc]
+        cls: Any = section.default_factory  # each section's default is its own frozen dataclass
         for f in fields(cls):
             yield Setting(section.name, f.name, kinds[f.type] if isinstance(f.type, str) else f.type, f.default,
                           cls.GROUP, f.metadata)

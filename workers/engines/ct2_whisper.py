@@ -107,7 +107,8 @@ def openai_state(ct2_dir: Path) -> dict:
     n_audio_layer, n_text_layer = _layers(v, "encoder"), _layers(v, "decoder")
     vocab, state = v["decoder/embeddings/weight"].shape
     dims = dict(
-        n_mels=int(v["encoder/conv1/weight"].shape[1]), n_audio_ctx=int(v["encoder/position_encodings/encodings"].shape[0]),
+        n_mels=int(v["encoder/conv1/weight"].shape[1]),
+        n_audio_ctx=int(v["encoder/position_encodings/encodings"].shape[0]),
         n_audio_state=int(state), n_audio_head=int(v["encoder/num_heads"]), n_audio_layer=n_audio_layer,
         n_vocab=int(vocab), n_text_ctx=int(v["decoder/position_encodings/encodings"].shape[0]), n_text_state=int(state),
         n_text_head=int(v["decoder/num_heads"]), n_text_layer=n_text_layer,

@@ -5,8 +5,8 @@
 did not). So when two backfills overlap, exactly one of them claims each job and the other
 skips it; a rerun skips every job that is claimed or published (in flight or done). A
 failed publish is retried by the next run, and a claim that never turned into "published"
-(the run died in between) is taken over once it is older than ``stale_after``. Markers are small JSON objects, so ``status`` can show when and by which
-run a job was sent.
+(the run died in between) is taken over once it is older than ``stale_after``. Markers are
+small JSON objects, so ``status`` can show when and by which run a job was sent.
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ from typing import Iterator
 
 from workers.core.contracts import PartialKind, StoredPartial, StoredResult, to_dict
 from workers.core.errors import SOURCE_GONE, NotFound
-from workers.core.jobs import PARTIAL_KINDS, make_job, make_job_id, parse_partial_key, partial_key, result_key, skip_reason
+from workers.core.jobs import (
+    PARTIAL_KINDS, make_job, make_job_id, parse_partial_key, partial_key, result_key, skip_reason,
+)
 from workers.core.ports import BlobStore, Bus, DeadLetter, DeadLetterQueue
 from workers.ops.ledger import Ledger
 
@@ -322,9 +324,9 @@ def republish_stuck(store: BlobStore, bus: Bus, stuck: list[StuckJob], *, inbox_
 
     Safe to repeat, and what heals a job whose messages were dead-lettered or lost at any step:
     an engine that finished finds its partial and announces it again (no inference), one that
-    did not makes its partial, and the joiner, announced to again, merges. A partial names only its job id, so the jobs are found
-    by listing the inbox; a job whose object was replaced or deleted is not sent (the newer
-    upload has a job of its own).
+    did not makes its partial, and the joiner, announced to again, merges. A partial names only its
+    job id, so the jobs are found by listing the inbox; a job whose object was replaced or deleted
+    is not sent (the newer upload has a job of its own).
     """
     wanted = {job.job_id for job in stuck}
     sent = []

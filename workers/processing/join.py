@@ -38,8 +38,10 @@ SENTIMENTS: tuple[Sentiment, ...] = ("POSITIVE", "NEGATIVE", "NEUTRAL")
 
 # Label spellings used by common emotion checkpoints (IEMOCAP/RAVDESS/CREMA-D/superb).
 DEFAULT_SENTIMENT_MAP: dict[str, Sentiment] = {
-    **dict.fromkeys(["happy", "hap", "happiness", "joy", "excited", "exc", "surprise", "surprised", "sur", "pleasant"], "POSITIVE"),
-    **dict.fromkeys(["angry", "ang", "anger", "sad", "sadness", "fear", "fearful", "fea", "disgust", "disgusted", "dis", "frustrated", "fru", "contempt"], "NEGATIVE"),
+    **dict.fromkeys(["happy", "hap", "happiness", "joy", "excited", "exc", "surprise", "surprised", "sur",
+                     "pleasant"], "POSITIVE"),
+    **dict.fromkeys(["angry", "ang", "anger", "sad", "sadness", "fear", "fearful", "fea", "disgust", "disgusted",
+                     "dis", "frustrated", "fru", "contempt"], "NEGATIVE"),
     **dict.fromkeys(["neutral", "neu", "calm", "other", "unknown", "xxx"], "NEUTRAL"),
 }
 

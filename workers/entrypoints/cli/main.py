@@ -1,4 +1,4 @@
-"""Command line: ``python -m workers COMMAND --help`` explains each command.
+"""Command line: ``speechmood COMMAND --help`` (or ``python -m workers COMMAND --help``) explains each command.
 
 Each command lives in a module of this package that registers it (``local``, ``report``,
 ``train``, ``cloud``, ``ops``); the options they share are in ``options``.
@@ -18,16 +18,16 @@ COMMANDS = (local, report, train, cloud, ops)
 
 EPILOG = """
 examples:
-  python -m workers setup                         assemble the offline default models
-  python -m workers run samples/ results/         every file under samples/ -> results/<name>.json
-  python -m workers analyze call.m4a              print one merged result as JSON
-  python -m workers report results/call.m4a.json  the result as an HTML page (run ... --report: every file)
+  %(prog)s setup                         assemble the offline default models
+  %(prog)s run samples/ results/         every file under samples/ -> results/<name>.json
+  %(prog)s analyze call.m4a              print one merged result as JSON
+  %(prog)s report results/call.m4a.json  the result as an HTML page (run ... --report: every file)
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m workers") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m workers",
+        prog=prog,
         description="Speech to transcripts with voice emotion: Whisper STT and windowed SER, merged per segment.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -39,8 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def console() -> int:
+    """The installed command, ``speechmood`` (``pip install .``): the same commands as ``python -m workers``."""
+    return main(prog="speechmood")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m workers") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--updated-since", metavar="WHEN",
                    help="only objects updated at or after WHEN (RFC 3339, a date, or an age like 26h, 7d)")
     p.add_argument("--updated-until", metavar="WHEN", help="only objects updated before WHEN")
-    p.add_argument("--force", action="store_true", help="publish even when a result or a ledger marker exists (resends lost jobs; the workers still "
+    p.add_argument("--force", action="store_true",
+                   help="publish even when a result or a ledger marker exists (resends lost jobs; the workers still "
                         "keep partials and results made by the same models and pipeline version)")
     p.add_argument("--reprocess-older-than", metavar="VERSION", default="",
                    help="also publish objects whose result has a pipeline_version older than VERSION")

@@ -15,9 +15,10 @@ the composition root built for the role and maps its outcome to a status code:
 
 STT and SER run inference on a single-worker executor: one job at a time per instance, off
 the event loop, with the models loaded once at start-up (``/healthz`` answers 503 until
-then). Bodies are never held whole in memory before their size is known (``bodies``). Direct endpoints answer with the partial (``/v1/transcribe``, ``/v1/emotions``: 200 when
-ok, 422 with the failed partial for bad audio); the api role's ``/v1/analyze`` calls both
-concurrently and answers with the merged result.
+then). Bodies are never held whole in memory before their size is known (``bodies``). Direct
+endpoints answer with the partial (``/v1/transcribe``, ``/v1/emotions``: 200 when ok, 422 with
+the failed partial for bad audio); the api role's ``/v1/analyze`` calls both concurrently and
+answers with the merged result.
 """
 
 from __future__ import annotations
