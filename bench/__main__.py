@@ -12,7 +12,7 @@ Each case runs in its own process: STT alone, SER alone, then the full local pip
 times of the two partials. Targets (2-core machine): STT ≥ 20× real time with tiny.en on
 3 min; the default whisper-head SER ≥ 20× real time; peak RSS < 1.5 GB, growing < 1.3× from 3 to
 15 min. On 2 cores STT and SER (which also diarizes) compete for the same CPUs, so the local
-pipeline takes about their sum (pipe/sum near 1, pipe/max 1.5-2; README, "Benchmarks"): running
+pipeline takes about their sum (pipe/sum near 1, pipe/max 1.5-2; docs/benchmarks.md): running
 them at once gains little there, and in the cloud they run on separate GPUs.
 """
 

@@ -1,7 +1,7 @@
 """Real English speech with references, read from ``../shared/external`` (never copied here).
 
 Public recordings other projects ship (LJ Speech, JFK, TIMIT, Harvard sentences; see each
-folder's MANIFEST.md), joined with pauses and repeated as issue 11 measured them. Left out:
+folder's MANIFEST.md), joined with pauses and repeated. Left out:
 four Harvard clips whose repository transcript is not what is said (their MANIFEST says so;
 a WER against them measures the reference), the two-speaker stereo clip (overlap unknown)
 and the English/German clip (its reference is a small model's output).

@@ -231,7 +231,7 @@ TARGET_SPEED, TARGET_WER_MARGIN, TARGET_COVERAGE = 1.5, 0.005, 0.99
 
 
 def _verdict(mine: list[dict], sequential: list[dict]) -> str:
-    """Issue 11's targets against sequential decoding, round by round (the worst round counts)."""
+    """The targets against sequential decoding (TARGET_*), round by round: the worst round counts."""
     speed = min((m["audio_seconds"] / m["seconds"]) / (s["audio_seconds"] / s["seconds"])
                 for m, s in zip(mine, sequential))
     met = {True: "met", False: "NOT met"}

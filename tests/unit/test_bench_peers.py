@@ -1,4 +1,4 @@
-"""The peers bench's verdict on issue 11's targets (bench/peers.py)."""
+"""The peers bench's verdict on its targets against sequential decoding (bench/peers.py)."""
 
 from __future__ import annotations
 

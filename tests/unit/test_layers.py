@@ -1,5 +1,5 @@
 """The package layout is the architecture: each module imports only its own layer and the ones
-below it, so the tree can be read as the design (README, "Code map")."""
+below it, so the tree can be read as the design (docs/code-map.md)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_every_module_imports_only_its_own_layer_and_the_ones_below() -> None:
     for path in files:
         module = module_name(path)
         own = layer_of(module)
-        assert own is not None, f"{module} is in no layer: add its room to LAYERS and to the README's code map"
+        assert own is not None, f"{module} is in no layer: add its room to LAYERS and to docs/code-map.md"
         for imported in imports(path):
             theirs = layer_of(imported)
             if theirs is not None and theirs > own:

@@ -3,7 +3,7 @@
 Each field names the environment variable it comes from (the same name locally, in the
 Cloud Run services, in the Cloud Function and in Terraform), its option name (the variable
 in lower case: ``STT_MODEL`` is ``--stt-model`` and ``Settings.from_env(stt_model=...)``)
-and explains itself; the CLI builds its ``--help`` and the README its table from these
+and explains itself; the CLI builds its ``--help`` and docs/configuration.md its table from these
 fields. Values are coerced and checked in one place (:func:`_coerce`, :meth:`Settings.validated`).
 Only the composition root and the CLI read the environment; each part of the code gets the
 section it uses (``settings.stt``, ``settings.push``, ...), never the whole object.
@@ -321,7 +321,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting: its section, field and the metadata the CLI, the README and the checks use."""
+    """One setting: its section, field and the metadata the CLI, the docs and the checks use."""
 
     section: str
     name: str
@@ -408,12 +408,12 @@ def _items(text: str) -> tuple[str, ...]:
 
 
 def settings_table() -> list[tuple[str, str, str, str]]:
-    """(env name, default, group, help) for every setting: the README table and --help."""
+    """(env name, default, group, help) for every setting: the configuration table and --help."""
     return [(s.env, s.shown_default, s.group, s.help) for s in SETTINGS]
 
 
 def readme_table() -> str:
-    """The README's configuration table, as the code defines it."""
+    """The configuration table of docs/configuration.md, as the code defines it."""
     rows = ["| variable | default | what it does |", "|---|---|---|"]
     rows += [f"| `{env}` | `{default or '(empty)'}` | {help} |" for env, default, _, help in settings_table()]
     return "\n".join(rows)
