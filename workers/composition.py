@@ -27,7 +27,11 @@ from workers.core.ports import BlobStore, Bus
 from workers.core.settings import LogSettings, SerSettings, Settings, SpeakerSettings, SttSettings
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from workers.engines.diarization import SpeakerDiarizer
+    from workers.ops.bq_load import BigQueryLoader
+    from workers.ops.ledger import Ledger
     from workers.engines.ser import EmotionClassifier
     from workers.engines.stt import SpeechToText
     from workers.processing.handlers import Handlers
@@ -113,6 +117,24 @@ class Root:
 
         self.require(GOOGLE_CLOUD_PROJECT=self.settings.cloud.project)
         return PubSubDeadLetters(self.settings.cloud.project)
+
+    def ledger(self, run_id: str, stale_after: "timedelta | None" = None) -> "Ledger":
+        """The backfill ledger in the staging bucket (markers of what each run sent)."""
+        from workers.ops.ledger import Ledger
+
+        if stale_after is None:
+            return Ledger(self.store, self.buckets.staging, run_id=run_id)
+        return Ledger(self.store, self.buckets.staging, run_id=run_id, stale_after=stale_after)
+
+    def bigquery_loader(self, location: str | None = None) -> "BigQueryLoader":
+        """Loads result files into BIGQUERY_TABLE (cloud only)."""
+        from google.cloud import bigquery
+
+        from workers.ops.bq_load import BigQueryLoader
+
+        cloud = self.settings.cloud
+        self.require(GOOGLE_CLOUD_PROJECT=cloud.project, BIGQUERY_TABLE=cloud.bigquery_table)
+        return BigQueryLoader(bigquery.Client(project=cloud.project), cloud.bigquery_table, location=location)
 
     def require(self, **values: str) -> None:
         missing = [env for env, value in values.items() if not value]

@@ -69,3 +69,13 @@ def test_the_cloud_function_needs_only_the_core_the_adapters_and_the_root() -> N
             for name in names:
                 rank = layer_of(name)
                 assert rank is None or LAYERS[rank][0] in light, f"{module_name(path)} imports {name} at load"
+
+
+def test_the_command_line_builds_no_client_or_ledger_of_its_own() -> None:
+    """Clients (Google's, the ledger, the BigQuery loader) are wired in the composition root; commands ask it."""
+    wiring = ("google.cloud", "google.auth", "workers.ops.ledger.Ledger", "workers.ops.bq_load.BigQueryLoader",
+              "workers.adapters.gcs", "workers.adapters.pubsub")
+    cli = REPO_ROOT / "workers" / "entrypoints" / "cli"
+    found = [f"{module_name(path)} imports {name}" for path in cli.rglob("*.py")
+             for name in imports(path) if name.startswith(wiring)]
+    assert not found, found

@@ -147,7 +147,6 @@ def _progress(total: int, enabled: bool):
 def cmd_backfill(args: argparse.Namespace) -> int:
     from workers.ops.backfill import Backfill, BackfillOptions, BackfillSummary
     from workers.ops.bq_load import parse_when
-    from workers.ops.ledger import Ledger
 
     settings = command_settings(args)
     opts = BackfillOptions(
@@ -174,7 +173,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         else:
             bus = root.publisher()
     store, buckets = root.store, root.buckets
-    ledger = Ledger(store, buckets.staging, run_id=run_id, stale_after=timedelta(minutes=args.stale_after))
+    ledger = root.ledger(run_id, stale_after=timedelta(minutes=args.stale_after))
     backfill = Backfill(store, bus, buckets.inbox, buckets.results, settings.cloud.jobs_topic, ledger,
                         inbox_prefix=settings.input.inbox_prefix, ignore=settings.input.ignore_globs)
     summary = BackfillSummary()
@@ -214,7 +213,7 @@ def _cloud_errors(action: str):
 # --- load-bigquery --------------------------------------------------------------------------
 
 def cmd_load_bigquery(args: argparse.Namespace) -> int:
-    from workers.ops.bq_load import BigQueryLoader, parse_when, result_uris
+    from workers.ops.bq_load import parse_when, result_uris
 
     settings = command_settings(args)
     cloud = settings.cloud
@@ -229,9 +228,7 @@ def cmd_load_bigquery(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"result files to load: {len(uris)}")
             return 0
-        from google.cloud import bigquery
-
-        loader = BigQueryLoader(bigquery.Client(project=cloud.project), cloud.bigquery_table, location=args.location)
+        loader = root.bigquery_loader(location=args.location)
         if args.create_table:
             loader.ensure_table()
         report = loader.load(uris)
@@ -243,7 +240,6 @@ def cmd_load_bigquery(args: argparse.Namespace) -> int:
 # --- status, redrive, stuck ----------------------------------------------------------------
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from workers.ops.ledger import Ledger
     from workers.ops.tracking import upload_status
 
     settings = command_settings(args)
@@ -267,7 +263,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         with _cloud_errors(f"follow gs://{bucket}/{name}"):
             status = upload_status(store, bucket=bucket, name=name, staging_bucket=buckets.staging,
                                    results_bucket=buckets.results,
-                                   ledger=Ledger(store, buckets.staging, run_id="status"), dead_letters=queue,
+                                   ledger=root.ledger("status"), dead_letters=queue,
                                    dead_letter_subscriptions=subscriptions)
     finally:
         if queue is not None:
@@ -301,7 +297,6 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 
 
 def cmd_stuck(args: argparse.Namespace) -> int:
-    from workers.ops.ledger import Ledger
     from workers.ops.tracking import jobs_to_heal
 
     settings = command_settings(args)
@@ -316,7 +311,7 @@ def cmd_stuck(args: argparse.Namespace) -> int:
         inbox, results = ("", "") if root.is_local else (buckets.inbox, buckets.results)
         found = jobs_to_heal(store, buckets.staging, timedelta(minutes=args.older_than), inbox_bucket=inbox,
                              results_bucket=results, inbox_prefix=rules.inbox_prefix, ignore=rules.ignore_globs,
-                             ledger=Ledger(store, buckets.staging, run_id="stuck"))
+                             ledger=root.ledger("stuck"))
     for job in found:
         print(f"{job.job_id}  has {job.present}, missing {job.missing}, for {job.age.total_seconds() / 3600:.1f} h"
               f"  {job.name or '(object unknown: not sent by a backfill)'}")
