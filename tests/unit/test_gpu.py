@@ -14,7 +14,7 @@ from bench.wer import word_error_rate
 from tests.audio_factory import SAMPLES
 from workers.composition import Root
 from workers.processing.audio import decode
-from workers.engines.stt import resolve_device
+from workers.engines.device import ctranslate2_device
 
 from .test_stt import EN_REFERENCE
 
@@ -23,7 +23,7 @@ from .test_stt import EN_REFERENCE
 @pytest.fixture(scope="module")
 def cuda() -> bool:
     """Whether CTranslate2 sees a CUDA device: asked when a test runs, not when pytest imports."""
-    return resolve_device("auto") == "cuda"
+    return ctranslate2_device("auto") == "cuda"
 
 
 @pytest.fixture

@@ -79,3 +79,11 @@ def test_the_command_line_builds_no_client_or_ledger_of_its_own() -> None:
     found = [f"{module_name(path)} imports {name}" for path in cli.rglob("*.py")
              for name in imports(path) if name.startswith(wiring)]
     assert not found, found
+
+
+def test_the_device_is_chosen_in_one_place() -> None:
+    """'auto' becomes cuda or cpu in workers/engines/device.py only, not in each engine."""
+    asks = ("torch.cuda.is_available", "get_cuda_device_count")
+    found = [str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "workers").rglob("*.py")
+             if p.name != "device.py" and any(a in p.read_text() for a in asks)]
+    assert not found, found

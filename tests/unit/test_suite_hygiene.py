@@ -20,7 +20,7 @@ DEPENDENT_CALLS = {
     "time.time", "time.monotonic", "time.perf_counter", "datetime.now", "datetime.utcnow", "date.today",
     "datetime.datetime.now", "datetime.date.today", "os.environ.get", "os.getenv", "os.cpu_count", "os.urandom",
     "random.random", "random.randbytes", "uuid.uuid4", "socket.gethostname", "platform.machine",
-    "platform.processor", "resolve_device", "SigningKey.generate", "now_rfc3339",
+    "platform.processor", "ctranslate2_device", "torch_device", "SigningKey.generate", "now_rfc3339",
 }
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
 from workers.engines import vad
+from workers.engines.device import torch_device
 from workers.engines.vad import Span
 from workers.core.errors import ConfigError
 
@@ -101,8 +102,7 @@ class SpeakerDiarizer:
                  max_speakers: int = 0, min_turn_seconds: float = 0.6) -> None:
         import torch
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch_device(device)
         self._torch = torch
         self.device = device
         self._encoder = _speaker_encoder(device)

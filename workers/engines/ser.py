@@ -19,6 +19,7 @@ import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
 from workers.core.contracts import EmotionWindow, Engine
+from workers.engines.device import torch_device
 from workers.engines.identity import model_id
 from workers.core.errors import ConfigError, PermanentError
 
@@ -89,7 +90,7 @@ class TransformersEmotionEngine:
         transformers.utils.logging.disable_default_handler()
         transformers.utils.logging.enable_propagation()
         self._torch = torch
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = torch_device(device)
         self._extractor = AutoFeatureExtractor.from_pretrained(model_path, local_files_only=True)
         self._model = AutoModelForAudioClassification.from_pretrained(model_path, local_files_only=True)
         self._model.to(self.device).eval()

@@ -33,6 +33,7 @@ from workers.processing.audio import SAMPLE_RATE
 from workers.core.contracts import Engine, Segment, Word
 from workers.engines.coverage import (Coverage, Span, hole_clips, holes, in_speech, repeats_itself, speech_regions,
                                       windows)
+from workers.engines.device import ctranslate2_device, torch_device
 from workers.engines.heap import release_freed_memory, share_one_arena
 from workers.engines.identity import model_id
 from workers.core.errors import ConfigError
@@ -57,16 +58,6 @@ class SpeechToText(Protocol):
 
     def transcribe(self, audio: np.ndarray) -> Transcript: ...
 
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    try:
-        import ctranslate2
-
-        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    except Exception:  # noqa: BLE001 - no CUDA runtime means CPU
-        return "cpu"
 
 
 class FasterWhisperEngine:
@@ -93,7 +84,7 @@ class FasterWhisperEngine:
                 f"no CTranslate2 Whisper model at {model_path} (model.bin missing); "
                 "run `python -m workers setup` or set STT_MODEL"
             )
-        self.device = resolve_device(device)
+        self.device = ctranslate2_device(device)
         if compute_type == "auto":
             compute_type = "float16" if self.device == "cuda" else "int8"
         self.compute_type = compute_type
@@ -321,12 +312,11 @@ class OpenAIWhisperEngine:
         language: str = "",
         segment_max_seconds: float = 12.0,
     ) -> None:
-        import torch
         import whisper
 
         if not model_path.is_file():
             raise ConfigError(f"no openai-whisper checkpoint at {model_path}; set STT_MODEL to a .pt file")
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = torch_device(device)
         self._whisper = whisper
         self._model = _load_openai_whisper(model_path, self.device)
         self._beam_size = beam_size

@@ -19,7 +19,7 @@ from workers.processing.audio import SAMPLE_RATE
 from workers.engines.heap import share_one_arena
 from workers.engines.identity import model_id
 from workers.engines.ser import check_finite, window_bounds
-from workers.engines.stt import resolve_device
+from workers.engines.device import ctranslate2_device
 from workers.core.errors import ConfigError
 
 MEL_HOP = 160  # samples per mel frame (10 ms)
@@ -50,7 +50,7 @@ class WhisperEncoder:
         if not (model_path / "model.bin").is_file():
             raise ConfigError(f"no CTranslate2 Whisper model at {model_path} (model.bin missing): "
                               "the whisper-head SER engine needs Whisper's encoder; run `python -m workers setup`")
-        self.device = resolve_device(device)
+        self.device = ctranslate2_device(device)
         self.compute_type = ("float16" if self.device == "cuda" else "int8") if compute_type == "auto" else compute_type
         threads = cpu_threads or len(os.sched_getaffinity(0))
         self._ct2 = ctranslate2
