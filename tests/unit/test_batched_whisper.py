@@ -100,3 +100,18 @@ def test_no_windows_decode_to_nothing(fast_settings) -> None:
     segments, detected = BatchedWindows(_model(fast_settings.stt_model_path), encode_batch=1, align_batch=4).transcribe(
         np.zeros(SAMPLE_RATE, dtype=np.float32), clip_timestamps=[], language="en", **_options())
     assert segments == [] and detected.language == "en"
+
+
+def test_another_faster_whisper_release_is_refused_with_what_to_do() -> None:
+    from faster_whisper.version import __version__
+
+    from workers.core.errors import ConfigError
+    from workers.engines.batched_whisper import WRITTEN_FOR, check_faster_whisper
+
+    from workers.core.settings import REPO_ROOT
+
+    assert __version__ == WRITTEN_FOR, "the installed faster-whisper is the one the batched engine was written for"
+    assert f"faster-whisper=={WRITTEN_FOR}" in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    check_faster_whisper(WRITTEN_FOR)
+    with pytest.raises(ConfigError, match=r"faster-whisper 1\.3\.0 is installed.*STT_BATCH_SIZE=0"):
+        check_faster_whisper("1.3.0")

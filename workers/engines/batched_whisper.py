@@ -14,6 +14,11 @@ arguments the STT engine uses (windows given as ``clip_timestamps``, no VAD of i
 returns faster-whisper's own ``Segment``s with words, so the rest of faster-whisper (timestamp
 splitting, word alignment) runs unchanged; on a CPU the word alignment too runs a few windows
 at a time.
+
+It subclasses faster-whisper's pipeline, overrides its ``forward`` and calls ``WhisperModel`` internals
+(``encode``, ``get_prompt``, ``add_word_timestamps``, ``TranscriptionOptions``' fields), which change between
+releases without notice, so it runs only on the faster-whisper version it was written against (``WRITTEN_FOR``) and
+says so clearly on any other.
 """
 
 from __future__ import annotations
@@ -29,7 +34,18 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, Word, get_suppressed_tokens
 
+from workers.core.errors import ConfigError
 from workers.processing.audio import SAMPLE_RATE
+
+WRITTEN_FOR = "1.2.1"  # the faster-whisper release whose internals this module uses (requirements.txt pins it)
+
+
+def check_faster_whisper(installed: str) -> None:
+    if installed != WRITTEN_FOR:
+        raise ConfigError(
+            f"faster-whisper {installed} is installed; the batched STT engine (workers/engines/batched_whisper.py) "
+            f"uses internals of faster-whisper {WRITTEN_FOR}: install that version "
+            f"(pip install -c constraints.txt faster-whisper=={WRITTEN_FOR}) or decode sequentially (STT_BATCH_SIZE=0)")
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,9 @@ class Detected:
 
 class BatchedWindows(BatchedInferencePipeline):
     def __init__(self, model: WhisperModel, *, encode_batch: int, align_batch: int) -> None:
+        from faster_whisper.version import __version__
+
+        check_faster_whisper(__version__)
         super().__init__(model)
         self._encode_batch = max(1, encode_batch)
         self._align_batch = max(1, align_batch)
