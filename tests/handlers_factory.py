@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
 from workers.processing.handlers import Handlers, JobHandler, Joiner, Staging
-from workers.processing.join import DEFAULT_SENTIMENT_MAP
+from workers.processing.sentiment_map import DEFAULT_SENTIMENT_MAP
 from workers.processing.worker import SerWorker, SttWorker
 
 

@@ -155,7 +155,7 @@ class Root:
         """The handlers of ``parts`` (stt, ser, joiner) over this root's store, STT and SER
         announcing their partials on ``bus``; they load their models here, once per process."""
         from workers.processing.handlers import Handlers, JobHandler, Joiner, Staging
-        from workers.processing.join import parse_sentiment_map
+        from workers.processing.sentiment_map import parse_sentiment_map
         from workers.processing.worker import SerWorker, SttWorker
 
         s, buckets = self.settings, self.buckets
@@ -272,7 +272,7 @@ def _diarizer(device: str, min_speakers: int, max_speakers: int) -> "SpeakerDiar
 
 
 def warn_unmapped_labels(ser: Any, sentiment_map: str) -> None:
-    from workers.processing.join import parse_sentiment_map
+    from workers.processing.sentiment_map import parse_sentiment_map
 
     mapping = parse_sentiment_map(sentiment_map)
     unmapped = [label for label in getattr(ser, "labels", []) if label.lower() not in mapping]

@@ -7,7 +7,8 @@ import pytest
 from workers.core.contracts import Engine, EmotionWindow, Error, Segment, SerPartial, SttPartial, Timing, dumps
 from workers.core.errors import ConfigError
 from workers.core.jobs import make_job
-from workers.processing.join import DEFAULT_SENTIMENT_MAP, merge, parse_sentiment_map
+from workers.processing.join import merge
+from workers.processing.sentiment_map import DEFAULT_SENTIMENT_MAP, parse_sentiment_map
 
 JOB = make_job(bucket="b", name="call.wav", generation=5, size=10, content_type="audio/wav", source="upload",
                submitted_at="2026-11-25T10:00:00.000Z")

@@ -87,3 +87,23 @@ def test_the_device_is_chosen_in_one_place() -> None:
     found = [str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "workers").rglob("*.py")
              if p.name != "device.py" and any(a in p.read_text() for a in asks)]
     assert not found, found
+
+
+def test_no_two_modules_import_each_other_even_inside_a_function() -> None:
+    """A cycle (a imports b, b imports a, at load or lazily) makes two modules one; find it here, not at run time."""
+    files = {module_name(p): p for folder in ("workers", "devstack", "trigger")
+             for p in (REPO_ROOT / folder).rglob("*.py")}
+    graph = {m: {i for i in imports(p) if i in files and i != m} for m, p in files.items()}
+    # every import of a name inside a module (``from a.b import c``) also lists a.b.c: keep the modules only
+    cycles = set()
+    for start in graph:
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.add(" -> ".join(path + (start,)))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + (nxt,)))
+    assert not cycles, sorted(cycles)[:5]

@@ -31,36 +31,10 @@ from workers.core.contracts import (
     Summary,
 )
 from workers.processing import speakers
-from workers.core.errors import ConfigError
+from workers.processing.sentiment_map import DEFAULT_SENTIMENT_MAP, SENTIMENTS, parse_sentiment_map, sentiment_of
 from workers.processing.text_sentiment import TEXT_CUTOFF, fused_sentiment, label_of, text_sentiment, voice_valence
 
-SENTIMENTS: tuple[Sentiment, ...] = ("POSITIVE", "NEGATIVE", "NEUTRAL")
-
-# Label spellings used by common emotion checkpoints (IEMOCAP/RAVDESS/CREMA-D/superb).
-DEFAULT_SENTIMENT_MAP: dict[str, Sentiment] = {
-    **dict.fromkeys(["happy", "hap", "happiness", "joy", "excited", "exc", "surprise", "surprised", "sur",
-                     "pleasant"], "POSITIVE"),
-    **dict.fromkeys(["angry", "ang", "anger", "sad", "sadness", "fear", "fearful", "fea", "disgust", "disgusted",
-                     "dis", "frustrated", "fru", "contempt"], "NEGATIVE"),
-    **dict.fromkeys(["neutral", "neu", "calm", "other", "unknown", "xxx"], "NEUTRAL"),
-}
-
-
-def parse_sentiment_map(spec: str) -> dict[str, Sentiment]:
-    """Built-in map updated with ``label=SENTIMENT,label=SENTIMENT`` from SENTIMENT_MAP."""
-    mapping = dict(DEFAULT_SENTIMENT_MAP)
-    for item in filter(None, (p.strip() for p in spec.split(","))):
-        label, sep, sentiment = item.partition("=")
-        sentiment = sentiment.strip().upper()
-        if not sep or sentiment not in SENTIMENTS:
-            raise ConfigError(f"SENTIMENT_MAP entry {item!r} must look like label=POSITIVE|NEGATIVE|NEUTRAL")
-        mapping[label.strip().lower()] = sentiment  # type: ignore[assignment]
-    return mapping
-
-
-def sentiment_of(label: str, mapping: Mapping[str, Sentiment]) -> Sentiment:
-    return mapping.get(label.lower(), "NEUTRAL")
-
+__all__ = ["DEFAULT_SENTIMENT_MAP", "SENTIMENTS", "merge", "parse_sentiment_map", "sentiment_of", "window_weights"]
 
 def window_weights(start: float, end: float, windows: Sequence[EmotionWindow]) -> np.ndarray:
     """Seconds of overlap between [start, end] and each window; the nearest window if none."""

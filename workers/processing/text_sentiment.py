@@ -20,6 +20,7 @@ import functools
 from typing import Mapping, Optional, Sequence
 
 from workers.core.contracts import ScoredSentiment, Sentiment
+from workers.processing.sentiment_map import sentiment_of
 
 TEXT_CUTOFF = 0.05
 FUSED_CUTOFF = 0.1
@@ -46,8 +47,6 @@ def text_sentiment(text: str, language: Optional[str]) -> Optional[ScoredSentime
 
 
 def voice_valence(labels: Sequence[str], scores: Sequence[float], mapping: Mapping[str, Sentiment]) -> float:
-    from workers.processing.join import sentiment_of
-
     total = sum(scores) or 1.0
     signs = {"POSITIVE": 1.0, "NEGATIVE": -1.0, "NEUTRAL": 0.0}
     return sum(signs[sentiment_of(label, mapping)] * s for label, s in zip(labels, scores)) / total

@@ -42,7 +42,7 @@ from workers.entrypoints.http.direct import direct
 from workers.entrypoints.http.push import push_job, push_partial
 from workers.entrypoints.http.state import STATE, ServiceState
 from workers.processing.handlers import Handlers, JobHandler
-from workers.processing.join import parse_sentiment_map
+from workers.processing.sentiment_map import parse_sentiment_map
 
 log = logging.getLogger(__name__)
 
