@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 import pytest
 
 from tests.result_factory import golden, silence_result, synthetic_result, synthetic_windows
-from workers.core.contracts import SerPartial, from_dict
+from workers.core.contracts import Result, SerPartial, from_dict, loads
 from workers.report.index import render_index
 from workers.report.layout import label_colours
 from workers.report.page import render_report
@@ -104,15 +105,20 @@ def test_untrained_emotion_model_is_said_plainly() -> None:
     assert "placeholders" not in render_report(trained)
 
 
-@pytest.mark.parametrize("trained", ["absent", "true", None])
-def test_a_record_that_does_not_say_its_emotion_model_is_trained_is_shown_as_untrained(trained) -> None:
+def test_a_record_that_does_not_say_its_emotion_model_is_trained_is_shown_as_untrained() -> None:
     record = synthetic_result(2)
-    if trained == "absent":
-        del record["engines"]["ser"]["trained"]
-    else:
-        record["engines"]["ser"]["trained"] = trained  # not the boolean true
+    del record["engines"]["ser"]["trained"]  # the contract's default is true; the report does not take it
     assert read_view(record).ser_trained is False
     assert "placeholders" in render_report(record)
+    assert read_view(loads(Result, json.dumps(synthetic_result(2)))).ser_trained is True
+
+
+@pytest.mark.parametrize("trained", ["true", None])
+def test_a_trained_flag_that_is_not_a_boolean_is_refused_where_it_is(trained) -> None:
+    record = synthetic_result(2)
+    record["engines"]["ser"]["trained"] = trained
+    with pytest.raises(NotAResult, match=r"at engines\.ser\.trained"):
+        read_view(record)
 
 
 def test_speakers_get_a_card_each_from_the_result_and_a_lane_each() -> None:
@@ -171,19 +177,31 @@ def test_a_record_that_is_not_a_result_is_refused_naming_what_is_missing() -> No
     bad_status = golden() | {"status": "pending"}
     with pytest.raises(NotAResult, match="'status' is 'pending'"):
         render_report(bad_status)
-    with pytest.raises(NotAResult, match="segment 0"):
+    with pytest.raises(NotAResult, match=r"segments\[0\].*'start', 'end'"):
         render_report(golden() | {"segments": [{"text": "no times"}]})
     with pytest.raises(NotAResult, match="JSON object"):
         render_report([1, 2])  # type: ignore[arg-type]
 
 
-def test_odd_optional_fields_are_shown_as_unknown_rather_than_failing() -> None:
-    result = golden() | {"duration": "long", "summary": "none", "error": 3, "language_probability": None}
-    scores = [{"label": "fear"}, "x", {"label": "sad", "score": 0.2}]
-    result["segments"][0]["emotion"] = {"label": "fear", "scores": scores}
-    view = read_view(result)
-    assert view.duration is None and view.distribution == {} and view.segments[0].scores == {"sad": 0.2}
-    assert "<dt>duration</dt><dd>–</dd>" in render_report(result)
+def test_a_record_that_does_not_fit_the_contract_is_refused_naming_where() -> None:
+    with pytest.raises(NotAResult, match="expected float at duration, got 'long'"):
+        read_view(golden() | {"duration": "long"})
+    result = golden()
+    result["segments"][0]["emotion"]["scores"] = [{"label": "fear"}]
+    with pytest.raises(NotAResult, match=r"at segments\[0\]\.emotion\.scores\[0\]"):
+        read_view(result)
+
+
+def test_results_of_older_and_newer_pipeline_versions_open() -> None:
+    old = read_view(golden("v0.1/result.json"))  # before speakers, channels and text sentiment
+    assert old.segments and old.speakers == [] and old.segments[0].text_sentiment is None
+    newer = golden()
+    newer["turns"] = [{"speaker": "S1", "start": 0.0, "end": 1.0}]  # fields a later version adds, at every level
+    newer["segments"][0]["emotion"]["uncertain"] = True
+    newer["engines"]["ser"]["licence"] = "research only"
+    view = read_view(newer)
+    assert [s.text for s in view.segments] == [s.text for s in read_view(golden()).segments]
+    assert render_report(newer) == render_report(golden())
 
 
 SEVEN = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")

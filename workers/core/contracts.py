@@ -9,6 +9,7 @@ and that golden examples validate and round-trip. ``to_dict``/``from_dict`` are 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -287,46 +288,54 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def from_dict(cls: type[T], data: Any) -> T:
-    """Build ``cls`` from plain data, checking field names; raises ValueError on a mismatch."""
-    return _convert(cls, data)
+def from_dict(cls: type[T], data: Any, *, known_only: bool = False) -> T:
+    """Build ``cls`` from plain data, checking field names and types; raises ValueError naming where the data does
+    not fit (``segments[3].start``). With ``known_only``, fields ``cls`` does not name are left out at every level
+    (a record a newer pipeline version wrote), instead of refused."""
+    return _convert(cls, data, known_only, "")
 
 
-def _convert(tp: Any, data: Any) -> Any:
+@functools.cache
+def _hints(tp: type) -> tuple[dict[str, Any], frozenset[str]]:
+    return get_type_hints(tp), frozenset(f.name for f in dataclasses.fields(tp))
+
+
+def _convert(tp: Any, data: Any, known_only: bool, where: str) -> Any:
+    at = f" at {where}" if where else ""
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
         if data is None:
             return None
-        return _convert(args[0], data)
+        return _convert(args[0], data, known_only, where)
     if origin is list:
         if not isinstance(data, list):
-            raise ValueError(f"expected a list for {tp}, got {type(data).__name__}")
+            raise ValueError(f"expected a list{at}, got {type(data).__name__}")
         (item,) = get_args(tp)
-        return [_convert(item, v) for v in data]
+        return [_convert(item, v, known_only, f"{where}[{i}]") for i, v in enumerate(data)]
     if origin is Literal:
         if data not in get_args(tp):
-            raise ValueError(f"{data!r} is not one of {get_args(tp)}")
+            raise ValueError(f"{data!r}{at} is not one of {get_args(tp)}")
         return data
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
-            raise ValueError(f"expected an object for {tp.__name__}, got {type(data).__name__}")
-        hints = get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
+            raise ValueError(f"expected an object for {tp.__name__}{at}, got {type(data).__name__}")
+        hints, names = _hints(tp)
         unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown field(s) for {tp.__name__}: {sorted(unknown)}")
-        kwargs = {k: _convert(hints[k], v) for k, v in data.items()}
+        if unknown and not known_only:
+            raise ValueError(f"unknown field(s) for {tp.__name__}{at}: {sorted(unknown)}")
+        prefix = f"{where}." if where else ""
+        kwargs = {k: _convert(hints[k], v, known_only, prefix + k) for k, v in data.items() if k in names}
         try:
             return tp(**kwargs)
         except TypeError as e:
-            raise ValueError(f"cannot build {tp.__name__}: {e}") from e
+            raise ValueError(f"cannot build {tp.__name__}{at}: {e}") from e
     if tp is float and isinstance(data, int) and not isinstance(data, bool):
         return float(data)
     if tp is int and isinstance(data, str) and data.isdigit():
         return int(data)  # GCS and Pub/Sub JSON carry int64 as strings
     if tp in (int, float, str, bool) and not isinstance(data, tp):
-        raise ValueError(f"expected {tp.__name__}, got {data!r}")
+        raise ValueError(f"expected {tp.__name__}{at}, got {data!r}")
     return data
 
 

@@ -1,10 +1,12 @@
 """What a report shows, read from a result record: segments, labels, speakers, summary, and
 the emotion track over time (the SER partial's windows when the report has them).
 
-The report reads the stored JSON leniently rather than through ``contracts.from_dict``,
-which refuses unknown fields: a report must open results of any pipeline version,
-including fields added later or missing from older ones (speakers, channels, text sentiment).
-What it needs is checked, and a record without it is refused with the field it lacks.
+A stored record is read through the typed contract (``contracts.from_dict``), with the tolerance a report of any
+pipeline version needs: fields a newer version added are left out at every level, and those an older version did not
+have yet (speakers, channels, text sentiment, coverage) take their defaults. A record that does not fit the contract
+otherwise (a partial, a job message, a duration that is not a number) is refused, naming where it does not fit. One
+rule is the report's own: the emotion model counts as trained only where the record says ``trained: true`` (the
+contract's default, for the oldest records, is true; a report must not pass placeholders off as emotions).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Mapping, Sequence
 
-from workers.core.contracts import SerPartial
+from workers.core.contracts import (
+    Engine, LabelScore, Result, ResultSegment, SerPartial, SpeakerSummary, Summary, from_dict,
+)
 
 
 class NotAResult(ValueError):
@@ -104,43 +108,53 @@ class ReportView:
 
 
 def read_view(record: Any) -> ReportView:
-    """The report's view of a result record; raises NotAResult naming what is missing."""
+    """The report's view of a result: a ``Result``, or a stored record of any pipeline version (raises NotAResult
+    naming where it does not fit the contract)."""
+    if isinstance(record, Result):
+        return _view(record, trained=record.engines.ser.trained)
     if not isinstance(record, dict):
         raise NotAResult(f"expected a JSON object, got {type(record).__name__}")
-    job = _field(record, "job", dict)
-    status = _field(record, "status", str)
-    if status not in ("ok", "failed"):
-        raise NotAResult(f"'status' is {status!r}, not 'ok' or 'failed'")
-    raw_segments = _field(record, "segments", list)
-    engines = _field(record, "engines", dict)
-    error, summary, timings = (_object(record.get(k)) for k in ("error", "summary", "timings"))
-    segments = [_segment(i, s) for i, s in enumerate(raw_segments)]
+    for key in ("job", "status", "segments", "engines"):
+        if key not in record:
+            raise NotAResult(f"no '{key}' field")
+    if record["status"] not in ("ok", "failed"):
+        raise NotAResult(f"'status' is {record['status']!r}, not 'ok' or 'failed'")
+    try:
+        result = from_dict(Result, record, known_only=True)
+    except ValueError as e:
+        raise NotAResult(f"not a result of any pipeline version: {e}") from None
+    ser = record["engines"].get("ser") if isinstance(record["engines"], dict) else None
+    return _view(result, trained=isinstance(ser, dict) and ser.get("trained") is True)
+
+
+def _view(result: Result, *, trained: bool) -> ReportView:
+    segments = [_segment(s) for s in result.segments]
+    summary = result.summary
     return ReportView(
-        name=str(_field(job, "name", str, "job.")),
-        job_id=str(job.get("job_id") or ""),
-        status=status,
-        error_code=error.get("code"),
-        error_message=error.get("message"),
-        duration=_number(record.get("duration")),
-        language=record.get("language"),
-        language_probability=_number(record.get("language_probability")),
-        stt_engine=_engine(engines.get("stt")),
-        ser_engine=_engine(engines.get("ser")),
-        # Trained only when the record says so: a missing or odd value must not pass placeholders off as emotions.
-        ser_trained=_object(engines.get("ser")).get("trained") is True,
-        pipeline_version=str(record.get("pipeline_version") or "?"),
-        completed_at=timings.get("completed_at"),
-        size=_number(job.get("size")),
-        content_type=job.get("content_type"),
+        name=result.job.name,
+        job_id=result.job.job_id,
+        status=result.status,
+        error_code=result.error.code if result.error else None,
+        error_message=result.error.message if result.error else None,
+        duration=result.duration,
+        language=result.language,
+        language_probability=result.language_probability,
+        stt_engine=_engine(result.engines.stt),
+        ser_engine=_engine(result.engines.ser),
+        ser_trained=trained,
+        pipeline_version=result.pipeline_version or "?",
+        completed_at=result.timings.completed_at or None,
+        size=float(result.job.size),
+        content_type=result.job.content_type,
         labels=_labels(summary, segments),
         segments=segments,
-        dominant_emotion=summary.get("dominant_emotion"),
-        sentiment=summary.get("sentiment"),
-        distribution=_scores(summary.get("distribution")),
-        sentiment_distribution=_scores(summary.get("sentiment_distribution")),
-        speech_seconds=_number(summary.get("speech_seconds")) or sum(s.end - s.start for s in segments),
-        text_sentiment=_sentiment_label(summary.get("text_sentiment")),
-        speakers=[_speaker(s) for s in record.get("speakers") or () if isinstance(s, dict) and s.get("speaker")],
+        dominant_emotion=summary.dominant_emotion if summary else None,
+        sentiment=summary.sentiment if summary else None,
+        distribution=_scores(summary.distribution) if summary else {},
+        sentiment_distribution=_scores(summary.sentiment_distribution) if summary else {},
+        speech_seconds=summary.speech_seconds if summary else sum(s.end - s.start for s in segments),
+        text_sentiment=summary.text_sentiment.label if summary and summary.text_sentiment else None,
+        speakers=[_speaker(s) for s in result.speakers or ()],
         track=_segment_track(segments),
     )
 
@@ -163,76 +177,43 @@ def _segment_track(segments: Sequence[SegmentView]) -> Track:
     return Track("segment", len(scored), lines)
 
 
-def _field(data: dict, key: str, kind: type, where: str = "") -> Any:
-    if key not in data:
-        raise NotAResult(f"no '{where}{key}' field")
-    if not isinstance(data[key], kind):
-        raise NotAResult(f"'{where}{key}' is not a {kind.__name__}")
-    return data[key]
-
-
-def _segment(index: int, raw: Any) -> SegmentView:
-    if not isinstance(raw, dict):
-        raise NotAResult(f"segment {index} is not an object")
-    try:
-        start, end = float(raw["start"]), float(raw["end"])
-    except (KeyError, TypeError, ValueError):
-        raise NotAResult(f"segment {index} has no numeric 'start' and 'end'") from None
-    emotion = _object(raw.get("emotion"))
-    speaker = raw.get("speaker")
+def _segment(raw: ResultSegment) -> SegmentView:
+    emotion = raw.emotion
     return SegmentView(
-        start=start,
-        end=end,
-        text=str(raw.get("text") or "").strip(),
-        label=emotion.get("label"),
-        scores=_scores(emotion.get("scores")),
-        speaker=None if speaker is None else str(speaker),
-        text_sentiment=_sentiment_label(raw.get("text_sentiment")),
+        start=raw.start,
+        end=raw.end,
+        text=raw.text.strip(),
+        label=emotion.label if emotion else None,
+        scores=_scores(emotion.scores) if emotion else {},
+        speaker=raw.speaker,
+        text_sentiment=raw.text_sentiment.label if raw.text_sentiment else None,
     )
 
 
-def _speaker(raw: dict) -> SpeakerView:
+def _speaker(raw: SpeakerSummary) -> SpeakerView:
     return SpeakerView(
-        name=str(raw["speaker"]),
-        talk_seconds=_number(raw.get("talk_seconds")) or 0.0,
-        share=_number(raw.get("share")) or 0.0,
-        turns=int(_number(raw.get("turns")) or 0),
-        dominant=raw.get("dominant_emotion"),
-        distribution=_scores(raw.get("distribution")),
-        text_sentiment=_sentiment_label(raw.get("text_sentiment")),
-        interruptions=int(_number(raw.get("interruptions")) or 0),
-        overlap_seconds=_number(raw.get("overlap_seconds")) or 0.0,
+        name=raw.speaker,
+        talk_seconds=raw.talk_seconds,
+        share=raw.share,
+        turns=raw.turns,
+        dominant=raw.dominant_emotion,
+        distribution=_scores(raw.distribution),
+        text_sentiment=raw.text_sentiment.label if raw.text_sentiment else None,
+        interruptions=raw.interruptions,
+        overlap_seconds=raw.overlap_seconds,
     )
 
 
-def _sentiment_label(scored: Any) -> str | None:
-    label = _object(scored).get("label")
-    return str(label) if label else None
+def _scores(items: Sequence[LabelScore]) -> dict[str, float]:
+    return {item.label: item.score for item in items}
 
 
-def _object(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _scores(items: Any) -> dict[str, float]:
-    """``[{label, score}, …]`` as a mapping; entries without a numeric score are left out."""
-    pairs = ((i.get("label"), _number(i.get("score"))) for i in items if isinstance(i, dict)) \
-        if isinstance(items, list) else ()
-    return {str(label): score for label, score in pairs if label is not None and score is not None}
-
-
-def _labels(summary: dict, segments: Sequence[SegmentView]) -> list[str]:
-    labels = list(_scores(summary.get("distribution")))
+def _labels(summary: Summary | None, segments: Sequence[SegmentView]) -> list[str]:
+    labels = list(_scores(summary.distribution)) if summary else []
     for seg in segments:
         labels += [label for label in seg.scores if label not in labels]
     return labels
 
 
-def _engine(engine: Any) -> str:
-    if not isinstance(engine, dict):
-        return "?"
-    return " ".join(str(engine[k]) for k in ("name", "model") if engine.get(k))
+def _engine(engine: Engine) -> str:
+    return " ".join(part for part in (engine.name, engine.model) if part) or "?"
