@@ -1,7 +1,7 @@
 """Who spoke when, scored against human references with ``pyannote.metrics``.
 
     python -m bench diarization                      every system, every file
-    python -m bench diarization --system resemblyzer    one system (resemblyzer, vad-one-speaker)
+    python -m bench diarization --system pyannote    one system (pyannote, resemblyzer, vad-one-speaker)
     python -m bench diarization --split test         only the files no threshold was chosen on
 
 Two sets of recordings, each cut in two halves: ``tune`` (thresholds are chosen on it) and
@@ -64,7 +64,7 @@ CONVERSATIONS = [
     ("speech and reading", "JFK LJ JFK LJ", 0.5, "tune"),
     ("one speaker", "LJ LJ LJ LJ", 0.5, "test"),
 ]
-SYSTEMS = ("resemblyzer", "vad-one-speaker")
+SYSTEMS = ("pyannote", "resemblyzer", "vad-one-speaker")
 Turns = list[tuple[float, float, str]]
 
 
@@ -192,9 +192,11 @@ def system(name: str) -> Callable[[np.ndarray], Turns]:
         from workers.engines.diarization import speech_regions
 
         return lambda audio: [(a, b, "S1") for a, b in speech_regions(audio)]
-    from workers.engines.diarization import SpeakerDiarizer
-
-    diarizer = SpeakerDiarizer(device="cpu")
+    if name == "resemblyzer":
+        from bench.resemblyzer_diarizer import ResemblyzerDiarizer as Diarizer
+    else:
+        from workers.engines.diarization import SpeakerDiarizer as Diarizer
+    diarizer = Diarizer(device="cpu")
     return lambda audio: [(t.start, t.end, t.speaker) for t in diarizer.turns(audio)]
 
 
