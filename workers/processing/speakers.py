@@ -22,13 +22,19 @@ INTERRUPTION_SECONDS = 0.2  # overlap that makes a new turn an interruption
 
 
 def speaker_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> Optional[str]:
+    """The speaker who talks most over [start, end] (turns may overlap: two people at once);
+    the nearest turn's when none does."""
     if not turns:
         return None
     starts = np.array([t.start for t in turns])
     ends = np.array([t.end for t in turns])
     overlap = np.minimum(ends, end) - np.maximum(starts, start)
     if overlap.max() > 0:
-        return turns[int(np.argmax(overlap))].speaker
+        talked: dict[str, float] = {}
+        for t, seconds in zip(turns, overlap):
+            if seconds > 0:
+                talked[t.speaker] = talked.get(t.speaker, 0.0) + float(seconds)
+        return max(talked, key=talked.__getitem__)
     distance = np.maximum(starts - end, start - ends)
     return turns[int(np.argmin(distance))].speaker
 
@@ -36,6 +42,14 @@ def speaker_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> Option
 def attribute(segments: Sequence[Segment], turns: Optional[Sequence[SpeakerTurn]],
               channels: Optional[Sequence[str]]) -> list[Segment]:
     """Segments with their speaker (cut at speaker changes), in time order, numbered from 0."""
+    return attribute_with_turns(segments, turns, channels)[0]
+
+
+def attribute_with_turns(segments: Sequence[Segment], turns: Optional[Sequence[SpeakerTurn]],
+                         channels: Optional[Sequence[str]]) -> tuple[list[Segment], Optional[list[SpeakerTurn]]]:
+    """``attribute``'s segments, and the diarized turns named as those segments name their speakers
+    (a speaker who says no transcribed word is named after them, in order of first turn); None
+    when nothing was diarized."""
     out: list[Segment] = []
     for seg in segments:
         if seg.channel is not None and channels:
@@ -46,8 +60,11 @@ def attribute(segments: Sequence[Segment], turns: Optional[Sequence[SpeakerTurn]
         else:
             out.append(seg)
     out.sort(key=lambda s: (s.start, s.channel or 0))
-    out = _renamed_by_first_appearance(out, diarized=not channels)
-    return [replace(s, id=i) for i, s in enumerate(out)]
+    diarized = [t for t in turns or [] if t.channel is None] if not channels else []
+    names = _first_appearance(out, diarized) if not channels else {}
+    out = [s if s.speaker is None or s.speaker not in names else _spoken_by(s, names[s.speaker]) for s in out]
+    named = [replace(t, speaker=names[t.speaker]) for t in sorted(diarized, key=lambda t: (t.start, t.end))]
+    return [replace(s, id=i) for i, s in enumerate(out)], (named or None)
 
 
 def _spoken_by(seg: Segment, speaker: Optional[str]) -> Segment:
@@ -92,14 +109,13 @@ def _without_blips(runs: list[tuple[Optional[str], list[Word]]]) -> list[tuple[O
     return runs
 
 
-def _renamed_by_first_appearance(segments: list[Segment], *, diarized: bool) -> list[Segment]:
-    if not diarized:
-        return segments
+def _first_appearance(segments: Sequence[Segment], turns: Sequence[SpeakerTurn]) -> dict[str, str]:
+    """S1, S2, … in the order speakers first speak in the transcript, then in the turns."""
     names: dict[str, str] = {}
-    for s in segments:
-        if s.speaker is not None:
-            names.setdefault(s.speaker, f"S{len(names) + 1}")
-    return [s if s.speaker is None else _spoken_by(s, names[s.speaker]) for s in segments]
+    for who in [s.speaker for s in segments] + [t.speaker for t in sorted(turns, key=lambda t: t.start)]:
+        if who is not None:
+            names.setdefault(who, f"S{len(names) + 1}")
+    return names
 
 
 def turn_count(segments: Sequence[Segment], speaker: str) -> int:
@@ -113,8 +129,9 @@ def turn_count(segments: Sequence[Segment], speaker: str) -> int:
     return count
 
 
-def overlaps(segments: Sequence[Segment], speaker: str) -> tuple[int, float]:
-    """(interruptions, seconds of overlap) of ``speaker`` with the others' segments."""
+def overlaps(segments: Sequence[Segment | SpeakerTurn], speaker: str) -> tuple[int, float]:
+    """(interruptions, seconds of overlap) of ``speaker`` with the others' segments, or turns:
+    a mono recording's segments have one speaker each and never overlap, its diarized turns do."""
     mine = [s for s in segments if s.speaker == speaker]
     others = [s for s in segments if s.speaker not in (speaker, None)]
     interruptions, seconds = 0, 0.0
