@@ -17,7 +17,8 @@ Two sets of recordings, each cut in two halves: ``tune`` (thresholds are chosen 
 Figures: DER at collar 0 and at ±0.25 s (``DiarizationErrorRate(collar=0.5)``: pyannote's collar is
 the total width), overlapped speech scored, split into missed speech, false alarm and speaker
 confusion; JER; the number of speakers found against the reference's; x real time of the
-diarizer alone (one process; the machine's load distorts it). Pooled figures add up every
+diarizer alone by the wall clock (x RT; the machine's load distorts it) and by the
+process's CPU time (x CPU: audio seconds per CPU second, all threads together). Pooled figures add up every
 file's error seconds over every file's reference seconds, as pyannote.metrics' ``abs(metric)``.
 """
 
@@ -201,35 +202,37 @@ def system(name: str) -> Callable[[np.ndarray], Turns]:
 
 
 HEADER = (f"{'file':<28}{'split':>6}{'s':>6}{'spk':>6}{'missed':>8}{'f.alarm':>8}{'confus.':>8}"
-          f"{'DER':>7}{'DER c0':>8}{'JER':>7}{'x RT':>7}")
+          f"{'DER':>7}{'DER c0':>8}{'JER':>7}{'x RT':>7}{'x CPU':>7}")
 
 
-def line(name: str, split: str, seconds: float, s: Score, speed: float, count: str | None = None) -> str:
+def line(name: str, split: str, seconds: float, s: Score, speed: float, cpu_speed: float,
+         count: str | None = None) -> str:
     t = s.total or 1.0
     return (f"{name:<28}{split:>6}{seconds:>6.0f}{count or f'{s.speakers_found}/{s.speakers_true}':>6}"
             f"{s.missed / t:>8.1%}{s.false_alarm / t:>8.1%}{s.confusion / t:>8.1%}{s.der:>7.1%}"
-            f"{s.der_no_collar:>8.1%}{s.jer:>7.1%}{speed:>7.0f}")
+            f"{s.der_no_collar:>8.1%}{s.jer:>7.1%}{speed:>7.0f}{cpu_speed:>7.0f}")
 
 
 def run(name: str, recordings: list[Recording]) -> None:
     diarize = system(name)
     diarize(recordings[0].audio[:5 * SAMPLE_RATE])  # warm-up: the first call loads kernels
     print(f"\n== {name}\n{HEADER}")
-    results: list[tuple[Recording, Score, float]] = []
+    results: list[tuple[Recording, Score, float, float]] = []
     for r in recordings:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         hypothesis = diarize(r.audio)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         s = score(r.reference, hypothesis, r.seconds, r.name)
-        results.append((r, s, seconds))
-        print(line(r.name[:28], r.split, r.seconds, s, r.seconds / seconds), flush=True)
+        results.append((r, s, seconds, cpu))
+        print(line(r.name[:28], r.split, r.seconds, s, r.seconds / seconds, r.seconds / cpu), flush=True)
     for corpus in ("ami", "assembled"):
         for split in ("tune", "test", "all"):
-            chosen = [(r, s, t) for r, s, t in results if r.corpus == corpus and split in (r.split, "all")]
+            chosen = [x for x in results if x[0].corpus == corpus and split in (x[0].split, "all")]
             if chosen:
-                p = pooled([s for _, s, _ in chosen])
-                audio, compute = sum(r.seconds for r, *_ in chosen), sum(t for *_, t in chosen)
-                print(line(f"{corpus} (pooled)", split, audio, p, audio / compute,
+                p = pooled([x[1] for x in chosen])
+                audio = sum(x[0].seconds for x in chosen)
+                wall, cpu = sum(x[2] for x in chosen), sum(x[3] for x in chosen)
+                print(line(f"{corpus} (pooled)", split, audio, p, audio / wall, audio / cpu,
                            f"{p.speakers_found}/{p.speakers_true}"))
 
 
