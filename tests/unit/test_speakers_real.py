@@ -119,3 +119,18 @@ def test_noise_alone_gives_at_most_one_speaker_and_never_fails(diarizer) -> None
     noise = np.random.default_rng(1).normal(scale=0.05, size=8 * SAMPLE_RATE).astype(np.float32)
     assert len({t.speaker for t in diarizer.turns(noise)}) <= 1
     assert len({t.speaker for t in diarizer.turns(noise[:SAMPLE_RATE // 10])}) <= 1  # shorter than one chunk
+
+
+def test_voices_at_once_in_several_chunks_with_one_speaker_found_become_two_speakers(diarizer) -> None:
+    from workers.engines.diarization import Unit
+
+    frames = np.ones(589, bool)
+    # in each of three chunks a voice with solo speech and two heard only over it (no solo speech)
+    units = [Unit(c, k, 0, 589, k == 0, frames) for c in range(3) for k in range(3)]
+    rng = np.random.default_rng(0)
+    voice = rng.normal(size=192)
+    embeddings = voice + rng.normal(scale=0.1, size=(9, 192))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = diarizer._clustered(units, embeddings)
+    assert all(labels[3 * c] != labels[3 * c + 1] for c in range(3))
+    assert len(set(labels)) == 2

@@ -65,7 +65,8 @@ class DiarizationParameters:
     min_embedded_seconds: float = 0.5  # less solo speech in a stretch: matched to a cluster, never founds one
     split_pause: float = 0.25        # a local speaker's pause this long may cut its speech in two units,
     split_seconds: float = 1.5       # when each side holds this much solo speech
-    threshold: float = 0.55          # cosine distance at which clusters stop merging
+    linkage: str = "average"         # scipy linkage: "average" on cosine distances, or "centroid" / "ward" (euclidean)
+    threshold: float = 0.55          # linkage distance at which clusters stop merging
     min_cluster_size: int = 2        # smaller clusters join the nearest larger one (a stray embedding is no speaker)
     onset: float = 0.3               # a frame is speech where the chunks' mean P(anyone talks) passes this
     min_turn_seconds: float = 0.0    # shorter turns are dropped
@@ -228,8 +229,12 @@ class SpeakerDiarizer:
     def _apart(self, units: list[Unit], similarity: np.ndarray, labels: np.ndarray) -> None:
         """Where two units of one chunk's different local speakers talk at once and got one speaker,
         the one less like that speaker takes its next most similar speaker; with one speaker
-        found so far, a second (two voices at once are two people, even with no solo speech to
-        found a cluster), unless MAX_SPEAKERS is 1."""
+        found, a second (two voices at once are two people, even with no solo speech to found a
+        cluster), unless MAX_SPEAKERS is 1."""
+        if similarity.shape[1] == 1:
+            if self.max_speakers == 1:
+                return
+            similarity = np.hstack([similarity, np.full((len(similarity), 1), -1.0, similarity.dtype)])
         by_chunk: dict[int, list[int]] = {}
         for i, u in enumerate(units):
             by_chunk.setdefault(u.chunk, []).append(i)
@@ -239,10 +244,7 @@ class SpeakerDiarizer:
                     ux, uy = units[x], units[y]
                     if x < y and ux.local != uy.local and labels[x] == labels[y] and ux.first < uy.end and uy.first < ux.end:
                         loser = x if similarity[x, labels[x]] < similarity[y, labels[y]] else y
-                        if similarity.shape[1] > 1:
-                            labels[loser] = int(np.argsort(-similarity[loser])[1])
-                        elif self.max_speakers != 1:
-                            labels[loser] = 1
+                        labels[loser] = int(np.argsort(-similarity[loser])[1])
 
     def _cluster(self, embeddings: np.ndarray) -> np.ndarray:
         """Cluster labels of the embeddings. Past ``MAX_CLUSTERED``, an even sample is clustered and
@@ -261,7 +263,8 @@ class SpeakerDiarizer:
 
         if len(embeddings) < 2:
             return np.zeros(len(embeddings), dtype=int)
-        tree = linkage(embeddings, method="average", metric="cosine")
+        method = self.parameters.linkage
+        tree = linkage(embeddings, method=method, metric="cosine" if method == "average" else "euclidean")
         labels = _without_small_clusters(embeddings, fcluster(tree, t=self.parameters.threshold, criterion="distance"),
                                          self.parameters.min_cluster_size)
         found = len(set(labels))
