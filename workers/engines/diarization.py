@@ -38,7 +38,8 @@ from workers.processing.audio import SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 MAX_CLUSTERED = 3000  # embeddings clustered at once (about 4 hours of speech at the default step)
-BATCH = 32
+SEGMENTATION_BATCH = 8  # 10 s chunks at once: SincNet's first layer holds 80 x 16,000 floats per chunk
+EMBEDDING_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,8 @@ class SpeakerDiarizer:
         if starts[-1] + window < len(padded):
             starts.append(len(padded) - window)
         active, soft, speech = [], [], []
-        for b in range(0, len(starts), BATCH):
-            batch = np.stack([padded[s:s + window] for s in starts[b:b + BATCH]])[:, None, :]
+        for b in range(0, len(starts), SEGMENTATION_BATCH):
+            batch = np.stack([padded[s:s + window] for s in starts[b:b + SEGMENTATION_BATCH]])[:, None, :]
             classes = seg.model(torch.from_numpy(batch).to(self.device)).exp().float().cpu().numpy()
             active.append(seg.powerset[classes.argmax(axis=-1)] > 0)
             soft.append(classes @ seg.powerset)
@@ -178,25 +179,28 @@ class SpeakerDiarizer:
         return units
 
     def _embeddings(self, audio: np.ndarray, chunks: Chunks, units: list[Unit]) -> np.ndarray:
-        """L2-normalised CAM++ embeddings of the units' chosen frames (at most ``embedding_seconds``)."""
+        """L2-normalised CAM++ embeddings of the units' chosen frames (at most ``embedding_seconds``),
+        in batches of similar length; a batch's audio is cut out only when it is embedded, so memory
+        does not grow with the recording."""
         torch, p, step = self._torch, self.parameters, self.segmentation.frame_step
         cap = int(p.embedding_seconds * SAMPLE_RATE)
-        waves = []
-        for u in units:
+
+        def wave(u: Unit) -> np.ndarray:
             samples = _frames_audio(audio, chunks.starts[u.chunk], u.frames, step)
-            if len(samples) > cap:
-                middle = (len(samples) - cap) // 2
-                samples = samples[middle:middle + cap]
-            waves.append(samples)
-        embeddings = np.zeros((len(waves), speaker_models.EMBEDDING_DIM), np.float32)
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-        for b in range(0, len(order), BATCH):
-            group = order[b:b + BATCH]
+            middle = max(0, (len(samples) - cap) // 2)
+            samples = samples[middle:middle + cap]
+            return np.pad(samples, (0, max(0, 400 - len(samples))))  # at least one 25 ms frame
+
+        embeddings = np.zeros((len(units), speaker_models.EMBEDDING_DIM), np.float32)
+        order = sorted(range(len(units)), key=lambda i: units[i].frames.sum())
+        for b in range(0, len(order), EMBEDDING_BATCH):
+            group = order[b:b + EMBEDDING_BATCH]
+            waves = [wave(units[i]) for i in group]
             # one batch shares one length: its longer members are cut to the shortest (sorted by
             # length, they differ little)
-            shortest = max(len(waves[group[0]]), 400)
-            feats = [speaker_models.kaldi_fbank(torch.from_numpy(np.pad(waves[i], (0, max(0, 400 - len(waves[i]))))[:shortest])
-                                                .to(self.device), self._banks) for i in group]
+            shortest = min(len(w) for w in waves)
+            feats = [speaker_models.kaldi_fbank(torch.from_numpy(w[:shortest]).to(self.device), self._banks)
+                     for w in waves]
             embeddings[group] = self.embedding(torch.stack(feats)).float().cpu().numpy()
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         return embeddings / np.maximum(norms, 1e-9)
