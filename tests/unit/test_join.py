@@ -149,3 +149,18 @@ def test_a_segment_goes_to_whoever_talks_most_over_it_when_turns_overlap() -> No
     # A has the longest single turn over the segment, B talks longer over it in two turns
     turns = [SpeakerTurn(0.0, 2.5, "A"), SpeakerTurn(0.0, 1.5, "B"), SpeakerTurn(1.6, 3.0, "B")]
     assert speaker_at(0.0, 3.0, turns) == "B"
+
+
+def test_a_segment_that_bridges_a_pause_the_diarizer_hears_is_cut_there() -> None:
+    from workers.core.contracts import SpeakerTurn, Word
+    from workers.processing.speakers import attribute
+
+    words = [Word(0.0, 0.8, " Hello", 0.9), Word(0.8, 1.9, " there.", 0.9), Word(4.0, 4.6, " Anyway,", 0.9),
+             Word(4.6, 5.5, " next.", 0.9)]
+    bridging = Segment(0, 0.0, 5.5, "Hello there. Anyway, next.", -0.1, 0.01, words)
+    turns = [SpeakerTurn(0.0, 2.0, "S1"), SpeakerTurn(3.9, 5.6, "S1")]
+    out = attribute([bridging], turns, None)
+    assert [(s.start, s.end, s.text, s.speaker) for s in out] == [(0.0, 1.9, "Hello there.", "S1"),
+                                                                  (4.0, 5.5, "Anyway, next.", "S1")]
+    # without a pause in the diarizer's speech the segment stays whole
+    assert len(attribute([bridging], [SpeakerTurn(0.0, 5.6, "S1")], None)) == 1

@@ -1,11 +1,12 @@
 """Who said each segment and word, and what each speaker's part of the conversation was like.
 
 A segment from a channel analysed apart belongs to that channel's speaker. Otherwise each word
-takes the speaker turn it overlaps most (the nearest turn when it overlaps none), and a
-segment whose words change speaker is cut there. A run of words shorter than
-``BLIP_SECONDS`` between two runs of one other speaker keeps that speaker: embeddings every
-0.8 s make such blips noise, not a turn. Diarized speakers are named S1, S2, … in the order
-they first speak in the transcript.
+takes the speaker who talks most over it in the diarized turns (which may overlap; the nearest
+turn when none covers it). A segment is cut where its words change speaker, and where its words
+are apart by a pause of ``PAUSE_SECONDS`` in which the diarizer hears no one (the transcript's
+segments bridge pauses). A run of words shorter than ``BLIP_SECONDS`` between two runs of one
+other speaker keeps that speaker: such blips are noise, not a turn. Diarized speakers are named
+S1, S2, … in the order they first speak in the transcript.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from workers.core.contracts import Segment, SpeakerTurn, Word
 
 BLIP_SECONDS = 0.5
 INTERRUPTION_SECONDS = 0.2  # overlap that makes a new turn an interruption
+PAUSE_SECONDS = 0.5  # silence between two words, by the diarizer, that cuts a segment
 
 
 def speaker_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> Optional[str]:
@@ -77,6 +79,7 @@ def _split_by_speaker(seg: Segment, turns: Sequence[SpeakerTurn]) -> list[Segmen
     who = [speaker_at(w.start, w.end, turns) for w in seg.words]
     runs = _runs(seg.words, who)
     runs = _without_blips(runs)
+    runs = [piece for speaker, words in runs for piece in _cut_at_pauses(speaker, words, _speech(turns))]
     if len(runs) == 1:
         return [_spoken_by(seg, runs[0][0])]
     return [
@@ -84,6 +87,44 @@ def _split_by_speaker(seg: Segment, turns: Sequence[SpeakerTurn]) -> list[Segmen
                 speaker=speaker, words=[replace(w, speaker=speaker) for w in words])
         for speaker, words in runs
     ]
+
+
+def _speech(turns: Sequence[SpeakerTurn]) -> list[tuple[float, float]]:
+    """Where anyone talks: the union of the turns, in time order."""
+    merged: list[tuple[float, float]] = []
+    for t in sorted(turns, key=lambda t: t.start):
+        if merged and t.start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], t.end))
+        else:
+            merged.append((t.start, t.end))
+    return merged
+
+
+def _longest_pause(start: float, end: float, speech: Sequence[tuple[float, float]]) -> float:
+    """The longest stretch of [start, end] in which the diarizer hears no one."""
+    longest, position = 0.0, start
+    for a, b in speech:
+        if b <= position:
+            continue
+        if a >= end:
+            break
+        longest = max(longest, min(a, end) - position)
+        position = max(position, b)
+    return max(longest, end - position)
+
+
+def _cut_at_pauses(speaker: Optional[str], words: list[Word],
+                   speech: Sequence[tuple[float, float]]) -> list[tuple[Optional[str], list[Word]]]:
+    """One speaker's words cut where the diarizer hears no one for ``PAUSE_SECONDS`` between two
+    words' middles: a transcript segment that bridges a pause becomes two."""
+    pieces = [[words[0]]]
+    for previous, word in zip(words, words[1:]):
+        middle_before, middle_after = (previous.start + previous.end) / 2, (word.start + word.end) / 2
+        if _longest_pause(middle_before, middle_after, speech) >= PAUSE_SECONDS:
+            pieces.append([word])
+        else:
+            pieces[-1].append(word)
+    return [(speaker, piece) for piece in pieces]
 
 
 def _runs(words: Sequence[Word], who: Sequence[Optional[str]]) -> list[tuple[Optional[str], list[Word]]]:
