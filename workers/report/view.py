@@ -84,6 +84,7 @@ class ReportView:
     text_sentiment: str | None
     speakers: Sequence[SpeakerView]
     track: Track
+    turns: Sequence[tuple[float, float, str]] = ()  # diarized (start, end, speaker); may overlap
 
     def with_windows(self, ser: SerPartial) -> ReportView:
         """The same view with the track of the job's emotion windows; ValueError for another job's
@@ -142,6 +143,7 @@ def read_view(record: Any) -> ReportView:
         text_sentiment=_sentiment_label(summary.get("text_sentiment")),
         speakers=[_speaker(s) for s in record.get("speakers") or () if isinstance(s, dict) and s.get("speaker")],
         track=_segment_track(segments),
+        turns=_turns(record.get("turns")),
     )
 
 
@@ -189,6 +191,17 @@ def _segment(index: int, raw: Any) -> SegmentView:
         speaker=None if speaker is None else str(speaker),
         text_sentiment=_sentiment_label(raw.get("text_sentiment")),
     )
+
+
+def _turns(raw: Any) -> list[tuple[float, float, str]]:
+    """The result's diarized turns; entries without numeric times or a speaker are left out."""
+    out = []
+    for t in raw if isinstance(raw, list) else ():
+        t = _object(t)
+        start, end = _number(t.get("start")), _number(t.get("end"))
+        if start is not None and end is not None and t.get("speaker") is not None:
+            out.append((start, end, str(t["speaker"])))
+    return out
 
 
 def _speaker(raw: dict) -> SpeakerView:
