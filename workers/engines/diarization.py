@@ -199,8 +199,10 @@ class SpeakerDiarizer:
             group = order[b:b + EMBEDDING_BATCH]
             waves = [wave(units[i]) for i in group]
             # one batch shares one length: its longer members are cut to the shortest (sorted by
-            # length, they differ little)
+            # length, they differ little), rounded down to 0.5 s steps: few input shapes keep
+            # the allocator from holding memory for every shape it has seen
             shortest = min(len(w) for w in waves)
+            shortest = max(400, shortest - shortest % (SAMPLE_RATE // 2)) if shortest >= SAMPLE_RATE // 2 else shortest
             feats = [speaker_models.kaldi_fbank(torch.from_numpy(w[:shortest]).to(self.device), self._banks)
                      for w in waves]
             embeddings[group] = self.embedding(torch.stack(feats)).float().cpu().numpy()
