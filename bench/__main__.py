@@ -4,6 +4,7 @@
     python -m bench --stt base          the default multilingual base STT
     python -m bench --minutes 3         only the 3-minute file
     python -m bench faults              the fault campaign (bench/faults.py)
+    python -m bench diarization         who spoke when against human references (bench/diarization.py)
     python -m bench peers               this STT engine against faster-whisper, openai-whisper,
                                         WhisperX on real speech (see bench/peers.py)
 
@@ -119,6 +120,10 @@ if __name__ == "__main__":
         from bench.faults import main as faults
 
         sys.exit(faults(sys.argv[2:]))
+    if sys.argv[1:2] == ["diarization"]:
+        from bench.diarization import main as diarization
+
+        sys.exit(diarization(sys.argv[2:]))
     if sys.argv[1:2] == ["peers"]:
         from bench.peers import main as peers
 

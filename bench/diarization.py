@@ -1,30 +1,52 @@
-"""Diarization error rate and speed on conversations assembled from real clips.
+"""Who spoke when, scored against human references with ``pyannote.metrics``.
 
-    python -m bench.diarization
+    python -m bench diarization                      every system, every file
+    python -m bench diarization --system pyannote    one system (pyannote, resemblyzer, vad-one-speaker)
+    python -m bench diarization --split test         only the files no threshold was chosen on
 
-Each conversation joins clips of different speakers in ../shared/external (LJ Speech, the two
-Harvard-sentence speakers, JFK, TIMIT, …) at one loudness, so the true turns are known: with
-pauses, back to back (no pause), with short turns (< 1.5 s, cut from longer clips) and with one
-speaker only. DER = (missed speech + false alarm + speaker confusion) / reference speech, in 10 ms
-frames (a frame where two speak counts twice), with a 0.25 s collar around every reference
-boundary left unscored and the best one-to-one naming of found speakers. Last, the two-speaker stereo clip mixed to mono, scored
-against each channel's own speech (the two talk at the same time there). Target: DER ≤ 15 %,
-≥ 30× real time on the 2-core box.
+Two sets of recordings, each cut in two halves: ``tune`` (thresholds are chosen on it) and
+``test`` (reported, never tuned on):
+
+* ``ami``: the six 30 s AMI meeting excerpts in ../shared/external/ami-excerpts (2-4 speakers,
+  0-44 % overlapped speech) with their human reference turns (RTTM).
+* ``assembled``: conversations joined from clean clips of different readers (LJ Speech, the two
+  Harvard-sentence speakers, JFK, TIMIT, …) at one loudness. The reference is each clip's own
+  extent, trimmed of its leading and trailing silence by a plain energy threshold: never from the
+  VAD that a diarizer uses.
+
+Figures: DER at collar 0 and at ±0.25 s (``DiarizationErrorRate(collar=0.5)``: pyannote's collar is
+the total width), overlapped speech scored, split into missed speech, false alarm and speaker
+confusion; JER; the number of speakers found against the reference's; x real time of the
+diarizer alone by the wall clock (x RT; the machine's load distorts it) and by the
+process's CPU time (x CPU: audio seconds per CPU second, all threads together). Pooled figures add up every
+file's error seconds over every file's reference seconds, as pyannote.metrics' ``abs(metric)``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from bench.corpus import EXTERNAL, require_external
 from workers.processing.audio import SAMPLE_RATE, decode
-from workers.engines.diarization import SpeakerDiarizer, Turn, speech_regions
 
-STEP = 0.01
-COLLAR = 0.25
+AMI = "ami-excerpts"
+# Half of the AMI excerpts to choose thresholds on, half to report: each half has a 2-speaker
+# file, 3- or 4-speaker files, and low and high overlap.
+AMI_FILES = {
+    "ami-EN2001a-0-30s": "tune",   # 3 speakers, 20 % overlap
+    "ami-EN2006a-0-30s": "tune",   # 4 speakers, 27 %
+    "ami-pyannote-trn03": "tune",  # 2 speakers, 0.3 %
+    "ami-ES2003a-0-30s": "test",   # 2 speakers, 5 %
+    "ami-EN2003a-0-30s": "test",   # 3 speakers, 16 %
+    "ami-EN2009b-0-30s": "test",   # 3 speakers, 44 %
+}
 VOICES = {
     "LJ": [f"coqui-ljspeech/LJ001-000{i}.wav" for i in range(1, 9)],
     "H1": [f"speechbrain-samples/spk1_snt{i}.wav" for i in range(1, 6)],
@@ -33,16 +55,47 @@ VOICES = {
     "TIMIT": ["deepspeech-smoke/LDC93S1.wav"],
     "EX": ["speechbrain-samples/example1.wav"],
 }
-# (name, turns as "speaker[:seconds]" where seconds cuts the clip short, pause between turns)
+# (name, turns as "speaker[:seconds]" where seconds cuts the clip short, pause between turns, split)
 CONVERSATIONS = [
-    ("two readers, pauses", "LJ H1 LJ H1 LJ H1", 0.6),
-    ("two readers, back to back", "H1 H2 H1 H2 H1 H2", 0.0),
-    ("short turns (1.2 s)", "LJ H2:1.2 LJ H2:1.2 LJ H2:1.2", 0.3),
-    ("three speakers", "LJ H1 H2 LJ H1 H2", 0.4),
-    ("four speakers, short", "H1 TIMIT H2:1.4 EX H1:1.3 TIMIT", 0.3),
-    ("speech and reading", "JFK LJ JFK LJ", 0.5),
-    ("one speaker", "LJ LJ LJ LJ", 0.5),
+    ("two readers, pauses", "LJ H1 LJ H1 LJ H1", 0.6, "tune"),
+    ("two readers, back to back", "H1 H2 H1 H2 H1 H2", 0.0, "test"),
+    ("short turns (1.2 s)", "LJ H2:1.2 LJ H2:1.2 LJ H2:1.2", 0.3, "tune"),
+    ("three speakers", "LJ H1 H2 LJ H1 H2", 0.4, "test"),
+    ("four speakers, short", "H1 TIMIT H2:1.4 EX H1:1.3 TIMIT", 0.3, "test"),
+    ("speech and reading", "JFK LJ JFK LJ", 0.5, "tune"),
+    ("one speaker", "LJ LJ LJ LJ", 0.5, "test"),
 ]
+SYSTEMS = ("pyannote", "resemblyzer", "vad-one-speaker")
+Turns = list[tuple[float, float, str]]
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    corpus: str
+    split: str
+    audio: np.ndarray
+    reference: Turns
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+def read_rttm(path: Path) -> Turns:
+    turns = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if fields and fields[0] == "SPEAKER":
+            start, duration = float(fields[3]), float(fields[4])
+            turns.append((start, start + duration, fields[7]))
+    return turns
+
+
+def ami_recordings() -> list[Recording]:
+    folder = EXTERNAL / AMI
+    return [Recording(stem, "ami", split, decode(folder / f"{stem}.flac", max_seconds=600).samples,
+                      read_rttm(folder / f"{stem}.rttm")) for stem, split in AMI_FILES.items()]
 
 
 def clip(name: str, k: int) -> np.ndarray:
@@ -50,89 +103,157 @@ def clip(name: str, k: int) -> np.ndarray:
     return (audio * (0.08 / (np.sqrt(np.mean(audio ** 2)) + 1e-9))).astype(np.float32)
 
 
-def assemble(turns: str, pause: float) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
-    parts, truth, position, used = [], [], 0, {}
+def trimmed(audio: np.ndarray, floor_db: float = -35.0) -> np.ndarray:
+    """The clip from its first to its last 10 ms frame within ``floor_db`` of its loudest frame."""
+    hop = SAMPLE_RATE // 100
+    frames = audio[:len(audio) // hop * hop].reshape(-1, hop)
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    loud = np.flatnonzero(level > level.max() + floor_db)
+    return audio[loud[0] * hop:(loud[-1] + 1) * hop] if len(loud) else audio[:0]
+
+
+def assemble(turns: str, pause: float) -> tuple[np.ndarray, Turns]:
+    """The clips in order with ``pause`` seconds between; each clip's own extent is its reference turn."""
+    parts, reference, position, used = [], [], 0, {}
     for spec in turns.split():
         name, _, seconds = spec.partition(":")
-        audio = clip(name, used.get(name, 0))
+        audio = trimmed(clip(name, used.get(name, 0)))
         used[name] = used.get(name, 0) + 1
         if seconds:
-            speech = speech_regions(audio)
-            start = int(speech[0][0] * SAMPLE_RATE) if speech else 0
-            audio = audio[start:start + int(float(seconds) * SAMPLE_RATE)]
-        for a, b in speech_regions(audio) or [(0.0, len(audio) / SAMPLE_RATE)]:
-            truth.append((position / SAMPLE_RATE + a, position / SAMPLE_RATE + b, name))
+            audio = audio[:int(float(seconds) * SAMPLE_RATE)]
+        reference.append((position / SAMPLE_RATE, (position + len(audio)) / SAMPLE_RATE, name))
         gap = np.zeros(int(pause * SAMPLE_RATE), np.float32)
         parts += [audio, gap]
         position += len(audio) + len(gap)
-    return np.concatenate(parts), truth
+    return np.concatenate(parts), reference
 
 
-def der(truth: list[tuple[float, float, str]], found: list[Turn], duration: float) -> dict[str, float]:
-    from scipy.optimize import linear_sum_assignment
-
-    n = int(duration / STEP) + 1
-    names = sorted({w for *_, w in truth})
-    hyp_names = sorted({t.speaker for t in found})
-    ref = np.zeros((len(names), n), bool)
-    hyp = np.zeros((len(hyp_names), n), bool)
-    scored = np.ones(n, bool)
-    for a, b, w in truth:
-        ref[names.index(w), int(a / STEP):int(b / STEP)] = True
-        for edge in (a, b):
-            scored[max(0, int((edge - COLLAR) / STEP)):int((edge + COLLAR) / STEP)] = False
-    for t in found:
-        hyp[hyp_names.index(t.speaker), int(t.start / STEP):int(t.end / STEP)] = True
-    ref, hyp = ref[:, scored], hyp[:, scored]
-    overlap = ref.astype(float) @ hyp.T.astype(float)
-    rows, cols = linear_sum_assignment(-overlap) if len(hyp_names) else ([], [])
-    correct = np.zeros(ref.shape[1])
-    for r, c in zip(rows, cols):
-        correct += ref[r] & hyp[c]
-    n_ref, n_hyp = ref.sum(0), hyp.sum(0)
-    total = n_ref.sum()
-    missed = np.maximum(0, n_ref - n_hyp).sum()
-    false_alarm = np.maximum(0, n_hyp - n_ref).sum()
-    confusion = (np.minimum(n_ref, n_hyp) - correct).sum()
-    return {"missed": missed / total, "false_alarm": false_alarm / total, "confusion": confusion / total,
-            "der": (missed + false_alarm + confusion) / total}
+def assembled_recordings() -> list[Recording]:
+    return [Recording(name, "assembled", split, *assemble(turns, pause)) for name, turns, pause, split in CONVERSATIONS]
 
 
-def main() -> None:
-    argparse.ArgumentParser(prog="python -m bench.diarization", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+def annotation(turns: Turns, uri: str):
+    from pyannote.core import Annotation, Segment
+
+    out = Annotation(uri=uri)
+    for k, (start, end, speaker) in enumerate(turns):
+        if end > start:
+            out[Segment(start, end), k] = speaker
+    return out
+
+
+@dataclass(frozen=True)
+class Score:
+    """Error seconds of one file (or pooled files) and the reference seconds they are out of."""
+    total: float
+    missed: float
+    false_alarm: float
+    confusion: float
+    total_no_collar: float
+    errors_no_collar: float
+    jer: float
+    speakers_found: int
+    speakers_true: int
+
+    @property
+    def der(self) -> float:
+        return (self.missed + self.false_alarm + self.confusion) / self.total if self.total else 0.0
+
+    @property
+    def der_no_collar(self) -> float:
+        return self.errors_no_collar / self.total_no_collar if self.total_no_collar else 0.0
+
+
+def score(reference: Turns, hypothesis: Turns, duration: float, uri: str = "file") -> Score:
+    """DER with a ±0.25 s collar (parts) and without, JER, speaker counts; overlap scored; the
+    whole recording (0 to ``duration``) is scored."""
+    from pyannote.core import Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+
+    ref, hyp = annotation(reference, uri), annotation(hypothesis, uri)
+    uem = Timeline([Segment(0.0, duration)], uri=uri)
+    collared = DiarizationErrorRate(collar=0.5, skip_overlap=False)(ref, hyp, uem=uem, detailed=True)
+    exact = DiarizationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=uem, detailed=True)
+    jer = JaccardErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=uem) if len(ref.labels()) else 0.0
+    return Score(collared["total"], collared["missed detection"], collared["false alarm"], collared["confusion"],
+                 exact["total"], exact["missed detection"] + exact["false alarm"] + exact["confusion"], float(jer),
+                 len({s for *_, s in hypothesis}), len({s for *_, s in reference}))
+
+
+def pooled(scores: list[Score]) -> Score:
+    return Score(*(sum(getattr(s, k) for s in scores) for k in ("total", "missed", "false_alarm", "confusion",
+                                                                  "total_no_collar", "errors_no_collar")),
+                 float(np.mean([s.jer for s in scores])) if scores else 0.0,
+                 sum(s.speakers_found == s.speakers_true for s in scores), len(scores))
+
+
+def system(name: str) -> Callable[[np.ndarray], Turns]:
+    """A diarizer by name, as a function from mono 16 kHz audio to (start, end, speaker) turns."""
+    if name == "vad-one-speaker":
+        from workers.engines.diarization import speech_regions
+
+        return lambda audio: [(a, b, "S1") for a, b in speech_regions(audio)]
+    if name == "resemblyzer":
+        from bench.resemblyzer_diarizer import ResemblyzerDiarizer as Diarizer
+    else:
+        from workers.engines.diarization import SpeakerDiarizer as Diarizer
+    diarizer = Diarizer(device="cpu")
+    return lambda audio: [(t.start, t.end, t.speaker) for t in diarizer.turns(audio)]
+
+
+HEADER = (f"{'file':<28}{'split':>6}{'s':>6}{'spk':>6}{'missed':>8}{'f.alarm':>8}{'confus.':>8}"
+          f"{'DER':>7}{'DER c0':>8}{'JER':>7}{'x RT':>7}{'x CPU':>7}")
+
+
+def line(name: str, split: str, seconds: float, s: Score, speed: float, cpu_speed: float,
+         count: str | None = None) -> str:
+    t = s.total or 1.0
+    return (f"{name:<28}{split:>6}{seconds:>6.0f}{count or f'{s.speakers_found}/{s.speakers_true}':>6}"
+            f"{s.missed / t:>8.1%}{s.false_alarm / t:>8.1%}{s.confusion / t:>8.1%}{s.der:>7.1%}"
+            f"{s.der_no_collar:>8.1%}{s.jer:>7.1%}{speed:>7.0f}{cpu_speed:>7.0f}")
+
+
+def run(name: str, recordings: list[Recording]) -> None:
+    diarize = system(name)
+    diarize(recordings[0].audio[:5 * SAMPLE_RATE])  # warm-up: the first call loads kernels
+    print(f"\n== {name}\n{HEADER}")
+    results: list[tuple[Recording, Score, float, float]] = []
+    for r in recordings:
+        t0, c0 = time.perf_counter(), time.process_time()
+        hypothesis = diarize(r.audio)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        s = score(r.reference, hypothesis, r.seconds, r.name)
+        results.append((r, s, seconds, cpu))
+        print(line(r.name[:28], r.split, r.seconds, s, r.seconds / seconds, r.seconds / cpu), flush=True)
+    for corpus in ("ami", "assembled"):
+        for split in ("tune", "test", "all"):
+            chosen = [x for x in results if x[0].corpus == corpus and split in (x[0].split, "all")]
+            if chosen:
+                p = pooled([x[1] for x in chosen])
+                audio = sum(x[0].seconds for x in chosen)
+                wall, cpu = sum(x[2] for x in chosen), sum(x[3] for x in chosen)
+                print(line(f"{corpus} (pooled)", split, audio, p, audio / wall, audio / cpu,
+                           f"{p.speakers_found}/{p.speakers_true}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench diarization", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--system", choices=SYSTEMS, action="append", help="default: all")
+    parser.add_argument("--split", choices=("tune", "test", "all"), default="all")
+    parser.add_argument("--corpus", choices=("ami", "assembled", "all"), default="all")
+    args = parser.parse_args(argv)
     require_external()
-    diarizer = SpeakerDiarizer(device="cpu")
-    diarizer.turns(clip("LJ", 0))  # warm-up
-    print(f"{'conversation':<30}{'audio s':>8}{'speakers':>10}{'missed':>8}{'f.alarm':>8}{'confus.':>8}{'DER':>7}{'x RT':>7}")
-    sums = np.zeros(4)
-    audio_total = compute_total = 0.0
-    for name, turns, pause in CONVERSATIONS:
-        audio, truth = assemble(turns, pause)
-        t0 = time.perf_counter()
-        found = diarizer.turns(audio)
-        seconds = time.perf_counter() - t0
-        score = der(truth, found, len(audio) / SAMPLE_RATE)
-        weight = sum(b - a for a, b, _ in truth)
-        sums += weight * np.array([score[k] for k in ("missed", "false_alarm", "confusion", "der")])
-        audio_total += len(audio) / SAMPLE_RATE
-        compute_total += seconds
-        true_speakers = len({w for *_, w in truth})
-        print(f"{name:<30}{len(audio) / SAMPLE_RATE:>8.1f}{f'{len({t.speaker for t in found})}/{true_speakers}':>10}"
-              f"{score['missed']:>8.1%}{score['false_alarm']:>8.1%}{score['confusion']:>8.1%}{score['der']:>7.1%}"
-              f"{len(audio) / SAMPLE_RATE / seconds:>7.0f}")
-    speech_total = sum(sum(b - a for a, b, _ in assemble(t, p)[1]) for _, t, p in CONVERSATIONS)
-    missed, false_alarm, confusion, total = sums / speech_total
-    print(f"{'all (speech-weighted)':<30}{audio_total:>8.1f}{'':>10}{missed:>8.1%}{false_alarm:>8.1%}"
-          f"{confusion:>8.1%}{total:>7.1%}{audio_total / compute_total:>7.0f}")
-    stereo = decode(EXTERNAL / "fw-tests/stereo_diarization.wav", max_seconds=60, keep_channels=True)
-    truth = [(a, b, f"channel {c}") for c, signal in enumerate(stereo.channels) for a, b in speech_regions(signal)]
-    found = diarizer.turns(stereo.samples)
-    score = der(truth, found, stereo.duration)
-    print(f"\nstereo_diarization.wav mixed to mono (the two talk at once): {len({t.speaker for t in found})} speakers "
-          f"found of 2, DER {score['der']:.1%} (missed {score['missed']:.1%}, confusion {score['confusion']:.1%}); "
-          "split per channel (CHANNEL_MODE=auto) it needs no diarization")
+    recordings = [r for r in (ami_recordings() if args.corpus != "assembled" else [])
+                  + (assembled_recordings() if args.corpus != "ami" else [])
+                  if args.split in (r.split, "all")]
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: x RT is distorted by other work. "
+          "spk: speakers found/true (pooled: files with the right count/files). DER: ±0.25 s collar, "
+          "DER c0: no collar; overlap scored in both.")
+    for name in args.system or SYSTEMS:
+        run(name, recordings)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -45,6 +45,7 @@ def synthetic_result(
         rows.append(row)
     result["segments"] = rows
     result["speakers"] = [_speaker_summary(name, rows, labels) for name in dict.fromkeys(speakers)] or None
+    result["turns"] = None  # the golden's turns are of its own two segments
     result["duration"] = round(segments * seconds_each * 1.1, 2)
     share = round(1 / len(labels), 4)
     result["summary"]["distribution"] = [{"label": label, "score": share} for label in labels]

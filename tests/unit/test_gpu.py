@@ -75,3 +75,22 @@ def test_whisper_head_on_cuda_is_float16_and_agrees_with_int8_on_the_cpu(fast_se
     on_cpu = np.array([w.scores for w in cpu_engine.classify(audio).windows])
     assert np.abs(on_gpu - on_cpu).max() < 0.1
     assert (on_gpu.argmax(1) == on_cpu.argmax(1)).mean() >= 0.9
+
+
+@pytest.mark.gpu
+def test_the_diarizer_on_cuda_finds_what_it_finds_on_the_cpu() -> None:
+    import torch
+
+    from bench.diarization import score
+    from tests.external_data import external
+    from workers.engines.diarization import SpeakerDiarizer
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device (or is the CPU build)")
+    audio = decode(external("ami-excerpts/ami-EN2009b-0-30s.flac"), max_seconds=600).samples
+    on_gpu = SpeakerDiarizer(device="cuda")
+    assert on_gpu.device == "cuda"
+    gpu = [(t.start, t.end, t.speaker) for t in on_gpu.turns(audio)]
+    cpu = [(t.start, t.end, t.speaker) for t in SpeakerDiarizer(device="cpu").turns(audio)]
+    assert len({s for *_, s in gpu}) == len({s for *_, s in cpu})
+    assert score(cpu, gpu, len(audio) / 16000).der_no_collar < 0.05

@@ -126,3 +126,42 @@ def test_labels_without_a_sentiment_are_named_when_the_pipeline_is_built(caplog)
     with caplog.at_level("WARNING", logger="workers.composition"):
         warn_unmapped_labels(GenericLabels(), "")
     assert "['LABEL_0', 'LABEL_1']" in caplog.text and "SENTIMENT_MAP" in caplog.text
+
+
+def test_overlapping_mono_turns_reach_the_result_named_as_the_segments_with_their_overlap() -> None:
+    from dataclasses import replace
+
+    from workers.core.contracts import SpeakerTurn
+
+    # the diarizer's own names (S1 first in the audio) differ from the transcript's order
+    turns = [SpeakerTurn(0.0, 1.0, "S1"), SpeakerTurn(1.0, 5.0, "S2"), SpeakerTurn(4.0, 8.0, "S1")]
+    result = do_merge(stt(seg(0, 1.2, 3.8), seg(1, 5.2, 7.5)), replace(ser(WINDOWS), speakers=turns))
+    assert [s.speaker for s in result.segments] == ["S1", "S2"]
+    assert [(t.start, t.end, t.speaker) for t in result.turns] == [(0.0, 1.0, "S2"), (1.0, 5.0, "S1"), (4.0, 8.0, "S2")]
+    by_name = {s.speaker: s for s in result.speakers}
+    assert by_name["S1"].overlap_seconds == pytest.approx(1.0) and by_name["S2"].overlap_seconds == pytest.approx(1.0)
+    assert by_name["S2"].interruptions == 1 and by_name["S1"].interruptions == 0
+
+
+def test_a_segment_goes_to_whoever_talks_most_over_it_when_turns_overlap() -> None:
+    from workers.core.contracts import SpeakerTurn
+    from workers.processing.speakers import speaker_at
+
+    # A has the longest single turn over the segment, B talks longer over it in two turns
+    turns = [SpeakerTurn(0.0, 2.5, "A"), SpeakerTurn(0.0, 1.5, "B"), SpeakerTurn(1.6, 3.0, "B")]
+    assert speaker_at(0.0, 3.0, turns) == "B"
+
+
+def test_a_segment_that_bridges_a_pause_the_diarizer_hears_is_cut_there() -> None:
+    from workers.core.contracts import SpeakerTurn, Word
+    from workers.processing.speakers import attribute
+
+    words = [Word(0.0, 0.8, " Hello", 0.9), Word(0.8, 1.9, " there.", 0.9), Word(4.0, 4.6, " Anyway,", 0.9),
+             Word(4.6, 5.5, " next.", 0.9)]
+    bridging = Segment(0, 0.0, 5.5, "Hello there. Anyway, next.", -0.1, 0.01, words)
+    turns = [SpeakerTurn(0.0, 2.0, "S1"), SpeakerTurn(3.9, 5.6, "S1")]
+    out = attribute([bridging], turns, None)
+    assert [(s.start, s.end, s.text, s.speaker) for s in out] == [(0.0, 1.9, "Hello there.", "S1"),
+                                                                  (4.0, 5.5, "Anyway, next.", "S1")]
+    # without a pause in the diarizer's speech the segment stays whole
+    assert len(attribute([bridging], [SpeakerTurn(0.0, 5.6, "S1")], None)) == 1

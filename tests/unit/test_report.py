@@ -196,9 +196,9 @@ def test_results_of_older_and_newer_pipeline_versions_open() -> None:
     old = read_view(golden("v0.1/result.json"))  # before speakers, channels and text sentiment
     assert old.segments and old.speakers == [] and old.segments[0].text_sentiment is None
     newer = golden()
-    newer["turns"] = [{"speaker": "S1", "start": 0.0, "end": 1.0}]  # fields a later version adds, at every level
-    newer["segments"][0]["emotion"]["uncertain"] = True
-    newer["engines"]["ser"]["licence"] = "research only"
+    newer["added_later"] = [{"speaker": "S1", "start": 0.0, "end": 1.0}]  # fields a later version adds, anywhere
+    newer["segments"][0]["emotion"]["added_later"] = True
+    newer["engines"]["ser"]["added_later"] = "research only"
     view = read_view(newer)
     assert [s.text for s in view.segments] == [s.text for s in read_view(golden()).segments]
     assert render_report(newer) == render_report(golden())
@@ -243,3 +243,17 @@ def test_a_result_whose_emotions_failed_still_shows_its_transcript() -> None:
     assert "could not be analysed" in html and "invalid_ser_partial" in html
     assert len(rows(html)) == 2 and all('class="seg e-none"' in row and ">–<" in row for row in rows(html))
     assert polylines(html) == {} and "of each of the 0 scored segments" in html
+
+
+def test_overlapping_diarized_turns_are_drawn_in_each_speakers_lane() -> None:
+    result = synthetic_result(2, speakers=("S1", "S2"))
+    end = result["segments"][-1]["end"]
+    result["turns"] = [{"start": 0.0, "end": end * 0.6, "speaker": "S1", "channel": None},
+                       {"start": end * 0.4, "end": end, "speaker": "S2", "channel": None},
+                       {"start": end * 0.5, "end": end * 0.55, "speaker": "S3", "channel": None}]
+    html = render_report(result)
+    bars = re.findall(r'<rect class="turn" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)"', html)
+    assert len(bars) == 3 and len({y for _, y, _ in bars}) == 3, "one bar per turn, each in its speaker's lane"
+    (x1, _, w1), (x2, _, _) = bars[0], bars[1]
+    assert float(x2) < float(x1) + float(w1), "the two speakers' bars overlap in time"
+    assert re.search(r'text-anchor="end">S3</text>', html), "a speaker heard but not transcribed gets a lane"

@@ -104,3 +104,33 @@ def test_long_recordings_cluster_a_sample_and_give_every_embedding_a_speaker(dia
     labels = diarizer._cluster(embeddings)
     assert len(set(labels)) == 2
     assert len(set(zip(who, labels))) == 2, "each voice is one cluster"
+
+
+def test_two_people_talking_at_once_give_overlapping_turns(diarizer) -> None:
+    stereo = decode(external("fw-tests/stereo_diarization.wav"), max_seconds=60, keep_channels=True)
+    turns = diarizer.turns(stereo.samples)
+    assert len({t.speaker for t in turns}) == 2
+    overlap = sum(max(0.0, min(a.end, b.end) - max(a.start, b.start))
+                  for i, a in enumerate(turns) for b in turns[i + 1:] if a.speaker != b.speaker)
+    assert overlap > 1.0, "the two channels' talkers overlap for seconds; mixed to mono the turns must too"
+
+
+def test_noise_alone_gives_at_most_one_speaker_and_never_fails(diarizer) -> None:
+    noise = np.random.default_rng(1).normal(scale=0.05, size=8 * SAMPLE_RATE).astype(np.float32)
+    assert len({t.speaker for t in diarizer.turns(noise)}) <= 1
+    assert len({t.speaker for t in diarizer.turns(noise[:SAMPLE_RATE // 10])}) <= 1  # shorter than one chunk
+
+
+def test_voices_at_once_in_several_chunks_with_one_speaker_found_become_two_speakers(diarizer) -> None:
+    from workers.engines.diarization import Unit
+
+    frames = np.ones(589, bool)
+    # in each of three chunks a voice with solo speech and two heard only over it (no solo speech)
+    units = [Unit(c, k, 0, 589, k == 0, frames) for c in range(3) for k in range(3)]
+    rng = np.random.default_rng(0)
+    voice = rng.normal(size=192)
+    embeddings = voice + rng.normal(scale=0.1, size=(9, 192))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = diarizer._clustered(units, embeddings)
+    assert all(labels[3 * c] != labels[3 * c + 1] for c in range(3))
+    assert len(set(labels)) == 2

@@ -130,7 +130,7 @@ class SerPartial:
     duration: Optional[float] = None
     timing: Optional[Timing] = None
     channels: Optional[list[str]] = None
-    speakers: Optional[list[SpeakerTurn]] = None  # who speaks when; None: not analysed
+    speakers: Optional[list[SpeakerTurn]] = None  # who speaks when (turns may overlap); None: not analysed
     decode_warnings: Optional[list[str]] = None
 
 
@@ -225,6 +225,9 @@ class Result:
     speakers: Optional[list[SpeakerSummary]] = None
     speech_coverage: Optional[float] = None  # copy of SttPartial.speech_coverage
     decode_warnings: Optional[list[str]] = None  # the partials' (both decode the same file)
+    # who speaks when from diarization, named as the segments' speakers; turns may overlap
+    # (two people at once). None: not diarized (channels analysed apart, DIARIZATION=off, an older record)
+    turns: Optional[list[SpeakerTurn]] = None
 
 
 @dataclass(frozen=True)

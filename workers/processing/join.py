@@ -27,6 +27,7 @@ from workers.core.contracts import (
     Sentiment,
     SerPartial,
     SpeakerSummary,
+    SpeakerTurn,
     SttPartial,
     Summary,
 )
@@ -82,7 +83,9 @@ def merge(
 
     segments: list[ResultSegment] = []
     segment_scores: list[tuple[float, np.ndarray]] = []
-    for seg in speakers.attribute(stt.segments, turns, channels) if stt.status == "ok" else []:
+    attributed, named_turns = (speakers.attribute_with_turns(stt.segments, turns, channels)
+                               if stt.status == "ok" else ([], None))
+    for seg in attributed:
         emotion, voice = None, None
         track = tracks.get(seg.channel) or tracks.get(None)
         if track is not None:
@@ -115,9 +118,10 @@ def merge(
         submitted_at=job.submitted_at,
         timings=ResultTimings(stt=stt.timing, ser=ser.timing, completed_at=completed_at),
         channels=channels,
-        speakers=_speaker_summaries(segments, ser.labels, sentiment_map) if emotions_ok else None,
+        speakers=_speaker_summaries(segments, ser.labels, sentiment_map, named_turns) if emotions_ok else None,
         speech_coverage=stt.speech_coverage if stt.status == "ok" else None,
         decode_warnings=stt.decode_warnings or ser.decode_warnings,
+        turns=named_turns,
     )
 
 
@@ -138,8 +142,10 @@ def _mean_text_sentiment(segments: Sequence[ResultSegment]) -> Optional[ScoredSe
     return ScoredSentiment(label_of(score, TEXT_CUTOFF), score)
 
 
-def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str],
-                       mapping: Mapping[str, Sentiment]) -> Optional[list[SpeakerSummary]]:
+def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str], mapping: Mapping[str, Sentiment],
+                       turns: Optional[Sequence[SpeakerTurn]] = None) -> Optional[list[SpeakerSummary]]:
+    """Per speaker of the segments; interruptions and overlap from the diarized turns where there
+    are any (mono), else from the segments (channels analysed apart overlap in time)."""
     names = list(dict.fromkeys(s.speaker for s in segments if s.speaker is not None))
     if not names:
         return None
@@ -150,7 +156,7 @@ def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str],
         scored = [(s.end - s.start, np.array([x.score for x in s.emotion.scores])) for s in mine if s.emotion]
         part = _summary(scored, labels, mapping)
         talk = sum(s.end - s.start for s in mine)
-        interruptions, overlap = speakers.overlaps(segments, name)
+        interruptions, overlap = speakers.overlaps(turns or segments, name)
         out.append(SpeakerSummary(
             speaker=name, channel=mine[0].channel, talk_seconds=talk, share=min(1.0, talk / total),
             turns=speakers.turn_count(segments, name), dominant_emotion=part.dominant_emotion,

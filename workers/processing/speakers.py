@@ -1,11 +1,12 @@
 """Who said each segment and word, and what each speaker's part of the conversation was like.
 
 A segment from a channel analysed apart belongs to that channel's speaker. Otherwise each word
-takes the speaker turn it overlaps most (the nearest turn when it overlaps none), and a
-segment whose words change speaker is cut there. A run of words shorter than
-``BLIP_SECONDS`` between two runs of one other speaker keeps that speaker: embeddings every
-0.8 s make such blips noise, not a turn. Diarized speakers are named S1, S2, … in the order
-they first speak in the transcript.
+takes the speaker who talks most over it in the diarized turns (which may overlap; the nearest
+turn when none covers it). A segment is cut where its words change speaker, and where its words
+are apart by a pause of ``PAUSE_SECONDS`` in which the diarizer hears no one (the transcript's
+segments bridge pauses). A run of words shorter than ``BLIP_SECONDS`` between two runs of one
+other speaker keeps that speaker: such blips are noise, not a turn. Diarized speakers are named
+S1, S2, … in the order they first speak in the transcript.
 """
 
 from __future__ import annotations
@@ -19,16 +20,23 @@ from workers.core.contracts import Segment, SpeakerTurn, Word
 
 BLIP_SECONDS = 0.5
 INTERRUPTION_SECONDS = 0.2  # overlap that makes a new turn an interruption
+PAUSE_SECONDS = 0.5  # silence between two words, by the diarizer, that cuts a segment
 
 
 def speaker_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> Optional[str]:
+    """The speaker who talks most over [start, end] (turns may overlap: two people at once);
+    the nearest turn's when none does."""
     if not turns:
         return None
     starts = np.array([t.start for t in turns])
     ends = np.array([t.end for t in turns])
     overlap = np.minimum(ends, end) - np.maximum(starts, start)
     if overlap.max() > 0:
-        return turns[int(np.argmax(overlap))].speaker
+        talked: dict[str, float] = {}
+        for t, seconds in zip(turns, overlap):
+            if seconds > 0:
+                talked[t.speaker] = talked.get(t.speaker, 0.0) + float(seconds)
+        return max(talked, key=talked.__getitem__)
     distance = np.maximum(starts - end, start - ends)
     return turns[int(np.argmin(distance))].speaker
 
@@ -36,6 +44,14 @@ def speaker_at(start: float, end: float, turns: Sequence[SpeakerTurn]) -> Option
 def attribute(segments: Sequence[Segment], turns: Optional[Sequence[SpeakerTurn]],
               channels: Optional[Sequence[str]]) -> list[Segment]:
     """Segments with their speaker (cut at speaker changes), in time order, numbered from 0."""
+    return attribute_with_turns(segments, turns, channels)[0]
+
+
+def attribute_with_turns(segments: Sequence[Segment], turns: Optional[Sequence[SpeakerTurn]],
+                         channels: Optional[Sequence[str]]) -> tuple[list[Segment], Optional[list[SpeakerTurn]]]:
+    """``attribute``'s segments, and the diarized turns named as those segments name their speakers
+    (a speaker who says no transcribed word is named after them, in order of first turn); None
+    when nothing was diarized."""
     out: list[Segment] = []
     for seg in segments:
         if seg.channel is not None and channels:
@@ -46,8 +62,11 @@ def attribute(segments: Sequence[Segment], turns: Optional[Sequence[SpeakerTurn]
         else:
             out.append(seg)
     out.sort(key=lambda s: (s.start, s.channel or 0))
-    out = _renamed_by_first_appearance(out, diarized=not channels)
-    return [replace(s, id=i) for i, s in enumerate(out)]
+    diarized = [t for t in turns or [] if t.channel is None] if not channels else []
+    names = _first_appearance(out, diarized) if not channels else {}
+    out = [s if s.speaker is None or s.speaker not in names else _spoken_by(s, names[s.speaker]) for s in out]
+    named = [replace(t, speaker=names[t.speaker]) for t in sorted(diarized, key=lambda t: (t.start, t.end))]
+    return [replace(s, id=i) for i, s in enumerate(out)], (named or None)
 
 
 def _spoken_by(seg: Segment, speaker: Optional[str]) -> Segment:
@@ -60,6 +79,7 @@ def _split_by_speaker(seg: Segment, turns: Sequence[SpeakerTurn]) -> list[Segmen
     who = [speaker_at(w.start, w.end, turns) for w in seg.words]
     runs = _runs(seg.words, who)
     runs = _without_blips(runs)
+    runs = [piece for speaker, words in runs for piece in _cut_at_pauses(speaker, words, _speech(turns))]
     if len(runs) == 1:
         return [_spoken_by(seg, runs[0][0])]
     return [
@@ -67,6 +87,44 @@ def _split_by_speaker(seg: Segment, turns: Sequence[SpeakerTurn]) -> list[Segmen
                 speaker=speaker, words=[replace(w, speaker=speaker) for w in words])
         for speaker, words in runs
     ]
+
+
+def _speech(turns: Sequence[SpeakerTurn]) -> list[tuple[float, float]]:
+    """Where anyone talks: the union of the turns, in time order."""
+    merged: list[tuple[float, float]] = []
+    for t in sorted(turns, key=lambda t: t.start):
+        if merged and t.start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], t.end))
+        else:
+            merged.append((t.start, t.end))
+    return merged
+
+
+def _longest_pause(start: float, end: float, speech: Sequence[tuple[float, float]]) -> float:
+    """The longest stretch of [start, end] in which the diarizer hears no one."""
+    longest, position = 0.0, start
+    for a, b in speech:
+        if b <= position:
+            continue
+        if a >= end:
+            break
+        longest = max(longest, min(a, end) - position)
+        position = max(position, b)
+    return max(longest, end - position)
+
+
+def _cut_at_pauses(speaker: Optional[str], words: list[Word],
+                   speech: Sequence[tuple[float, float]]) -> list[tuple[Optional[str], list[Word]]]:
+    """One speaker's words cut where the diarizer hears no one for ``PAUSE_SECONDS`` between two
+    words' middles: a transcript segment that bridges a pause becomes two."""
+    pieces = [[words[0]]]
+    for previous, word in zip(words, words[1:]):
+        middle_before, middle_after = (previous.start + previous.end) / 2, (word.start + word.end) / 2
+        if _longest_pause(middle_before, middle_after, speech) >= PAUSE_SECONDS:
+            pieces.append([word])
+        else:
+            pieces[-1].append(word)
+    return [(speaker, piece) for piece in pieces]
 
 
 def _runs(words: Sequence[Word], who: Sequence[Optional[str]]) -> list[tuple[Optional[str], list[Word]]]:
@@ -92,14 +150,13 @@ def _without_blips(runs: list[tuple[Optional[str], list[Word]]]) -> list[tuple[O
     return runs
 
 
-def _renamed_by_first_appearance(segments: list[Segment], *, diarized: bool) -> list[Segment]:
-    if not diarized:
-        return segments
+def _first_appearance(segments: Sequence[Segment], turns: Sequence[SpeakerTurn]) -> dict[str, str]:
+    """S1, S2, … in the order speakers first speak in the transcript, then in the turns."""
     names: dict[str, str] = {}
-    for s in segments:
-        if s.speaker is not None:
-            names.setdefault(s.speaker, f"S{len(names) + 1}")
-    return [s if s.speaker is None else _spoken_by(s, names[s.speaker]) for s in segments]
+    for who in [s.speaker for s in segments] + [t.speaker for t in sorted(turns, key=lambda t: t.start)]:
+        if who is not None:
+            names.setdefault(who, f"S{len(names) + 1}")
+    return names
 
 
 def turn_count(segments: Sequence[Segment], speaker: str) -> int:
@@ -113,8 +170,9 @@ def turn_count(segments: Sequence[Segment], speaker: str) -> int:
     return count
 
 
-def overlaps(segments: Sequence[Segment], speaker: str) -> tuple[int, float]:
-    """(interruptions, seconds of overlap) of ``speaker`` with the others' segments."""
+def overlaps(segments: Sequence[Segment | SpeakerTurn], speaker: str) -> tuple[int, float]:
+    """(interruptions, seconds of overlap) of ``speaker`` with the others' segments, or turns:
+    a mono recording's segments have one speaker each and never overlap, its diarized turns do."""
     mine = [s for s in segments if s.speaker == speaker]
     others = [s for s in segments if s.speaker not in (speaker, None)]
     interruptions, seconds = 0, 0.0

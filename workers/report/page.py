@@ -18,6 +18,7 @@ from workers.report.view import ReportView, SegmentView, read_view
 # Timeline geometry, in SVG user units (the picture scales to the page's width).
 WIDTH, LEFT, RIGHT, TOP = 1000.0, 72.0, 10.0, 8.0
 PLOT_HEIGHT, LANE_HEIGHT, LANE_GAP, AXIS_HEIGHT = 150.0, 16.0, 4.0, 22.0
+TURN_HEIGHT = 4.0  # the diarized turns' bar along the bottom of a speaker's lane
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
 
@@ -139,7 +140,7 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
         return ""
     track = view.track
     # A lane per speaker in order of first appearance; one "speech" lane when nobody is named.
-    lanes = list(dict.fromkeys(s.speaker for s in view.segments))
+    lanes = list(dict.fromkeys([s.speaker for s in view.segments] + [who for *_, who in view.turns]))
     end = view.end or 1.0
     x0, x1 = LEFT, WIDTH - RIGHT
 
@@ -172,6 +173,11 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
         out += [f'<rect class="s {colour_class(s.label, index)}" x="{x(s.start):.1f}" y="{top:g}" '
                 f'width="{max(x(s.end) - x(s.start), 0.5):.1f}" height="{LANE_HEIGHT:g}"/>'
                 for s in view.segments if s.speaker == speaker]
+        # the diarized turns as a thin bar along the lane's bottom, over the segments: two speakers'
+        # bars at one time overlap
+        out += [f'<rect class="turn" x="{x(a):.1f}" y="{top + LANE_HEIGHT - TURN_HEIGHT:g}" '
+                f'width="{max(x(b) - x(a), 0.5):.1f}" height="{TURN_HEIGHT:g}"/>'
+                for a, b, who in view.turns if who == speaker]
     out.append(f'<line class="playhead" x1="{x0:g}" x2="{x0:g}" y1="{TOP:g}" y2="{height:g}" visibility="hidden"/>')
     legend = "".join(f'<li class="e{i}"><svg width="28" height="10" aria-hidden="true">'
                      f'<line x1="0" y1="5" x2="28" y2="5"{dash(i)}/></svg>{escape(label)}</li>'
@@ -181,8 +187,10 @@ def _timeline(view: ReportView, index: dict[str, int], hours: bool) -> str:
                     f"one every {track.hop_seconds:g} s)")
     else:
         measured = f"of each of the {track.points} scored segments"
+    turns = (" (the dark bar along its bottom: when the diarizer hears them, at once where two talk together)"
+             if view.turns else "")
     described = (f"Score of each emotion label {measured}, at its middle, over {clock(end)}; below, when each "
-                 f"{'speaker' if lanes != [None] else 'segment'} speaks, coloured by its top emotion. "
+                 f"{'speaker' if lanes != [None] else 'segment'} speaks, coloured by its top emotion{turns}. "
                  "Click to play from there.")
     return (f'<section aria-labelledby="h-timeline"><h2 id="h-timeline">Emotion over time</h2>'
             f'<ul class="legend" aria-label="legend">{legend}</ul>{"".join(out)}</svg>'

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Mapping, Sequence
 
 from workers.core.contracts import (
-    Engine, LabelScore, Result, ResultSegment, SerPartial, SpeakerSummary, Summary, from_dict,
+    Engine, LabelScore, Result, ResultSegment, SerPartial, SpeakerSummary, SpeakerTurn, Summary, from_dict,
 )
 
 
@@ -88,6 +88,7 @@ class ReportView:
     text_sentiment: str | None
     speakers: Sequence[SpeakerView]
     track: Track
+    turns: Sequence[tuple[float, float, str]] = ()  # diarized (start, end, speaker); may overlap
 
     def with_windows(self, ser: SerPartial) -> ReportView:
         """The same view with the track of the job's emotion windows; ValueError for another job's
@@ -156,6 +157,7 @@ def _view(result: Result, *, trained: bool) -> ReportView:
         text_sentiment=summary.text_sentiment.label if summary and summary.text_sentiment else None,
         speakers=[_speaker(s) for s in result.speakers or ()],
         track=_segment_track(segments),
+        turns=_turns(result.turns),
     )
 
 
@@ -188,6 +190,11 @@ def _segment(raw: ResultSegment) -> SegmentView:
         speaker=raw.speaker,
         text_sentiment=raw.text_sentiment.label if raw.text_sentiment else None,
     )
+
+
+def _turns(turns: Sequence[SpeakerTurn] | None) -> list[tuple[float, float, str]]:
+    """The result's diarized turns (start, end, speaker); they may overlap."""
+    return [(t.start, t.end, t.speaker) for t in turns or ()]
 
 
 def _speaker(raw: SpeakerSummary) -> SpeakerView:
