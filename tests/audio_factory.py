@@ -36,6 +36,24 @@ def noise(seconds: float, rate: int = 16_000, amplitude: float = 0.5, seed: int 
     return (amplitude * rng.uniform(-1, 1, int(seconds * rate))).astype(np.float32)
 
 
+def music(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
+    """A tune: chords of harmonic tones, a new one every quarter second, over a kick drum each half."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    out = np.zeros_like(t)
+    note = int(0.25 * rate)
+    for start in range(0, len(t), note):
+        part = t[start : start + note] - t[start]
+        for semitone in rng.choice([0, 3, 4, 7, 10, 12], size=3, replace=False):
+            freq = 220.0 * 2 ** (semitone / 12)
+            out[start : start + note] += sum(np.sin(2 * np.pi * k * freq * part) / k for k in (1, 2, 3)) * np.exp(-3 * part)
+    beat = int(0.5 * rate)
+    for start in range(0, len(t), beat):
+        part = t[start : start + beat] - t[start]
+        out[start : start + beat] += 2.0 * np.sin(2 * np.pi * 60 * part) * np.exp(-12 * part)
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
 def encode(samples: np.ndarray, rate: int = 16_000, fmt: str = "wav", channels: int = 1) -> bytes:
     """Encode mono float samples (copied to every channel) into a real file of format ``fmt``."""
     container_format, codec, sample_fmt, _ = FORMATS[fmt]

@@ -215,7 +215,7 @@ def _stt_engine(stt: SttSettings, model_path: Path) -> "SpeechToText":
     return FasterWhisperEngine(model_path, device=stt.device, compute_type=stt.compute_type,
                                batch_size=stt.batch_size, beam_size=stt.beam_size, language=stt.language,
                                cpu_threads=stt.cpu_threads, segment_max_seconds=stt.segment_max_seconds,
-                               block_seconds=stt.block_seconds)
+                               block_seconds=stt.block_seconds, repair_passes=stt.repair_passes)
 
 
 @functools.lru_cache(maxsize=4)

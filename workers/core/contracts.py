@@ -106,6 +106,7 @@ class SttPartial:
     channels: Optional[list[str]] = None  # names of the channels analysed apart; None: mono
     speech_coverage: Optional[float] = None  # share of VAD's speech that words cover; None: no speech
     decode_warnings: Optional[list[str]] = None  # what a file decoded in part lost; None: decoded whole
+    repair_budget_spent: Optional[bool] = None  # the repair wanted more than STT_REPAIR_PASSES; None: no such repair
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ class Result:
     speakers: Optional[list[SpeakerSummary]] = None
     speech_coverage: Optional[float] = None  # copy of SttPartial.speech_coverage
     decode_warnings: Optional[list[str]] = None  # the partials' (both decode the same file)
+    repair_budget_spent: Optional[bool] = None  # copy of SttPartial.repair_budget_spent
 
 
 @dataclass(frozen=True)

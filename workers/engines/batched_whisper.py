@@ -48,9 +48,10 @@ class BatchedWindows(BatchedInferencePipeline):
 
     def transcribe(self, audio: np.ndarray, *, clip_timestamps: Sequence[dict], language: str | None,
                    batch_size: int, beam_size: int, word_timestamps: bool,
-                   without_timestamps: bool) -> tuple[list[Segment], Detected]:
+                   without_timestamps: bool, max_new_tokens: int | None = None) -> tuple[list[Segment], Detected]:
         """The windows ``clip_timestamps`` (``{"start", "end"}`` in seconds of ``audio``, up to
-        30 s each) decoded ``batch_size`` at a time; segments in ``audio``'s time."""
+        30 s each) decoded ``batch_size`` at a time, each window's text at most
+        ``max_new_tokens`` long (None: Whisper's own limit); segments in ``audio``'s time."""
         if not clip_timestamps:
             return [], Detected(language or "en", 1.0)
         bounds = [(int(c["start"] * SAMPLE_RATE), int(c["end"] * SAMPLE_RATE)) for c in clip_timestamps]
@@ -68,7 +69,7 @@ class BatchedWindows(BatchedInferencePipeline):
                 detected = detected or self._detect(encoded)
                 tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
                                       task="transcribe", language=detected.language)
-                options = _options(tokenizer, beam_size, word_timestamps, without_timestamps)
+                options = _options(tokenizer, beam_size, word_timestamps, without_timestamps, max_new_tokens)
             for window in self.forward(encoded, tokenizer, metadata[i : i + batch_size], options):
                 segments += [_segment(s, options) for s in window]
         self.last_speech_timestamp = 0.0  # as faster-whisper's generator leaves it for the next call
@@ -109,9 +110,12 @@ class BatchedWindows(BatchedInferencePipeline):
     def generate_segment_batched(self, encoded, tokenizer: Tokenizer, options: TranscriptionOptions):
         """faster-whisper's own step (``forward`` calls it) on windows already encoded."""
         prompt = self.model.get_prompt(tokenizer, previous_tokens=[], without_timestamps=options.without_timestamps)
+        max_length = self.model.max_length
+        if options.max_new_tokens is not None:
+            max_length = min(max_length, len(prompt) + options.max_new_tokens)
         results = self.model.model.generate(
             encoded, [list(prompt) for _ in range(encoded.shape[0])], beam_size=options.beam_size,
-            patience=options.patience, length_penalty=options.length_penalty, max_length=self.model.max_length,
+            patience=options.patience, length_penalty=options.length_penalty, max_length=max_length,
             suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens, return_scores=True,
             return_no_speech_prob=True, sampling_temperature=options.temperatures[0],
             repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
@@ -130,8 +134,8 @@ def _windows(encoded: ctranslate2.StorageView, start: int, stop: int) -> ctransl
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[start:stop]))
 
 
-def _options(tokenizer: Tokenizer, beam_size: int, word_timestamps: bool,
-             without_timestamps: bool) -> TranscriptionOptions:
+def _options(tokenizer: Tokenizer, beam_size: int, word_timestamps: bool, without_timestamps: bool,
+             max_new_tokens: int | None = None) -> TranscriptionOptions:
     """``BatchedInferencePipeline.transcribe``'s options at its defaults: one temperature, no
     fallback, no prompt."""
     return TranscriptionOptions(
@@ -139,7 +143,7 @@ def _options(tokenizer: Tokenizer, beam_size: int, word_timestamps: bool,
         log_prob_threshold=-1.0, no_speech_threshold=0.6, compression_ratio_threshold=2.4, temperatures=[0.0],
         initial_prompt=None, prefix=None, suppress_blank=True,
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-        prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、", max_new_tokens=None,
+        prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、", max_new_tokens=max_new_tokens,
         hotwords=None, word_timestamps=word_timestamps, hallucination_silence_threshold=None,
         condition_on_previous_text=False, clip_timestamps=[], prompt_reset_on_temperature=0.5, multilingual=False,
         without_timestamps=without_timestamps, max_initial_timestamp=0.0,

@@ -142,6 +142,7 @@ def merge(
         speakers=_speaker_summaries(segments, ser.labels, sentiment_map) if emotions_ok else None,
         speech_coverage=stt.speech_coverage if stt.status == "ok" else None,
         decode_warnings=stt.decode_warnings or ser.decode_warnings,
+        repair_budget_spent=stt.repair_budget_spent if stt.status == "ok" else None,
     )
 
 
