@@ -19,6 +19,7 @@ at a time.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -42,9 +43,20 @@ class Detected:
 
 class BatchedWindows(BatchedInferencePipeline):
     def __init__(self, model: WhisperModel, *, encode_batch: int, align_batch: int) -> None:
+        self._calls = threading.local()  # before the parent sets last_speech_timestamp
         super().__init__(model)
         self._encode_batch = max(1, encode_batch)
         self._align_batch = max(1, align_batch)
+
+    @property
+    def last_speech_timestamp(self) -> float:
+        """faster-whisper keeps the word aligner's last time on the pipeline: here it is each
+        thread's own, so files transcribed at once (``run --jobs``) do not time each other's words."""
+        return getattr(self._calls, "last_speech_timestamp", 0.0)
+
+    @last_speech_timestamp.setter
+    def last_speech_timestamp(self, value: float) -> None:
+        self._calls.last_speech_timestamp = value
 
     def transcribe(self, audio: np.ndarray, *, clip_timestamps: Sequence[dict], language: str | None,
                    batch_size: int, beam_size: int, word_timestamps: bool,
