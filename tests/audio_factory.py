@@ -12,6 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from workers.processing.audio import SAMPLE_RATE, decode
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 
@@ -52,6 +54,17 @@ def music(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
         part = t[start : start + beat] - t[start]
         out[start : start + beat] += 2.0 * np.sin(2 * np.pi * 60 * part) * np.exp(-12 * part)
     return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
+def babble() -> np.ndarray:
+    """Six talkers at once, 14 s: the three speech samples, each twice, shifted."""
+    voices = [decode(SAMPLES / name, max_seconds=60).samples[: 12 * SAMPLE_RATE]
+              for name in ("en_support_call.flac", "es_reserva.flac", "de_termin.flac")]
+    out = np.zeros(14 * SAMPLE_RATE, dtype=np.float32)
+    for k, voice in enumerate(voices * 2):
+        shift = int(0.7 * k * SAMPLE_RATE)
+        out[shift : shift + len(voice)] += voice[: len(out) - shift]
+    return out / np.abs(out).max() * 0.5
 
 
 def encode(samples: np.ndarray, rate: int = 16_000, fmt: str = "wav", channels: int = 1) -> bytes:

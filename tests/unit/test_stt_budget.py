@@ -7,12 +7,11 @@ measured by ``python -m bench throughput``.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.audio_factory import SAMPLES, music, noise
+from tests.audio_factory import babble, music, noise
 from tests.external_data import external
 from workers.core.contracts import Segment, Word
 from workers.engines.loops import cut, loops, repeats_itself
@@ -59,17 +58,6 @@ def _transcribed(engine, audio: np.ndarray):
     return engine.transcribe(audio), counter
 
 
-def _babble() -> np.ndarray:
-    """Six talkers at once: the two samples, each three times, shifted."""
-    voices = [decode(SAMPLES / name, max_seconds=60).samples[: 12 * SAMPLE_RATE]
-              for name in ("en_support_call.flac", "es_reserva.flac", "de_termin.flac")]
-    out = np.zeros(14 * SAMPLE_RATE, dtype=np.float32)
-    for k, voice in enumerate(voices * 2):
-        shift = int(0.7 * k * SAMPLE_RATE)
-        out[shift : shift + len(voice)] += voice[: len(out) - shift]
-    return out / np.abs(out).max() * 0.5
-
-
 def test_a_decoding_may_write_tokens_in_proportion_to_its_speech() -> None:
     assert token_limit(0.0) == 32 and token_limit(2.0) == 80
     assert token_limit(30.0) == MAX_NEW_TOKENS, "never past Whisper's own limit"
@@ -98,7 +86,7 @@ def test_a_clip_that_whisper_decodes_as_a_loop_costs_a_bounded_number_of_passes(
     assert t.repair_budget_spent in (True, False)
 
 
-@pytest.mark.parametrize("make", [lambda: noise(20.0, amplitude=0.2), lambda: music(20.0), _babble],
+@pytest.mark.parametrize("make", [lambda: noise(20.0, amplitude=0.2), lambda: music(20.0), babble],
                          ids=["noise", "music", "babble"])
 def test_noise_music_and_babble_cost_a_bounded_number_of_passes(counted, make) -> None:
     audio = make()
