@@ -156,3 +156,22 @@ def test_repeated_sentences_of_real_speakers_are_transcribed_each_time_with_no_t
     assert text.count("talking by the door") >= kids - 1 and text.count("sitting by the door") >= dogs - 1, text
     assert counter.sampled == 0, "no temperature fallback"
     assert t.repair_budget_spent is False
+
+
+def test_a_repetition_found_mid_sentence_is_still_told_by_where_its_sentences_start() -> None:
+    """The run is found from "the door. Kids are talking by", whose rounds start mid-sentence;
+    the sentences start at the regions."""
+    regions = [(0.0, 2.0), (3.0, 5.0), (6.0, 8.0), (9.0, 11.0)]
+    said = _said((0.1, "Dogs are sitting by the door."), *((a + 0.1, SENTENCE) for a, _ in regions[1:]))
+    assert repeats_itself(said[0].text)
+    assert not loops(said, regions)
+
+
+def test_a_first_word_stretched_back_over_the_pause_still_starts_its_region() -> None:
+    """The aligner times a repeat's first word from the end of the sentence before it."""
+    regions = [(0.0, 2.0), (3.5, 5.5), (7.0, 9.0)]
+    said = _said(*((a + 0.1, SENTENCE) for a, _ in regions))
+    words = said[0].words
+    for k in (6, 12):  # "Kids" of the 2nd and 3rd rounds, stretched back to the last "door."
+        words[k] = Word(words[k - 1].end, words[k].end, words[k].word, 0.5)
+    assert not loops(said, regions)

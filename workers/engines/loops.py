@@ -18,9 +18,14 @@ from workers.core.contracts import Segment, Word
 from workers.engines.vad import Span
 
 _TOKEN = re.compile(r"[\w']+")
+# The longest phrase a loop repeats ("Good morning and welcome to the next episode of the", 10 words,
+# was seen over babble).
+MAX_PHRASE_WORDS = 16
 # The same 1-3 letters (or marks) 6 times running inside a word: "nkkkkkkk", "शाशाशाशाशाशा".
 _LETTER_LOOP = re.compile(r"((?:(?![\s\d]).){1,3}?)\1{5,}")
-# A round of a repetition "starts a speech region" when its first word starts this close to one.
+# A round of a repetition "starts a speech region" when a region starts within its first word or
+# this close to it. The aligner often stretches a repeat's first word back over the pause before
+# it ("Dogs" from 89.4 s, the end of the sentence before, to the next region at 91.3 s).
 ROUND_START_SLACK_SECONDS = 0.6
 # Repetition is speech when at least this share of its rounds start a speech region.
 SPOKEN_ROUNDS_SHARE = 0.75
@@ -40,7 +45,7 @@ class Run:
 
 
 def runs(tokens: Sequence[str]) -> list[Run]:
-    """Each stretch where a word comes 4 times running, or a phrase of 2-8 words 3 times, the
+    """Each stretch where a word comes 4 times running, or a phrase of 2-16 words 3 times, the
     shortest phrase first, in text order, not overlapping ("no, no, no" and a paragraph read
     twice are no run)."""
     found: list[Run] = []
@@ -56,7 +61,7 @@ def runs(tokens: Sequence[str]) -> list[Run]:
 
 
 def _run_at(tokens: Sequence[str], i: int) -> Run | None:
-    for n in range(1, 9):
+    for n in range(1, MAX_PHRASE_WORDS + 1):
         needed = 4 if n == 1 else 3
         rounds = 1
         while tokens[i + rounds * n : i + (rounds + 1) * n] == tokens[i : i + n]:
@@ -81,14 +86,19 @@ def _tokens(words: Sequence[Word]) -> tuple[list[str], list[int]]:
     return tokens, owners
 
 
-def _starts_a_region(time: float, regions: Sequence[Span]) -> bool:
-    return any(abs(time - a) <= ROUND_START_SLACK_SECONDS for a, _ in regions)
+def _starts_a_region(word: Word, regions: Sequence[Span]) -> bool:
+    return any(word.start - ROUND_START_SLACK_SECONDS <= a <= word.end + ROUND_START_SLACK_SECONDS for a, _ in regions)
 
 
 def is_spoken(run: Run, words: Sequence[Word], owners: Sequence[int], regions: Sequence[Span]) -> bool:
-    """Whether most rounds of ``run`` start where the speech starts again after a pause."""
-    starts = [words[owners[run.start + r * run.n]].start for r in range(run.rounds)]
-    return sum(_starts_a_region(t, regions) for t in starts) >= SPOKEN_ROUNDS_SHARE * run.rounds
+    """Whether most rounds of ``run`` start where the speech starts again after a pause. A run
+    is found from its earliest token ("the door. Kids are talking by | the door. Kids ..."), so
+    each of its phases is tried for the one where the speaker starts again."""
+    for phase in range(run.n):
+        firsts = [words[owners[i]] for i in range(run.start + phase, min(run.stop + phase, len(owners)), run.n)]
+        if sum(_starts_a_region(w, regions) for w in firsts) >= SPOKEN_ROUNDS_SHARE * run.rounds:
+            return True
+    return False
 
 
 def loops(segments: Sequence[Segment], regions: Sequence[Span]) -> bool:

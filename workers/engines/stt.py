@@ -219,8 +219,9 @@ class FasterWhisperEngine:
                 clip_found, clip_looped = next(again)
                 if not clip_looped:
                     found = _replaced(found, clip, window, clip_found)
-            if (looped or loops(found, window) or holes(window, found)) and window_clips != [span]:
-                sequential = self._decode(audio, *span, language, window, budget)
+            looping = looped or loops(found, window)
+            if (looping or holes(window, found)) and window_clips != [span]:
+                sequential = self._decode(audio, *span, language, window, budget, looped_at_zero=looping)
                 if sequential is not None:
                     found = _replaced(found, span, window, sequential)
             # A loop nothing replaced is cut to its first round; Whisper writes text into pauses
@@ -229,14 +230,17 @@ class FasterWhisperEngine:
         return out
 
     def _decode(self, audio: np.ndarray, start: float, end: float, language: str, speech: list[Span],
-                budget: RepairBudget) -> list[Segment] | None:
+                budget: RepairBudget, *, looped_at_zero: bool = False) -> list[Segment] | None:
         """Sequential decoding of ``start``-``end``: timestamps, seeking on after an early end
         of text, the temperature fallback on a low log-probability or a loop, with as many
         temperatures as ``budget`` pays for (None: it pays for none). A loop is what
         ``workers.engines.loops`` calls one, not faster-whisper's compression ratio: a speaker
         who says a sentence again compresses as well as a loop. No prompt: given the text
-        before, Whisper base was seen to repeat its last phrase through the whole window."""
-        temperatures, best = FALLBACK_TEMPERATURES, None
+        before, Whisper base was seen to repeat its last phrase through the whole window. A
+        window whose text ``looped_at_zero`` (the first decoding, at temperature 0, looped)
+        starts at the next temperature: at 0 again it loops again, and the pass is spent for
+        nothing (and each sequential decoding encodes its window again)."""
+        temperatures, best = FALLBACK_TEMPERATURES[1:] if looped_at_zero else FALLBACK_TEMPERATURES, None
         while temperatures:
             granted = budget.take(len(temperatures))
             if not granted:
