@@ -67,7 +67,7 @@ RAVDESS_SENTENCES = {"01": "Kids are talking by the door.", "02": "Dogs are sitt
 def repeated_sentences(clips: int = 60) -> tuple[np.ndarray, str]:
     """``clips`` RAVDESS clips joined as they are (each with its own pauses), every
     ``448 // clips``-th in name order: two sentences said again and again by 16 actors, as
-    acted corpora and calls that repeat a phrase are (issue 21, about 254 s for 60). Audio and
+    acted corpora and calls that repeat a phrase are (issue 21; 216.5 s for 60). Audio and
     reference."""
     folder = EXTERNAL / "ravdess" / "audio"
     if not folder.is_dir():

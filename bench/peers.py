@@ -156,7 +156,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--file", help="an audio file instead of the real English corpus (no WER then)")
     parser.add_argument("--corpus", choices=["english", "repeated"], default="english",
                         help="english: the real English corpus (default); repeated: 60 RAVDESS clips joined, two "
-                             "sentences said again and again (254 s; bench.corpus.repeated_sentences)")
+                             "sentences said again and again (216.5 s; bench.corpus.repeated_sentences)")
     parser.add_argument("--models-dir", default=None, help="MODELS_DIR (default: the setting)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
