@@ -175,3 +175,21 @@ def test_a_first_word_stretched_back_over_the_pause_still_starts_its_region() ->
     for k in (6, 12):  # "Kids" of the 2nd and 3rd rounds, stretched back to the last "door."
         words[k] = Word(words[k - 1].end, words[k].end, words[k].word, 0.5)
     assert not loops(said, regions)
+
+
+@pytest.mark.parametrize("spent, merged", [((False, True), True), ((False, False), False), ((None, None), None)])
+def test_a_split_recording_says_the_budget_ran_out_when_any_channel_ran_out(spent, merged) -> None:
+    from workers.engines.channels import transcribe_channels
+    from workers.engines.stt import Transcript
+    from workers.processing.channels import ChannelPlan
+
+    class Engine:
+        def __init__(self) -> None:
+            self.flags = iter(spent)
+
+        def transcribe(self, audio: np.ndarray) -> Transcript:
+            return Transcript("en", 1.0, len(audio) / SAMPLE_RATE, [], repair_budget_spent=next(self.flags))
+
+    silence = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    plan = ChannelPlan((silence, silence), ["agent", "customer"])
+    assert transcribe_channels(Engine(), plan).repair_budget_spent is merged
