@@ -7,6 +7,8 @@
     python -m bench diarization         who spoke when against human references (bench/diarization.py)
     python -m bench peers               this STT engine against faster-whisper, openai-whisper,
                                         WhisperX on real speech (see bench/peers.py)
+    python -m bench throughput          `run` over folders of short, hostile and long files, 1..N
+                                        jobs: files/s, x real time, STT p50/p95/max, peak RSS
 
 Each case runs in its own process: STT alone, SER alone, then the full local pipeline
 (STT ∥ SER → joiner) on the same file; the overlap comes from the recorded start/end
@@ -124,6 +126,10 @@ if __name__ == "__main__":
         from bench.diarization import main as diarization
 
         sys.exit(diarization(sys.argv[2:]))
+    if sys.argv[1:2] == ["throughput"]:
+        from bench.throughput import main as throughput
+
+        sys.exit(throughput(sys.argv[2:]))
     if sys.argv[1:2] == ["peers"]:
         from bench.peers import main as peers
 

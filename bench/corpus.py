@@ -58,3 +58,21 @@ def english_speech(repeats: int = 2, pause_seconds: float = 1.0) -> tuple[np.nda
     audio = np.concatenate([part for _ in range(repeats) for samples, _ in clips for part in (samples, pause)])
     return audio, " ".join(text for _ in range(repeats) for _, text in clips)
 
+
+
+# RAVDESS statement codes (the 5th field of a file name) and what the actors say.
+RAVDESS_SENTENCES = {"01": "Kids are talking by the door.", "02": "Dogs are sitting by the door."}
+
+
+def repeated_sentences(clips: int = 60) -> tuple[np.ndarray, str]:
+    """``clips`` RAVDESS clips joined as they are (each with its own pauses), every
+    ``448 // clips``-th in name order: two sentences said again and again by 16 actors, as
+    acted corpora and calls that repeat a phrase are (issue 21; 216.5 s for 60). Audio and
+    reference."""
+    folder = EXTERNAL / "ravdess" / "audio"
+    if not folder.is_dir():
+        raise Missing(f"{folder} is missing: the real recordings live in ../shared/external beside the repository")
+    names = sorted(folder.glob("*.flac"))
+    chosen = names[:: max(1, len(names) // clips)][:clips]
+    audio = np.concatenate([decode(path, max_seconds=60).samples for path in chosen])
+    return audio, " ".join(RAVDESS_SENTENCES[path.name.split("-")[4]] for path in chosen)

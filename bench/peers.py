@@ -4,6 +4,7 @@
     python -m bench peers --runs 3              three rounds, ranges printed
     python -m bench peers --repeats 1           the corpus once (116 s), for the slow engines
     python -m bench peers --file call.flac      another file (no reference: WER is not shown)
+    python -m bench peers --corpus repeated     60 RAVDESS clips joined: the same two sentences again and again
 
 The audio is ``bench.corpus.english_speech()``: real recordings from ../shared/external with
 their references, 1 s apart, twice (about 232 s). Every engine runs Whisper base (the
@@ -109,6 +110,10 @@ def _child(args: argparse.Namespace) -> None:
 
     if args.file:
         audio, reference = decode(Path(args.file), max_seconds=14_400).samples, None
+    elif args.corpus == "repeated":
+        from bench.corpus import repeated_sentences
+
+        audio, reference = repeated_sentences()
     else:
         audio, reference = english_speech(repeats=args.repeats)
     transcribe = _engine(args.child, Path(args.models_dir), args.threads, args.batch_size, args.beam_size,
@@ -149,6 +154,9 @@ def main(argv: list[str]) -> None:
                         help=f"which engines (default all): {', '.join(repr(p) for p in PEERS)}")
     parser.add_argument("--repeats", type=int, default=2, help="times the real corpus is read (default 2: 232 s)")
     parser.add_argument("--file", help="an audio file instead of the real English corpus (no WER then)")
+    parser.add_argument("--corpus", choices=["english", "repeated"], default="english",
+                        help="english: the real English corpus (default); repeated: 60 RAVDESS clips joined, two "
+                             "sentences said again and again (216.5 s; bench.corpus.repeated_sentences)")
     parser.add_argument("--models-dir", default=None, help="MODELS_DIR (default: the setting)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -169,7 +177,8 @@ def main(argv: list[str]) -> None:
             cmd = [sys.executable, "-m", "bench", "peers", "--child", engine, "--models-dir", str(args.models_dir),
                    "--threads", str(args.threads), "--batch-size", str(args.batch_size),
                    "--beam-size", str(args.beam_size), "--block-seconds", str(args.block_seconds),
-                   "--repeats", str(args.repeats)] + (["--file", args.file] if args.file else [])
+                   "--repeats", str(args.repeats), "--corpus", args.corpus]
+            cmd += ["--file", args.file] if args.file else []
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
             if out.returncode:
                 sys.exit(f"{engine} failed:\n{out.stderr[-3000:]}")

@@ -12,6 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from workers.processing.audio import SAMPLE_RATE, decode
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 
@@ -34,6 +36,36 @@ def tone(seconds: float, rate: int = 16_000, freq: float = 440.0, amplitude: flo
 def noise(seconds: float, rate: int = 16_000, amplitude: float = 0.5, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (amplitude * rng.uniform(-1, 1, int(seconds * rate))).astype(np.float32)
+
+
+def music(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
+    """A tune: chords of harmonic tones, a new one every quarter second, over a kick drum each half."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    out = np.zeros_like(t)
+    note = int(0.25 * rate)
+    for start in range(0, len(t), note):
+        part = t[start : start + note] - t[start]
+        for semitone in rng.choice([0, 3, 4, 7, 10, 12], size=3, replace=False):
+            freq = 220.0 * 2 ** (semitone / 12)
+            tone = sum(np.sin(2 * np.pi * k * freq * part) / k for k in (1, 2, 3))
+            out[start : start + note] += tone * np.exp(-3 * part)
+    beat = int(0.5 * rate)
+    for start in range(0, len(t), beat):
+        part = t[start : start + beat] - t[start]
+        out[start : start + beat] += 2.0 * np.sin(2 * np.pi * 60 * part) * np.exp(-12 * part)
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
+def babble() -> np.ndarray:
+    """Six talkers at once, 14 s: the three speech samples, each twice, shifted."""
+    voices = [decode(SAMPLES / name, max_seconds=60).samples[: 12 * SAMPLE_RATE]
+              for name in ("en_support_call.flac", "es_reserva.flac", "de_termin.flac")]
+    out = np.zeros(14 * SAMPLE_RATE, dtype=np.float32)
+    for k, voice in enumerate(voices * 2):
+        shift = int(0.7 * k * SAMPLE_RATE)
+        out[shift : shift + len(voice)] += voice[: len(out) - shift]
+    return out / np.abs(out).max() * 0.5
 
 
 def encode(samples: np.ndarray, rate: int = 16_000, fmt: str = "wav", channels: int = 1) -> bytes:

@@ -186,11 +186,12 @@ class Root:
                      **({"RESULTS_BUCKET": cloud.results_bucket} if role == "joiner" else {}))
         return self.handlers(self.publisher() if role in ("stt", "ser") else None, (role,))
 
-    def local_stack(self) -> "LocalStack":
-        """The embedded default: folders for buckets, an in-process bus, both engines in-process."""
+    def local_stack(self, jobs: int = 1) -> "LocalStack":
+        """The embedded default: folders for buckets, an in-process bus, both engines in-process,
+        with threads enough for ``jobs`` files at once (STT, SER and the joiner of each)."""
         from workers.core.contracts import JobMessage, PartialReady, from_dict
 
-        bus = LocalBus()
+        bus = LocalBus(workers=max(4, 3 * jobs))
         handlers = self.handlers(bus)
         stt, ser, joiner = handlers.stt, handlers.ser, handlers.joiner
         assert stt is not None and ser is not None and joiner is not None
@@ -237,7 +238,7 @@ def _stt_engine(stt: SttSettings, model_path: Path) -> "SpeechToText":
     return FasterWhisperEngine(model_path, device=stt.device, compute_type=stt.compute_type,
                                batch_size=stt.batch_size, beam_size=stt.beam_size, language=stt.language,
                                cpu_threads=stt.cpu_threads, segment_max_seconds=stt.segment_max_seconds,
-                               block_seconds=stt.block_seconds)
+                               block_seconds=stt.block_seconds, repair_passes=stt.repair_passes)
 
 
 @functools.lru_cache(maxsize=4)

@@ -16,6 +16,7 @@ locals {
     STT_DEVICE = "cuda"
     # Bigger blocks than the CPU default fill the GPU's batches (8 x 30 s per batch).
     STT_BLOCK_SECONDS = tostring(var.stt_block_seconds)
+    STT_REPAIR_PASSES = tostring(var.stt_repair_passes)
   })
   ser_env = merge(local.gpu_worker_env, {
     ROLE       = "ser"

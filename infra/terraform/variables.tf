@@ -103,6 +103,17 @@ variable "stt_block_seconds" {
   default     = 480
 }
 
+variable "stt_repair_passes" {
+  description = "STT_REPAIR_PASSES for the STT service: decoder passes per 30 s window of a file (pooled over the file) that the repair of lost or looping speech may spend; past it a result says repair_budget_spent. Bounds the GPU time one hostile file costs."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.stt_repair_passes >= 0 && floor(var.stt_repair_passes) == var.stt_repair_passes
+    error_message = "stt_repair_passes must be a whole number, 0 or more."
+  }
+}
+
 variable "max_audio_seconds" {
   description = "MAX_AUDIO_SECONDS: longer audio gets a failed result. Sized so STT on one L4 finishes well inside ack_deadline_seconds (see docs/deploy.md)."
   type        = number

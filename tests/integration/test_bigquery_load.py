@@ -141,12 +141,13 @@ def test_the_documented_example_queries_run_on_loaded_results(bq, gcs_emulator, 
     loader.load(list(result_uris(gcs_store, results_bucket)))
 
     queries = _doc_queries()
-    assert len(queries) == 9
+    assert len(queries) == 10
     answers = []
     for sql in queries:
         sql = sql.replace("project.speech.results", loader.table).replace("INTERVAL 30 DAY", "INTERVAL 36500 DAY")
         answers.append([dict(r) for r in client.query(sql).result()])
-    negative, per_sentence, _, per_speaker, at_once, low_coverage, decoded_in_part, failures, versions = answers
+    negative, per_sentence, _, per_speaker, at_once, low_coverage, budget_spent, decoded_in_part, failures, \
+        versions = answers
     assert negative[0]["file"] == "calls/2026/11/25/0001.wav" and negative[0]["segments"] == len(rows[0].segments)
     speakers = {s.speaker for s in rows[0].segments}
     assert {r["speaker"] for r in per_speaker} == speakers and len(speakers) == 2
@@ -155,6 +156,7 @@ def test_the_documented_example_queries_run_on_loaded_results(bq, gcs_emulator, 
     assert [(r["speaker"], r["other"]) for r in at_once] == [("S1", "S2")]
     assert at_once[0]["seconds_at_once"] == pytest.approx(0.2), "the golden's turns overlap from 0.7 to 0.9 s"
     assert low_coverage == [], "the golden result covers 99.3 % of its speech"
+    assert budget_spent == [], "the golden result was repaired in full"
     assert decoded_in_part == [{"name": "calls/2026/11/25/0001.wav", "duration": rows[0].duration,
                                 "lost": "; ".join(lost)}]
     assert failures[0]["code"] == "not_audio" and failures[0]["files"] == 1

@@ -33,7 +33,8 @@ class CountingStt:
         self.calls += 1
         d = len(audio) / 16000
         words = [Word(0.1, d - 0.1, " hello.", 0.9)]
-        return Transcript("en", 0.9, d, [Segment(0, 0.1, d - 0.1, "hello.", -0.1, 0.0, words)], Coverage(d, d))
+        return Transcript("en", 0.9, d, [Segment(0, 0.1, d - 0.1, "hello.", -0.1, 0.0, words)], Coverage(d, d),
+                          repair_budget_spent=True)
 
 
 class CountingSer:
@@ -80,6 +81,7 @@ def test_a_job_writes_two_partials_once_and_one_result(env) -> None:
     assert result["status"] == "ok" and result["job"] == to_dict(job)
     assert result["segments"][0]["emotion"]["label"] == "happy"
     assert result["speech_coverage"] == 1.0, "the STT partial's coverage reaches the result"
+    assert result["repair_budget_spent"] is True, "so does its flag that the repair ran out of passes"
     partial_writes = [w for w in store.writes if w[0] == "staging"]
     assert partial_writes == [("staging", partial_key(job.job_id, "stt"), 0),
                               ("staging", partial_key(job.job_id, "ser"), 0)]

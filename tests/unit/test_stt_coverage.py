@@ -10,7 +10,8 @@ import pytest
 from tests.audio_factory import SAMPLES
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.contracts import Segment, Word
-from workers.engines.coverage import Coverage, hole_clips, holes, in_speech, repeats_itself, uncovered, windows
+from workers.engines.coverage import Coverage, hole_clips, holes, in_speech, uncovered, windows
+from workers.engines.loops import repeats_itself
 
 
 def _segment(*words: tuple[float, float]) -> Segment:
@@ -171,6 +172,7 @@ class _FakeSegment:
     text: str
     avg_logprob: float = -0.2
     no_speech_prob: float = 0.1
+    tokens: tuple[int, ...] = (1, 2, 3)
 
     @property
     def words(self) -> list[_FakeWord]:

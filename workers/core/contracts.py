@@ -107,6 +107,7 @@ class SttPartial:
     channels: Optional[list[str]] = None  # names of the channels analysed apart; None: mono
     speech_coverage: Optional[float] = None  # share of VAD's speech that words cover; None: no speech
     decode_warnings: Optional[list[str]] = None  # what a file decoded in part lost; None: decoded whole
+    repair_budget_spent: Optional[bool] = None  # the repair wanted more than STT_REPAIR_PASSES; None: no such repair
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ class Result:
     # who speaks when from diarization, named as the segments' speakers; turns may overlap
     # (two people at once). None: not diarized (channels analysed apart, DIARIZATION=off, an older record)
     turns: Optional[list[SpeakerTurn]] = None
+    repair_budget_spent: Optional[bool] = None  # copy of SttPartial.repair_budget_spent
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,13 @@ class SttSettings:
         "Voice activity detection runs over long audio in blocks of about this length, cut at quiet "
         "points, so its memory does not grow with the file.", positive=True,
     )
+    repair_passes: int = _setting(
+        2, "STT_REPAIR_PASSES",
+        "Decoder passes per 30 s window of a file (pooled over the file) that faster-whisper may spend decoding "
+        "again the speech a first decoding lost or looped over (a hole: one pass; a sequential decoding: one "
+        "per temperature it tries). Spent, the rest stays as first decoded, loops cut, and the result says "
+        "repair_budget_spent; 0: no repair.", least=0,
+    )
     segment_max_seconds: float = _setting(12.0, "SEGMENT_MAX_SECONDS",
                                           "Segments longer than this are split at the longest pause between words.",
                                           positive=True)

@@ -24,6 +24,7 @@ says so clearly on any other.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -61,15 +62,27 @@ class BatchedWindows(BatchedInferencePipeline):
         from faster_whisper.version import __version__
 
         check_faster_whisper(__version__)
+        self._calls = threading.local()  # before the parent sets last_speech_timestamp
         super().__init__(model)
         self._encode_batch = max(1, encode_batch)
         self._align_batch = max(1, align_batch)
 
+    @property
+    def last_speech_timestamp(self) -> float:
+        """faster-whisper keeps the word aligner's last time on the pipeline: here it is each
+        thread's own, so files transcribed at once (``run --jobs``) do not time each other's words."""
+        return getattr(self._calls, "last_speech_timestamp", 0.0)
+
+    @last_speech_timestamp.setter
+    def last_speech_timestamp(self, value: float) -> None:
+        self._calls.last_speech_timestamp = value
+
     def transcribe(self, audio: np.ndarray, *, clip_timestamps: Sequence[dict], language: str | None,
                    batch_size: int, beam_size: int, word_timestamps: bool,
-                   without_timestamps: bool) -> tuple[list[Segment], Detected]:
+                   without_timestamps: bool, max_new_tokens: int | None = None) -> tuple[list[Segment], Detected]:
         """The windows ``clip_timestamps`` (``{"start", "end"}`` in seconds of ``audio``, up to
-        30 s each) decoded ``batch_size`` at a time; segments in ``audio``'s time."""
+        30 s each) decoded ``batch_size`` at a time, each window's text at most
+        ``max_new_tokens`` long (None: Whisper's own limit); segments in ``audio``'s time."""
         if not clip_timestamps:
             return [], Detected(language or "en", 1.0)
         bounds = [(int(c["start"] * SAMPLE_RATE), int(c["end"] * SAMPLE_RATE)) for c in clip_timestamps]
@@ -87,7 +100,7 @@ class BatchedWindows(BatchedInferencePipeline):
                 detected = detected or self._detect(encoded)
                 tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
                                       task="transcribe", language=detected.language)
-                options = _options(tokenizer, beam_size, word_timestamps, without_timestamps)
+                options = _options(tokenizer, beam_size, word_timestamps, without_timestamps, max_new_tokens)
             for window in self.forward(encoded, tokenizer, metadata[i : i + batch_size], options):
                 segments += [_segment(s, options) for s in window]
         self.last_speech_timestamp = 0.0  # as faster-whisper's generator leaves it for the next call
@@ -128,9 +141,12 @@ class BatchedWindows(BatchedInferencePipeline):
     def generate_segment_batched(self, encoded, tokenizer: Tokenizer, options: TranscriptionOptions):
         """faster-whisper's own step (``forward`` calls it) on windows already encoded."""
         prompt = self.model.get_prompt(tokenizer, previous_tokens=[], without_timestamps=options.without_timestamps)
+        max_length = self.model.max_length
+        if options.max_new_tokens is not None:
+            max_length = min(max_length, len(prompt) + options.max_new_tokens)
         results = self.model.model.generate(
             encoded, [list(prompt) for _ in range(encoded.shape[0])], beam_size=options.beam_size,
-            patience=options.patience, length_penalty=options.length_penalty, max_length=self.model.max_length,
+            patience=options.patience, length_penalty=options.length_penalty, max_length=max_length,
             suppress_blank=options.suppress_blank, suppress_tokens=options.suppress_tokens, return_scores=True,
             return_no_speech_prob=True, sampling_temperature=options.temperatures[0],
             repetition_penalty=options.repetition_penalty, no_repeat_ngram_size=options.no_repeat_ngram_size,
@@ -149,8 +165,8 @@ def _windows(encoded: ctranslate2.StorageView, start: int, stop: int) -> ctransl
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[start:stop]))
 
 
-def _options(tokenizer: Tokenizer, beam_size: int, word_timestamps: bool,
-             without_timestamps: bool) -> TranscriptionOptions:
+def _options(tokenizer: Tokenizer, beam_size: int, word_timestamps: bool, without_timestamps: bool,
+             max_new_tokens: int | None = None) -> TranscriptionOptions:
     """``BatchedInferencePipeline.transcribe``'s options at its defaults: one temperature, no
     fallback, no prompt."""
     return TranscriptionOptions(
@@ -158,7 +174,7 @@ def _options(tokenizer: Tokenizer, beam_size: int, word_timestamps: bool,
         log_prob_threshold=-1.0, no_speech_threshold=0.6, compression_ratio_threshold=2.4, temperatures=[0.0],
         initial_prompt=None, prefix=None, suppress_blank=True,
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-        prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、", max_new_tokens=None,
+        prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、", max_new_tokens=max_new_tokens,
         hotwords=None, word_timestamps=word_timestamps, hallucination_silence_threshold=None,
         condition_on_previous_text=False, clip_timestamps=[], prompt_reset_on_temperature=0.5, multilingual=False,
         without_timestamps=without_timestamps, max_initial_timestamp=0.0,

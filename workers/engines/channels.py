@@ -24,7 +24,14 @@ def transcribe_channels(engine: SpeechToText, plan: ChannelPlan) -> Transcript:
     spoken = [sum(s.end - s.start for s in t.segments) for t in parts]
     main = parts[max(range(len(parts)), key=lambda c: (spoken[c], -c))]
     return Transcript(main.language, main.language_probability, max(len(s) for s in plan.signals) / SAMPLE_RATE,
-                      [replace(s, id=i) for i, s in enumerate(segments)], sum((t.coverage for t in parts), Coverage()))
+                      [replace(s, id=i) for i, s in enumerate(segments)], sum((t.coverage for t in parts), Coverage()),
+                      _any_spent([t.repair_budget_spent for t in parts]))
+
+
+def _any_spent(spent: list[bool | None]) -> bool | None:
+    """Whether any channel's repair ran out of budget; None where no channel had such a repair."""
+    known = [s for s in spent if s is not None]
+    return any(known) if known else None
 
 
 def classify_channels(engine: EmotionClassifier, plan: ChannelPlan) -> EmotionTrack:

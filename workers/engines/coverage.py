@@ -11,7 +11,6 @@ has, and their share is the coverage a result records.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -144,21 +143,3 @@ def in_speech(segment: Segment, regions: Sequence[Span]) -> bool:
     if not segment.words:
         return True
     return any(w.start < b and w.end > a for w in segment.words for a, b in regions)
-
-
-_TOKEN = re.compile(r"[\w']+")
-
-
-def repeats_itself(text: str) -> bool:
-    """Whisper's failure loop: a word said 4 times running, or a phrase of 2–8 words 3 times
-    running ("no, no, no" and a paragraph read twice are speech, not a loop)."""
-    words = _TOKEN.findall(text.lower())
-    for n in range(1, 9):
-        needed = 4 if n == 1 else 3
-        for phase in range(n):  # a loop may start at any word
-            run = 1
-            for i in range(phase + n, len(words) - n + 1, n):
-                run = run + 1 if words[i : i + n] == words[i - n : i] else 1
-                if run >= needed:
-                    return True
-    return False

@@ -31,8 +31,9 @@ import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
 from workers.core.contracts import Engine, Segment, Word
-from workers.engines.coverage import (Coverage, Span, hole_clips, holes, in_speech, repeats_itself, speech_regions,
-                                      windows)
+from workers.engines.coverage import Coverage, Span, hole_clips, holes, in_speech, speech_regions, windows
+from workers.engines.loops import cut, loops
+from workers.engines.repair_budget import FALLBACK_TEMPERATURES, RepairBudget, token_limit
 from workers.engines.device import ctranslate2_device, torch_device
 from workers.engines.heap import release_freed_memory, share_one_arena
 from workers.engines.identity import model_id
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 CLAUSE_END = (",", ";", ":", "，", "、", "；")
+# A window whose words cover less than this share of its speech is decoded again whole, at once:
+# its holes are most of it.
+MOSTLY_LOST_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Transcript:
     duration: float
     segments: list[Segment]
     coverage: Coverage = Coverage()  # VAD's speech and the part of it the words cover; none: not measured
+    repair_budget_spent: bool | None = None  # the repair wanted more passes than STT_REPAIR_PASSES; None: no repair
 
 
 class SpeechToText(Protocol):
@@ -73,6 +78,7 @@ class FasterWhisperEngine:
         cpu_threads: int = 0,
         segment_max_seconds: float = 12.0,
         block_seconds: float = 120.0,
+        repair_passes: int = 2,
     ) -> None:
         import faster_whisper
 
@@ -103,6 +109,7 @@ class FasterWhisperEngine:
         self._language = language or None
         self._max_seconds = segment_max_seconds
         self._block_seconds = block_seconds
+        self._repair_passes = repair_passes
         self.engine = Engine("faster-whisper", model_id(model_path), faster_whisper.__version__, True)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
@@ -111,10 +118,12 @@ class FasterWhisperEngine:
         windows formed over the whole file (so no block end cuts a window short: each window
         costs an encoder pass, however little speech it holds), ``batch_size`` windows at a
         time. A batch's memory is that of its beam search, not of the file's length. The first
-        windows with words fix the language for the rest (unless STT_LANGUAGE sets it).
+        windows with words fix the language for the rest (unless STT_LANGUAGE sets it). The
+        repair of the whole file spends passes from one pool (``workers.engines.repair_budget``).
         """
         regions = speech_regions(audio, block_seconds=self._block_seconds)
         spans = windows(regions)
+        budget = RepairBudget.for_windows(len(spans), self._repair_passes)
         detected: tuple[str, float] | None = None  # from the first windows with words
         first_guess: tuple[str, float] | None = None
         raw: list[Segment] = []
@@ -122,7 +131,7 @@ class FasterWhisperEngine:
         for batch in even_batches(spans, max(1, self._batch_size)):
             speech = [(a, b) for a, b in regions if a < batch[-1][1] and b > batch[0][0]]
             language = self._language or (detected[0] if detected else None)
-            segments, guess = self._transcribe_windows(audio, batch, speech, language)
+            segments, guess = self._transcribe_windows(audio, batch, speech, language, budget)
             first_guess = first_guess or guess
             if detected is None and segments:
                 detected = guess
@@ -136,64 +145,149 @@ class FasterWhisperEngine:
             duration=len(audio) / SAMPLE_RATE,
             segments=split_segments(raw, self._max_seconds),
             coverage=coverage,
+            repair_budget_spent=budget.ran_out,
         )
 
     def _transcribe_windows(self, audio: np.ndarray, spans: list[Span], regions: list[Span],
-                            language: str | None) -> tuple[list[Segment], tuple[str, float]]:
+                            language: str | None, budget: RepairBudget) -> tuple[list[Segment], tuple[str, float]]:
         """Decode the windows ``spans`` together, then decode again the stretches whose speech
         the words do not cover and the windows whose text loops."""
-        found, info = self._decode_together(audio, spans, language, timestamps=False)
-        return self._repaired(audio, info.language, regions, spans, found), (info.language, info.language_probability)
+        found, info, dense = self._decode_together(audio, spans, _speech_of(spans, regions), language,
+                                                   timestamps=False)
+        repaired = self._repaired(audio, info.language, regions, spans, found, dense, budget)
+        return repaired, (info.language, info.language_probability)
 
-    def _decode_together(self, audio: np.ndarray, spans: list[Span], language: str | None, *,
-                         timestamps: bool) -> tuple[list[Segment], Any]:
-        """The segments of ``spans`` (in ``audio``'s time) decoded as one batch, and the decoder's info."""
+    def _decode_together(self, audio: np.ndarray, spans: list[Span], speech: list[list[Span]], language: str | None,
+                         *, timestamps: bool) -> tuple[list[Segment], Any, list[bool]]:
+        """The segments of ``spans`` (in ``audio``'s time) decoded as one batch, the decoder's
+        info, and for each span whether its text ran to the token limit of its ``speech``
+        (a loop, cut there)."""
         offset = spans[0][0]
         piece = audio[int(offset * SAMPLE_RATE) : int(spans[-1][1] * SAMPLE_RATE)]
         clips = [(a - offset, b - offset) for a, b in spans]
+        limits = [token_limit(sum(b - a for a, b in regions)) for regions in speech]
         if self._batched is not None:
             found, info = self._batched.transcribe(
                 piece, clip_timestamps=[{"start": a, "end": b} for a, b in clips], language=language,
                 batch_size=self._batch_size, beam_size=self._beam_size, word_timestamps=True,
-                without_timestamps=not timestamps,
+                without_timestamps=not timestamps, max_new_tokens=max(limits),
             )
         else:
             found, info = self._model.transcribe(
                 piece, clip_timestamps=[t for clip in clips for t in clip], language=language,
                 beam_size=self._beam_size, word_timestamps=True, condition_on_previous_text=False,
+                max_new_tokens=max(limits),
             )
-        return [_shifted(_decoded(s), offset) for s in found], info
+            found = list(found)
+        tokens = [0] * len(spans)
+        starts = [a for a, _ in clips]
+        for s in found:
+            tokens[max(0, bisect.bisect_right(starts, (s.start + s.end) / 2) - 1)] += len(s.tokens)
+        return [_shifted(_decoded(s), offset) for s in found], info, [n >= limit for n, limit in zip(tokens, limits)]
 
     def _repaired(self, audio: np.ndarray, language: str, regions: list[Span], spans: list[Span],
-                  segments: list[Segment]) -> list[Segment]:
+                  segments: list[Segment], dense: list[bool], budget: RepairBudget) -> list[Segment]:
         """The windows' ``segments``, decoded again in two rounds where that covers more speech:
         first the holes of all the windows, together, with timestamps (Whisper's usual mode; a
         clip that ends in a pause ends its text there); then, one by one and sequentially, each
-        window whose text still loops or leaves a hole."""
-        speech = [[(max(a, start), min(b, end)) for a, b in regions if a < end and b > start] for start, end in spans]
+        window whose text still loops or leaves a hole, or that lost most of its speech. Each
+        round spends passes from ``budget``; what it cannot pay for stays as it is, with its
+        loops cut to their first round."""
+        speech = _speech_of(spans, regions)
         by_window = _by_span(segments, spans)
-        clips = [[] if _loops(found) else hole_clips(window, found) for window, found in zip(speech, by_window)]
+        clips = [[] if looped or loops(found, window) or _mostly_lost(window, found) else hole_clips(window, found)
+                 for window, found, looped in zip(speech, by_window, dense)]
+        clips = _paid_for(clips, budget)
         todo = [clip for window in clips for clip in window]
-        redecoded = self._decode_together(audio, todo, language, timestamps=True)[0] if todo else []
-        again = iter(_by_span(redecoded, todo))
+        again = iter(())
+        if todo:
+            redecoded, _, dense_again = self._decode_together(audio, todo, _speech_of(todo, regions), language,
+                                                              timestamps=True)
+            again = iter(zip(_by_span(redecoded, todo), dense_again))
         out: list[Segment] = []
-        for span, window, found, window_clips in zip(spans, speech, by_window, clips):
+        for span, window, found, window_clips, looped in zip(spans, speech, by_window, clips, dense):
             for clip in window_clips:
-                found = _replaced(found, clip, window, next(again))
-            if (_loops(found) or holes(window, found)) and window_clips != [span]:
-                found = _replaced(found, span, window, self._decode(audio, *span, language))
-            # Whisper writes text into pauses (a "Thank you." after the speech ends): drop it.
-            out += [s for s in found if in_speech(s, window)]
+                clip_found, clip_looped = next(again)
+                if not clip_looped:
+                    found = _replaced(found, clip, window, clip_found)
+            looping = looped or loops(found, window)
+            if (looping or holes(window, found)) and window_clips != [span]:
+                sequential = self._decode(audio, *span, language, window, budget, looped_at_zero=looping)
+                if sequential is not None:
+                    found = _replaced(found, span, window, sequential)
+            # A loop nothing replaced is cut to its first round; Whisper writes text into pauses
+            # (a "Thank you." after the speech ends): drop it.
+            out += [s for s in cut(found, window) if in_speech(s, window)]
         return out
 
-    def _decode(self, audio: np.ndarray, start: float, end: float, language: str) -> list[Segment]:
+    def _decode(self, audio: np.ndarray, start: float, end: float, language: str, speech: list[Span],
+                budget: RepairBudget, *, looped_at_zero: bool = False) -> list[Segment] | None:
         """Sequential decoding of ``start``-``end``: timestamps, seeking on after an early end
-        of text, temperature fallback on a loop or a low log-probability. No prompt: given the
-        text before, Whisper base was seen to repeat its last phrase through the whole window."""
+        of text, the temperature fallback on a low log-probability or a loop, with as many
+        temperatures as ``budget`` pays for (None: it pays for none). A loop is what
+        ``workers.engines.loops`` calls one, not faster-whisper's compression ratio: a speaker
+        who says a sentence again compresses as well as a loop. No prompt: given the text
+        before, Whisper base was seen to repeat its last phrase through the whole window. A
+        window whose text ``looped_at_zero`` (the first decoding, at temperature 0, looped)
+        starts at the next temperature: at 0 again it loops again, and the pass is spent for
+        nothing (and each sequential decoding encodes its window again)."""
+        temperatures, best = FALLBACK_TEMPERATURES[1:] if looped_at_zero else FALLBACK_TEMPERATURES, None
+        while temperatures:
+            granted = budget.take(len(temperatures))
+            if not granted:
+                budget.refused()
+                break
+            found, hottest = self._decode_once(audio, start, end, language, speech, temperatures[:granted], budget)
+            if best is None or _quality(speech, found) > _quality(speech, best):
+                best = found
+            if not loops(found, speech):
+                break
+            temperatures = temperatures[temperatures.index(hottest) + 1 :]
+        return best
+
+    def _decode_once(self, audio: np.ndarray, start: float, end: float, language: str, speech: list[Span],
+                     temperatures: Sequence[float], budget: RepairBudget) -> tuple[list[Segment], float]:
+        """One sequential decoding with faster-whisper's fallback over ``temperatures`` (paid
+        for, one pass each, from ``budget``), and the hottest temperature it used."""
         clip = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
-        found, _ = self._model.transcribe(clip, language=language, beam_size=self._beam_size,
-                                          word_timestamps=True, condition_on_previous_text=False)
-        return [_shifted(_decoded(s), start) for s in found]
+        decoding, _ = self._model.transcribe(clip, language=language, beam_size=self._beam_size,
+                                             word_timestamps=True, condition_on_previous_text=False,
+                                             temperature=list(temperatures), compression_ratio_threshold=None,
+                                             max_new_tokens=token_limit(sum(b - a for a, b in speech)))
+        found, tried = [], {}
+        for segment in decoding:  # seek by seek: once the passes are spent, the decoding stops at its next seek
+            if segment.seek not in tried:
+                if sum(tried.values()) >= len(temperatures):
+                    budget.refused()
+                    break
+                tried[segment.seek] = temperatures.index(segment.temperature) + 1
+            found.append(segment)
+        budget.settle(len(temperatures), sum(tried.values()) or 1)
+        if len(temperatures) in tried.values() and temperatures[-1] != FALLBACK_TEMPERATURES[-1]:
+            budget.refused()  # the fallback may have wanted a temperature more
+        hottest = temperatures[max(tried.values(), default=1) - 1]
+        return [_shifted(_decoded(s), start) for s in found], hottest
+
+
+def _speech_of(spans: list[Span], regions: list[Span]) -> list[list[Span]]:
+    """The speech ``regions`` inside each span."""
+    return [[(max(a, start), min(b, end)) for a, b in regions if a < end and b > start] for start, end in spans]
+
+
+def _mostly_lost(speech: list[Span], segments: list[Segment]) -> bool:
+    return (Coverage.of(speech, segments).share or 0.0) < MOSTLY_LOST_SHARE
+
+
+def _paid_for(clips: list[list[Span]], budget: RepairBudget) -> list[list[Span]]:
+    """Each window's hole clips, as many as ``budget`` pays for, in order."""
+    granted = budget.take(sum(len(c) for c in clips))
+    out = []
+    for window in clips:
+        out.append(window[:granted])
+        granted -= len(out[-1])
+    if sum(len(c) for c in out) < sum(len(c) for c in clips):
+        budget.refused()
+    return out
 
 
 def even_batches(spans: list[Span], size: int) -> list[list[Span]]:
@@ -262,12 +356,7 @@ def _decoded(segment) -> Segment:
 def _quality(speech: list[Span], segments: list[Segment]) -> tuple[bool, float]:
     """A text that loops loses (a loop's words are spread over the whole window, so it covers
     speech well); then the one that covers more speech."""
-    return not _loops(segments), Coverage.of(speech, segments).covered_seconds
-
-
-def _loops(segments: list[Segment]) -> bool:
-    """Over the window's whole text: a loop also comes as the same short segment again and again."""
-    return repeats_itself(" ".join(s.text for s in segments))
+    return not loops(segments, speech), Coverage.of(speech, segments).covered_seconds
 
 
 def decoded_segment(start: float, end: float, text: str, avg_logprob: float, no_speech_prob: float,

@@ -2,7 +2,9 @@
 
 It goes through the same path as the cloud: the candidate rule picks objects, each becomes
 a job message on the (in-process) jobs topic, STT and SER handle it concurrently, and the
-joiner writes the result. Files whose result already exists for the same generation are
+joiner writes the result. ``jobs`` files are in flight at once (STT and SER of each too), in
+waves: every engine is loaded once per process and shared, and a file's result is the same
+however many run beside it. Files whose result already exists for the same generation are
 skipped, so a rerun only does what is new or changed. What cannot become a job here (a name
 the results folder cannot hold, a dangling symlink, a folder that cannot be listed) is
 counted and named in the summary, and the run goes on.
@@ -11,6 +13,7 @@ counted and named in the summary, and the run goes on.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -46,9 +49,16 @@ class RunSummary:
     ser_trained: bool | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
 
+    jobs: int = 1  # files in flight at once
+    file_seconds: list[float] = field(default_factory=list)  # wall time of each file processed, in order
+
     @property
     def realtime_factor(self) -> float:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def files_per_second(self) -> float:
+        return len(self.file_seconds) / self.wall_seconds if self.wall_seconds else 0.0
 
     def lines(self) -> list[str]:
         out = [
@@ -62,6 +72,9 @@ class RunSummary:
             + (f"   (+{self.reused_seconds:.1f} s merged from an earlier run's partials)"
                if self.reused_seconds else ""),
         ]
+        if self.file_seconds:
+            out.append(f"throughput: {self.files_per_second:.2f} files/s with {self.jobs} "
+                       f"{'job' if self.jobs == 1 else 'jobs'} at once")
         out += [f"  failed: {name}: {why}" for name, why in self.failures]
         out += [f"  decoded in part: {name}: {lost}" for name, lost in self.partly_decoded]
         out += [f"  skipped: {name}: {why}" for name, why in self.skipped]
@@ -91,8 +104,19 @@ def candidates(stack: LocalStack, rules: InputSettings, summary: RunSummary) -> 
     return found
 
 
-def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, progress: bool = True) -> RunSummary:
-    summary = RunSummary(started_at=now_rfc3339())
+def default_jobs(cores: int | None = None, memory_bytes: int | None = None) -> int:
+    """Files at once on this machine: one per 2 cores (STT and SER of a file take one core each
+    and run at once), one per 2 GiB of memory (Whisper base and the emotion encoder share it,
+    and each file in flight holds its own decoder state), at most 8."""
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(8, cores // 2, int(memory_bytes // 2**31)))
+
+
+def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, progress: bool = True,
+               jobs: int = 1) -> RunSummary:
+    summary = RunSummary(started_at=now_rfc3339(), jobs=max(1, jobs))
     started = time.perf_counter()
     for bucket in (stack.buckets.results, stack.buckets.staging):
         stack.store.sweep_temp_files(bucket)
@@ -106,13 +130,16 @@ def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, 
         else:
             todo.append(info)
     # A bar only on a terminal; the per-file lines go wherever stderr goes.
-    bar = tqdm(todo, unit="file", disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True)
+    bar = tqdm(total=len(todo), unit="file", disable=not (progress and sys.stderr.isatty()), dynamic_ncols=True)
     with logging_redirect_tqdm():
-        for info in bar:
-            bar.set_postfix_str(_short(info.name))
-            result = process_one(stack, info, summary, force=force)
-            if progress and result is not None:
-                bar.write(describe(result))
+        for start in range(0, len(todo), summary.jobs):
+            wave = todo[start : start + summary.jobs]
+            bar.set_postfix_str(_short(wave[0].name))
+            for result in process_together(stack, wave, summary, force=force):
+                bar.update(1)
+                if progress and result is not None:
+                    bar.write(describe(result))
+    bar.close()
     summary.wall_seconds = time.perf_counter() - started
     summary.ser_trained = stack.handlers.ser.worker.engine.trained if stack.handlers.ser else None
     return summary
@@ -120,17 +147,40 @@ def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, 
 
 def process_one(stack: LocalStack, info: BlobInfo, summary: RunSummary, *, force: bool = False) -> Result | None:
     """Publish one job, wait for the handlers, and return the stored result."""
-    job = make_job(
-        bucket=stack.inbox_bucket, name=info.name, generation=info.generation, size=info.size,
-        content_type=info.content_type, source="upload",
-    )
+    return process_together(stack, [info], summary, force=force)[0]
+
+
+def process_together(stack: LocalStack, infos: list[BlobInfo], summary: RunSummary, *,
+                     force: bool = False) -> list[Result | None]:
+    """Publish a job for each of ``infos`` at once, wait for the handlers of all, and return
+    their stored results, in order."""
+    jobs = [make_job(bucket=stack.inbox_bucket, name=info.name, generation=info.generation, size=info.size,
+                     content_type=info.content_type, source="upload") for info in infos]
     if force:
-        _forget(stack, job.job_id, info.name)
+        for job, info in zip(jobs, infos):
+            _forget(stack, job.job_id, info.name)
     dead_before = len(stack.bus.dead_letters)
-    stack.bus.publish(stack.jobs_topic, to_dict(job), {"job_id": job.job_id})
+    started = time.perf_counter()
+    for job in jobs:
+        stack.bus.publish(stack.jobs_topic, to_dict(job), {"job_id": job.job_id})
     stack.bus.drain()
-    for topic, handler, _, error in stack.bus.dead_letters[dead_before:]:
-        summary.errors.append(f"{info.name}: {handler} on {topic}: {error}")
+    seconds = (time.perf_counter() - started) / len(jobs)
+    for topic, handler, payload, error in stack.bus.dead_letters[dead_before:]:
+        summary.errors.append(f"{_job_name(payload)}: {handler} on {topic}: {error}")
+    out = []
+    for info in infos:
+        summary.file_seconds.append(seconds)
+        out.append(_collected(stack, info, summary))
+    return out
+
+
+def _job_name(payload: dict) -> str:
+    """The object name of a job or partial-ready message."""
+    return str(payload.get("name") or payload.get("job", {}).get("name", "?"))
+
+
+def _collected(stack: LocalStack, info: BlobInfo, summary: RunSummary) -> Result | None:
+    """The stored result of ``info``, counted in ``summary``."""
     try:
         data, _ = stack.store.read(stack.buckets.results, result_key(info.name))
     except NotFound:

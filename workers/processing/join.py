@@ -122,6 +122,7 @@ def merge(
         speech_coverage=stt.speech_coverage if stt.status == "ok" else None,
         decode_warnings=stt.decode_warnings or ser.decode_warnings,
         turns=named_turns,
+        repair_budget_spent=stt.repair_budget_spent if stt.status == "ok" else None,
     )
 
 

@@ -66,7 +66,8 @@ class SttWorker:
         # Whisper names a language even for silence or tones; with no speech there is none.
         language, probability = (t.language, t.language_probability) if t.segments else (None, None)
         return SttPartial(job_id, "ok", None, self.engine, language, probability, t.duration, t.segments,
-                          channels=plan.names, speech_coverage=t.coverage.share)
+                          channels=plan.names, speech_coverage=t.coverage.share,
+                          repair_budget_spent=t.repair_budget_spent)
 
     def failed(self, job_id: str, error: Error) -> SttPartial:
         return SttPartial(job_id, "failed", error, self.engine, None, None, None, [])

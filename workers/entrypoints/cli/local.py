@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results", type=Path, metavar="RESULTS_DIR", help="folder for the merged results")
     p.add_argument("--force", action="store_true", help="recompute files that already have a result")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="files analysed at once (default 0: one per 2 cores and per 2 GiB of memory, at most 8); "
+                        "results are the same as one at a time")
     p.add_argument("--report", action="store_true",
                    help="also write RESULTS_DIR/<name>.html for every result and an index.html linking them all")
     finish_command(p, cmd_run)
@@ -74,7 +77,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from workers.entrypoints.local_runner import run_folder
+    from workers.entrypoints.local_runner import default_jobs, run_folder
 
     settings = command_settings(args)
     if not args.inbox.is_dir():
@@ -88,10 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                           f"(a subfolder such as {args.inbox / 'results'} is fine)")
     args.results.mkdir(parents=True, exist_ok=True)
     ensure_models(settings)
-    stack = Root.local(settings, args.inbox, args.results).local_stack()
+    jobs = args.jobs if args.jobs > 0 else default_jobs()
+    stack = Root.local(settings, args.inbox, args.results).local_stack(jobs)
     index = None
     try:
-        summary = run_folder(stack, settings.input, force=args.force, progress=not args.no_progress)
+        summary = run_folder(stack, settings.input, force=args.force, progress=not args.no_progress, jobs=jobs)
         if args.report:
             from workers.report.files import write_reports
 

@@ -1,0 +1,61 @@
+"""``run --jobs``: several files in flight at once give the results one at a time gives (issue 21 §3/§4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.audio_factory import SAMPLES, encode, noise
+from workers.composition import Root
+from workers.entrypoints.local_runner import default_jobs, run_folder
+from workers.processing.audio import SAMPLE_RATE, decode
+
+# Fields that say when a result was made, not what it found.
+WHEN = ("timings", "submitted_at")
+
+
+def _short_clips(inbox: Path) -> None:
+    """Seven short files: pieces of 2-4 s of the three speech samples, and a second of noise."""
+    for name in ("en_support_call.flac", "es_reserva.flac", "de_termin.flac"):
+        speech = decode(SAMPLES / name, max_seconds=60).samples
+        for k, (start, seconds) in enumerate([(0.0, 3.5), (4.0, 2.5)]):
+            piece = speech[int(start * SAMPLE_RATE) : int((start + seconds) * SAMPLE_RATE)]
+            (inbox / f"{Path(name).stem}_{k}.wav").write_bytes(encode(piece))
+    (inbox / "noise.wav").write_bytes(encode(noise(1.0, amplitude=0.1)))
+
+
+def _results(folder: Path) -> dict[str, dict]:
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        record = json.loads(path.read_text())
+        for key in WHEN:
+            record.pop(key)
+        record["job"].pop("submitted_at")
+        out[path.name] = record
+    return out
+
+
+def test_files_analysed_three_at_a_time_get_the_results_of_one_at_a_time(tmp_path, fast_settings) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    _short_clips(inbox)
+    summaries = {}
+    for jobs in (1, 3):
+        results = tmp_path / f"results-{jobs}"
+        stack = Root.local(fast_settings, inbox, results).local_stack(jobs)
+        try:
+            summaries[jobs] = run_folder(stack, fast_settings.input, progress=False, jobs=jobs)
+        finally:
+            stack.close()
+    assert summaries[1].ok == summaries[3].ok == 7 and not summaries[3].errors
+    one, three = _results(tmp_path / "results-1"), _results(tmp_path / "results-3")
+    assert len(one) == 7 and one == three
+    assert any("throughput" in line and "3 jobs" in line for line in summaries[3].lines())
+
+
+@pytest.mark.parametrize("cores, memory_gib, jobs", [(1, 4, 1), (2, 8, 1), (4, 16, 2), (16, 128, 8), (16, 4, 2),
+                                                     (64, 512, 8)])
+def test_the_default_number_of_jobs_follows_the_cores_and_the_memory(cores: int, memory_gib: int, jobs: int) -> None:
+    assert default_jobs(cores, memory_gib * 2**30) == jobs
