@@ -141,3 +141,27 @@ def test_a_rerun_with_report_lists_the_results_of_earlier_runs_too(reported_run,
     assert main(["run", str(inbox), str(results), "--report", "--no-progress",
                  "--models-dir", fast_settings.models.models_dir, "--stt-model", fast_settings.stt.model]) == 0
     assert "3 files: 2 ok, 1 failed" in (results / "index.html").read_text()
+
+
+def test_run_report_pages_the_results_it_holds_and_reads_only_earlier_ones_from_disk(tmp_path) -> None:
+    from tests.result_factory import golden
+    from workers.adapters.local import LocalBlobStore
+    from workers.core.contracts import Result, loads
+    from workers.report.files import ReportWriter
+
+    (tmp_path / "inbox").mkdir()
+    store = LocalBlobStore({"inbox": tmp_path / "inbox", "results": tmp_path / "results",
+                            "staging": tmp_path / "staging"})
+    record = golden()
+    for name in ("now.flac", "earlier.flac"):
+        store.write("results", name + ".json", json.dumps(record | {"job": record["job"] | {"name": name}}).encode(),
+                    if_generation_match=None)
+    read: list[str] = []
+    original = store.read
+    store.read = lambda bucket, name: read.append(name) or original(bucket, name)  # type: ignore[method-assign]
+    writer = ReportWriter(store, "results", "inbox", "staging")
+    writer.page("now.flac", loads(Result, json.dumps(record | {"job": record["job"] | {"name": "now.flac"}})))
+    index = writer.finish()
+    assert "now.flac.json" not in read and "earlier.flac.json" in read
+    assert (tmp_path / "results" / "now.flac.html").is_file() and (tmp_path / "results" / "earlier.flac.html").is_file()
+    assert "2 files" in index.read_text()

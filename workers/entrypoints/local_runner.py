@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from typing import Callable
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -115,7 +116,9 @@ def default_jobs(cores: int | None = None, memory_bytes: int | None = None) -> i
 
 
 def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, progress: bool = True,
-               jobs: int = 1) -> RunSummary:
+               jobs: int = 1, on_result: Callable[[str, Result], None] | None = None) -> RunSummary:
+    """Every candidate of the inbox without a result of its generation, ``jobs`` at a time; ``on_result`` gets each
+    result made (the object name and the result), as it is made."""
     summary = RunSummary(started_at=now_rfc3339(), jobs=max(1, jobs))
     started = time.perf_counter()
     for bucket in (stack.buckets.results, stack.buckets.staging):
@@ -135,8 +138,10 @@ def run_folder(stack: LocalStack, rules: InputSettings, *, force: bool = False, 
         for start in range(0, len(todo), summary.jobs):
             wave = todo[start : start + summary.jobs]
             bar.set_postfix_str(_short(wave[0].name))
-            for result in process_together(stack, wave, summary, force=force):
+            for info, result in zip(wave, process_together(stack, wave, summary, force=force)):
                 bar.update(1)
+                if result is not None and on_result is not None:
+                    on_result(info.name, result)
                 if progress and result is not None:
                     bar.write(describe(result))
     bar.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from workers.adapters.local import LocalBlobStore
-from workers.core.contracts import SerPartial, loads
+from workers.core.contracts import Result, SerPartial, loads
 from workers.core.errors import NotFound
 from workers.core.jobs import RESULT_SUFFIX, partial_key
 from workers.report.index import render_index
@@ -59,33 +59,52 @@ def read_windows(data: bytes) -> SerPartial:
     return loads(SerPartial, data)
 
 
-def write_reports(store: LocalBlobStore, results_bucket: str, inbox_bucket: str, staging_bucket: str) -> Path:
-    """``<name>.html`` beside every result in the results folder, each with a timeline point per
-    emotion window when the job's SER partial is still in staging, linked to its audio in the
-    inbox when that is still there, and ``index.html`` listing them all; returns the index's path."""
-    root = store.root(results_bucket)
-    listed: list[tuple[str, ReportView]] = []
-    for info in store.list(results_bucket):
-        if not info.name.endswith(RESULT_SUFFIX):
-            continue
-        try:
-            view = read_view(json.loads(store.read(results_bucket, info.name)[0]))
-        except ValueError as e:  # not JSON, or NotAResult
-            log.warning("no report for %s: not a result (%s)", info.name, e)
-            continue
-        windows = _stored_windows(store, staging_bucket, view)
-        name = info.name[: -len(RESULT_SUFFIX)]
-        page_path = store.path(results_bucket, name + REPORT_SUFFIX)
-        audio = store.path(inbox_bucket, name)
+class ReportWriter:
+    """``<name>.html`` beside results in a results folder, each with a timeline point per emotion window when the job's
+    SER partial is still in staging and linked to its audio in the inbox when that is still there; ``finish`` adds a
+    page for every other result in the folder and ``index.html`` listing them all."""
+
+    def __init__(self, store: LocalBlobStore, results_bucket: str, inbox_bucket: str, staging_bucket: str) -> None:
+        self.store, self.results, self.inbox, self.staging = store, results_bucket, inbox_bucket, staging_bucket
+        self._listed: dict[str, ReportView] = {}  # result name -> its view, for the index
+
+    def page(self, name: str, result: Result) -> None:
+        """The page of ``name``'s result, from the result at hand (``run --report`` holds each one it made)."""
+        self._write(name, read_view(result))
+
+    def finish(self) -> Path:
+        """Pages for the results not paged yet (earlier runs'), then the index; returns the index's path."""
+        for info in self.store.list(self.results):
+            if not info.name.endswith(RESULT_SUFFIX) or info.name[: -len(RESULT_SUFFIX)] in self._listed:
+                continue
+            try:
+                view = read_view(json.loads(self.store.read(self.results, info.name)[0]))
+            except ValueError as e:  # not JSON, or NotAResult
+                log.warning("no report for %s: not a result (%s)", info.name, e)
+                continue
+            self._write(info.name[: -len(RESULT_SUFFIX)], view)
+        root = self.store.root(self.results)
+        listed = [(link(self.store.path(self.results, name + REPORT_SUFFIX), root), view)
+                  for name, view in sorted(self._listed.items())]
+        index = render_index(listed, title=f"Results in {root.name}")
+        self.store.write(self.results, INDEX_NAME, index.encode(), if_generation_match=None, content_type="text/html")
+        log.info("wrote %d reports and %s", len(listed), INDEX_NAME)
+        return self.store.path(self.results, INDEX_NAME)
+
+    def _write(self, name: str, view: ReportView) -> None:
+        windows = _stored_windows(self.store, self.staging, view)
+        page_path = self.store.path(self.results, name + REPORT_SUFFIX)
+        audio = self.store.path(self.inbox, name)
         html = render_view(view.with_windows(windows) if windows else view,
                            audio_src=link(audio, page_path.parent) if audio.is_file() else None)
-        store.write(results_bucket, name + REPORT_SUFFIX, html.encode(), if_generation_match=None,
-                    content_type="text/html")
-        listed.append((link(page_path, root), view))
-    index = render_index(listed, title=f"Results in {root.name}")
-    store.write(results_bucket, INDEX_NAME, index.encode(), if_generation_match=None, content_type="text/html")
-    log.info("wrote %d reports and %s", len(listed), INDEX_NAME)
-    return store.path(results_bucket, INDEX_NAME)
+        self.store.write(self.results, name + REPORT_SUFFIX, html.encode(), if_generation_match=None,
+                         content_type="text/html")
+        self._listed[name] = view
+
+
+def write_reports(store: LocalBlobStore, results_bucket: str, inbox_bucket: str, staging_bucket: str) -> Path:
+    """A page beside every result in the results folder and the index (see ``ReportWriter``)."""
+    return ReportWriter(store, results_bucket, inbox_bucket, staging_bucket).finish()
 
 
 def _stored_windows(store: LocalBlobStore, staging_bucket: str, view: ReportView) -> SerPartial | None:

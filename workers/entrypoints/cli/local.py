@@ -93,14 +93,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_models(settings)
     jobs = args.jobs if args.jobs > 0 else default_jobs()
     stack = Root.local(settings, args.inbox, args.results).local_stack(jobs)
-    index = None
-    try:
-        summary = run_folder(stack, settings.input, force=args.force, progress=not args.no_progress, jobs=jobs)
-        if args.report:
-            from workers.report.files import write_reports
+    index, reports = None, None
+    if args.report:
+        from workers.report.files import ReportWriter
 
-            buckets = stack.buckets
-            index = write_reports(stack.store, buckets.results, buckets.inbox, buckets.staging)
+        buckets = stack.buckets
+        reports = ReportWriter(stack.store, buckets.results, buckets.inbox, buckets.staging)
+    try:
+        summary = run_folder(stack, settings.input, force=args.force, progress=not args.no_progress, jobs=jobs,
+                             on_result=reports.page if reports else None)
+        if reports is not None:
+            index = reports.finish()
     except KeyboardInterrupt:
         print("\ninterrupted: the file in progress finishes its current step; run again to continue "
               "(what is done is kept)", file=sys.stderr)
