@@ -151,10 +151,11 @@ class Root:
     def diarizer(self) -> "SpeakerDiarizer | None":
         return _diarizer_of(self.settings.speakers, self.settings.ser.device)
 
-    def handlers(self, bus: Bus | None, parts: tuple[str, ...] = PARTS) -> "Handlers":
+    def handlers(self, bus: Bus | None, parts: tuple[str, ...] = PARTS, jobs: int = 1) -> "Handlers":
         """The handlers of ``parts`` (stt, ser, joiner) over this root's store, STT and SER
-        announcing their partials on ``bus``; they load their models here, once per process."""
-        from workers.processing.handlers import Handlers, JobHandler, Joiner, Staging
+        announcing their partials on ``bus``; they load their models here, once per process. STT and SER in one
+        process decode each job's audio once between them (for up to ``jobs`` files in flight)."""
+        from workers.processing.handlers import Handlers, JobHandler, Joiner, SharedDecodes, Staging
         from workers.processing.sentiment_map import parse_sentiment_map
         from workers.processing.worker import SerWorker, SttWorker
 
@@ -164,13 +165,15 @@ class Root:
         staging = Staging(self.store, bus, buckets.staging, s.cloud.partials_topic)  # type: ignore[arg-type]
         channels = channel_options(s.speakers)
         handlers = Handlers()
+        decodes = SharedDecodes(keep=jobs + 1) if "stt" in parts and "ser" in parts else None
         if "stt" in parts:
-            handlers.stt = JobHandler(SttWorker(self.stt_engine(), channels), staging, s.input.max_audio_seconds)
+            handlers.stt = JobHandler(SttWorker(self.stt_engine(), channels), staging, s.input.max_audio_seconds,
+                                      decodes=decodes)
         if "ser" in parts:
             ser = self.ser_engine()
             warn_unmapped_labels(ser, s.join.sentiment_map)
             worker = SerWorker(ser, self.diarizer(), channels)
-            handlers.ser = JobHandler(worker, staging, s.input.max_audio_seconds)
+            handlers.ser = JobHandler(worker, staging, s.input.max_audio_seconds, decodes=decodes)
         if "joiner" in parts:
             handlers.joiner = Joiner(self.store, buckets.staging, buckets.results,
                                      parse_sentiment_map(s.join.sentiment_map))
@@ -192,7 +195,7 @@ class Root:
         from workers.core.contracts import JobMessage, PartialReady, from_dict
 
         bus = LocalBus(workers=max(4, 3 * jobs))
-        handlers = self.handlers(bus)
+        handlers = self.handlers(bus, jobs=jobs)
         stt, ser, joiner = handlers.stt, handlers.ser, handlers.joiner
         assert stt is not None and ser is not None and joiner is not None
         topics = self.settings.cloud

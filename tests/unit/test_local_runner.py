@@ -273,3 +273,34 @@ def test_a_results_folder_that_is_the_inbox_under_another_path_is_refused(fast_s
         subprocess.run(["umount", str(results)], check=True)
     assert out.returncode != 0 and "is the inbox folder itself" in out.stderr
     assert not list(inbox.rglob("*.json")), "nothing is written among the inputs"
+
+
+def test_each_file_is_decoded_once_for_both_engines_and_both_see_the_same_audio(tmp_path, fast_settings,
+                                                                              monkeypatch) -> None:
+    from workers.processing import handlers
+
+    decoded: list[str] = []
+    real = handlers.decode
+
+    def counted(path, **kw):
+        decoded.append(str(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(handlers, "decode", counted)
+    inbox, results = tmp_path / "inbox", tmp_path / "results"
+    inbox.mkdir()
+    shutil.copy(SAMPLES / "es_reserva.flac", inbox / "a.flac")
+    (inbox / "b.wav").write_bytes(encode(tone(2.0)))
+    (inbox / "bad.wav").write_bytes(random_bytes(2000))
+    stack = Root.local(fast_settings, inbox, results).local_stack(jobs=2)
+    try:
+        summary = run_folder(stack, fast_settings.input, progress=False, jobs=2)
+    finally:
+        stack.close()
+    assert (summary.ok, summary.failed) == (2, 1)
+    assert len(decoded) == 3, "one decode per file, STT and SER together"
+    for name in ("a.flac", "b.wav"):
+        result = loads(Result, (results / f"{name}.json").read_text())
+        assert result.status == "ok" and result.duration and result.duration > 1.5
+    failed = loads(Result, (results / "bad.wav.json").read_text())
+    assert failed.status == "failed" and failed.error and failed.error.code in ("not_audio", "corrupt_audio")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -70,14 +71,73 @@ class Staging:
     partials_topic: str
 
 
+class SharedDecodes:
+    """Decoded audio shared by the STT and SER handlers of one process (the local path runs both): the first handler
+    to ask for a job's audio decodes it and the other takes the same arrays (read-only), so a file is decoded once.
+    An entry goes when its last taker has it; at most ``keep`` are held, the oldest going first (a handler that finds
+    its partial already stored never asks; a taker that comes after its entry went decodes again). A decode that
+    fails fails both the same way."""
+
+    def __init__(self, takers: int = 2, keep: int = 2) -> None:
+        self.takers, self.keep = takers, keep
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, _Decode] = {}
+
+    def get(self, key: tuple, decode_it: Callable[[], DecodedAudio]) -> DecodedAudio:
+        with self._lock:
+            entry = self._entries.get(key)
+            first = entry is None
+            if entry is None:
+                entry = self._entries[key] = _Decode()
+                while len(self._entries) > self.keep:
+                    self._entries.pop(next(iter(self._entries)))
+        if first:
+            try:
+                entry.audio = _read_only(decode_it())
+            except BaseException as e:  # noqa: BLE001 - handed to the other taker as it is, then raised here
+                entry.error = e
+            finally:
+                entry.ready.set()
+        entry.ready.wait()
+        with self._lock:
+            entry.taken += 1
+            if entry.taken >= self.takers and self._entries.get(key) is entry:
+                del self._entries[key]
+        if entry.error is not None:
+            raise entry.error
+        assert entry.audio is not None
+        return entry.audio
+
+
+@dataclass
+class _Decode:
+    ready: threading.Event = field(default_factory=threading.Event)
+    audio: DecodedAudio | None = None
+    error: BaseException | None = None
+    taken: int = 0
+
+
+def _read_only(audio: DecodedAudio) -> DecodedAudio:
+    for array in (audio.samples, *audio.channels):
+        array.flags.writeable = False
+    return audio
+
+
 def analyse_file(worker: Worker, job: JobMessage, source: Path | Callable[[Path], None], *,
-                 max_audio_seconds: float, clock: Callable[[], str] = now_rfc3339) -> Partial:
+                 max_audio_seconds: float, clock: Callable[[], str] = now_rfc3339,
+                 decodes: SharedDecodes | None = None) -> Partial:
     """The worker's partial, timed, for the audio at ``source``: a file, or a function that
     fetches it into the path it is given (a scratch file, deleted before inference). Bad audio,
-    or a source that is gone, gives a failed partial."""
+    or a source that is gone, gives a failed partial. With ``decodes``, the job's audio is decoded once for every
+    handler of the process that asks."""
     started, t0 = clock(), time.perf_counter()
     try:
-        audio = _decoded(source, max_audio_seconds, worker.channels.keep_channels)
+        keep = worker.channels.keep_channels
+        if decodes is None:
+            audio = _decoded(source, max_audio_seconds, keep)
+        else:
+            key = (job.bucket, job.name, job.generation, max_audio_seconds, keep)
+            audio = decodes.get(key, lambda: _decoded(source, max_audio_seconds, keep))
         partial = replace(worker.analyse(job.job_id, audio), decode_warnings=list(audio.warnings) or None)
     except PermanentError as e:
         log.warning("%s failed permanently: %s", worker.kind, e, extra={"job_id": job.job_id, "code": e.code})
@@ -102,6 +162,7 @@ class JobHandler:
     staging: Staging
     max_audio_seconds: float
     clock: Callable[[], str] = now_rfc3339
+    decodes: SharedDecodes | None = None  # the local path: one decode for both handlers
 
     @property
     def kind(self) -> PartialKind:
@@ -156,7 +217,8 @@ class JobHandler:
             except NotFound as e:  # the store's words: a gs:// URI, or what happened to a local path
                 raise PermanentError(str(e), code=SOURCE_GONE) from e
 
-        return analyse_file(self.worker, job, download, max_audio_seconds=self.max_audio_seconds, clock=self.clock)
+        return analyse_file(self.worker, job, download, max_audio_seconds=self.max_audio_seconds, clock=self.clock,
+                            decodes=self.decodes)
 
     def _announce(self, job: JobMessage, status: Status, key: str) -> None:
         ready = PartialReady(job, self.kind, status, self.staging.bucket, key)
