@@ -236,12 +236,8 @@ def _stt_engine(stt: SttSettings, model_path: Path) -> "SpeechToText":
 
     if stt.engine == "openai-whisper":
         _set_torch_threads(stt.cpu_threads)
-        return OpenAIWhisperEngine(model_path, device=stt.device, beam_size=stt.beam_size, language=stt.language,
-                                   segment_max_seconds=stt.segment_max_seconds)
-    return FasterWhisperEngine(model_path, device=stt.device, compute_type=stt.compute_type,
-                               batch_size=stt.batch_size, beam_size=stt.beam_size, language=stt.language,
-                               cpu_threads=stt.cpu_threads, segment_max_seconds=stt.segment_max_seconds,
-                               block_seconds=stt.block_seconds, repair_passes=stt.repair_passes)
+        return OpenAIWhisperEngine.from_settings(stt, model_path)
+    return FasterWhisperEngine.from_settings(stt, model_path)
 
 
 @functools.lru_cache(maxsize=4)
@@ -249,30 +245,27 @@ def _ser_engine(ser: SerSettings, model_path: Path) -> "EmotionClassifier":
     if ser.engine == "whisper-head":
         from workers.engines.ser_whisper import WhisperHeadEmotionEngine
 
-        return WhisperHeadEmotionEngine(model_path, device=ser.device, compute_type=ser.compute_type,
-                                        window_seconds=ser.window_seconds, hop_seconds=ser.hop_seconds,
-                                        batch_size=ser.batch_size, cpu_threads=ser.cpu_threads)
+        return WhisperHeadEmotionEngine.from_settings(ser, model_path)
     _set_torch_threads(ser.cpu_threads)
     import transformers
 
     from workers.engines.ser import TransformersEmotionEngine
 
     transformers.utils.logging.disable_progress_bar()
-    return TransformersEmotionEngine(model_path, device=ser.device, window_seconds=ser.window_seconds,
-                                     hop_seconds=ser.hop_seconds, batch_size=ser.batch_size)
+    return TransformersEmotionEngine.from_settings(ser, model_path)
 
 
 def _diarizer_of(speakers: SpeakerSettings, device: str) -> "SpeakerDiarizer | None":
     if not speakers.diarization:
         return None
-    return _diarizer(device, speakers.min_speakers, speakers.max_speakers)
+    return _diarizer(speakers, device)
 
 
 @functools.lru_cache(maxsize=4)
-def _diarizer(device: str, min_speakers: int, max_speakers: int) -> "SpeakerDiarizer":
+def _diarizer(speakers: SpeakerSettings, device: str) -> "SpeakerDiarizer":
     from workers.engines.diarization import SpeakerDiarizer
 
-    return SpeakerDiarizer(device=device, min_speakers=min_speakers, max_speakers=max_speakers)
+    return SpeakerDiarizer.from_settings(speakers, device)
 
 
 def warn_unmapped_labels(ser: Any, sentiment_map: str) -> None:

@@ -31,6 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
+from workers.core.settings import SpeakerSettings
 from workers.engines import speaker_models, vad
 from workers.engines.device import torch_device
 from workers.engines.vad import Span
@@ -100,6 +101,11 @@ class Unit:
 
 
 class SpeakerDiarizer:
+    @classmethod
+    def from_settings(cls, speakers: SpeakerSettings, device: str) -> "SpeakerDiarizer":
+        """The diarizer of SPEAKERS settings, on the SER service's device."""
+        return cls(device=device, min_speakers=speakers.min_speakers, max_speakers=speakers.max_speakers)
+
     def __init__(self, *, device: str = "auto", min_speakers: int = 0, max_speakers: int = 0,
                  parameters: DiarizationParameters = DiarizationParameters()) -> None:
         import torch

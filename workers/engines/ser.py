@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
+from workers.core.settings import SerSettings
 from workers.core.contracts import EmotionWindow, Engine
 from workers.engines.device import torch_device
 from workers.engines.identity import model_id
@@ -67,6 +68,11 @@ def check_finite(values: np.ndarray, bounds: list[tuple[int, int]], what: str) -
 
 
 class TransformersEmotionEngine:
+    @classmethod
+    def from_settings(cls, ser: SerSettings, model_path: Path) -> "TransformersEmotionEngine":
+        return cls(model_path, device=ser.device, window_seconds=ser.window_seconds, hop_seconds=ser.hop_seconds,
+                   batch_size=ser.batch_size)
+
     def __init__(
         self,
         model_path: Path,

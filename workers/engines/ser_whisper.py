@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
+from workers.core.settings import SerSettings
 from workers.core.contracts import EmotionWindow, Engine
 from workers.engines.ser import EmotionTrack
 from workers.engines.ser_head import ENCODER_DIR, HEAD_FILE, SerHead
@@ -28,6 +29,11 @@ def check_head_fits(head: SerHead, encoder: WhisperEncoder) -> None:
 
 
 class WhisperHeadEmotionEngine:
+    @classmethod
+    def from_settings(cls, ser: SerSettings, model_path: Path) -> "WhisperHeadEmotionEngine":
+        return cls(model_path, device=ser.device, compute_type=ser.compute_type, window_seconds=ser.window_seconds,
+                   hop_seconds=ser.hop_seconds, batch_size=ser.batch_size, cpu_threads=ser.cpu_threads)
+
     def __init__(
         self,
         model_path: Path,

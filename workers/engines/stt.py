@@ -30,6 +30,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
+from workers.core.settings import SttSettings
 from workers.core.contracts import Engine, Segment, Word
 from workers.engines.coverage import Coverage, Span, hole_clips, holes, in_speech, speech_regions, windows
 from workers.engines.loops import cut, loops
@@ -66,6 +67,13 @@ class SpeechToText(Protocol):
 
 
 class FasterWhisperEngine:
+    @classmethod
+    def from_settings(cls, stt: SttSettings, model_path: Path) -> "FasterWhisperEngine":
+        return cls(model_path, device=stt.device, compute_type=stt.compute_type, batch_size=stt.batch_size,
+                   beam_size=stt.beam_size, language=stt.language, cpu_threads=stt.cpu_threads,
+                   segment_max_seconds=stt.segment_max_seconds, block_seconds=stt.block_seconds,
+                   repair_passes=stt.repair_passes)
+
     def __init__(
         self,
         model_path: Path,
@@ -391,6 +399,11 @@ def _shifted(segment: Segment, offset: float) -> Segment:
 
 class OpenAIWhisperEngine:
     """openai-whisper from a local ``.pt`` checkpoint, fed the decoded array (no ffmpeg binary)."""
+
+    @classmethod
+    def from_settings(cls, stt: SttSettings, model_path: Path) -> "OpenAIWhisperEngine":
+        return cls(model_path, device=stt.device, beam_size=stt.beam_size, language=stt.language,
+                   segment_max_seconds=stt.segment_max_seconds)
 
     def __init__(
         self,
