@@ -113,7 +113,7 @@ def merge(
         duration=stt.duration if stt.duration is not None else ser.duration,
         segments=segments,
         summary=summary,
-        engines=Engines(stt=stt.engine, ser=ser.engine),
+        engines=Engines(stt=stt.engine, ser=ser.engine, diarizer=ser.diarizer if turns is not None else None),
         pipeline_version=pipeline_version,
         submitted_at=job.submitted_at,
         timings=ResultTimings(stt=stt.timing, ser=ser.timing, completed_at=completed_at),

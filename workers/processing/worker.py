@@ -88,7 +88,8 @@ class SerWorker:
         plan = self.channels.plan(audio)
         t = classify_channels(self.ser, plan)
         return SerPartial(job_id, "ok", None, self.engine, t.window_seconds, t.hop_seconds, t.labels, t.windows,
-                          t.duration, channels=plan.names, speakers=self._speakers(plan))
+                          t.duration, channels=plan.names, speakers=self._speakers(plan),
+                          diarizer=self.diarizer.engine if self.diarizer is not None and plan.names is None else None)
 
     def failed(self, job_id: str, error: Error) -> SerPartial:
         return SerPartial(job_id, "failed", error, self.engine, 0.0, 0.0, [], [], None)
