@@ -295,3 +295,23 @@ def test_a_result_names_the_diarizer_that_made_its_speakers_and_none_when_nothin
     audio = DecodedAudio(two.mean(axis=0), "wav", 16000, 2, channels=(two[0], two[1]))
     partial = SerWorker(CountingSer(), FakeDiarizer(), ChannelOptions("split")).analyse("j", audio)
     assert partial.channels == ["CH1", "CH2"] and partial.diarizer is None
+
+
+def test_a_ser_partial_made_by_another_diarizer_is_made_again_once(env) -> None:
+    from workers.processing.worker import SerWorker
+
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(2.0)))
+    run_job(p, bus, job)  # DIARIZATION=off: no speakers
+    assert result_of(store, "call.wav")["engines"]["diarizer"] is None
+
+    p.ser = dataclasses.replace(p.ser, worker=SerWorker(CountingSer(), FakeDiarizer()))
+    outcomes = run_job(p, bus, job)
+    assert [o.status for o in outcomes[:2]] == ["duplicate", "done"]  # STT kept, SER redone
+    assert result_of(store, "call.wav")["engines"]["diarizer"] == to_dict(FakeDiarizer.engine)
+    assert p.ser(job).status == "duplicate"  # and only once
+
+    bounded = FakeDiarizer()
+    bounded.engine = dataclasses.replace(FakeDiarizer.engine, version="threshold=0.5 max_speakers=2")
+    p.ser = dataclasses.replace(p.ser, worker=SerWorker(CountingSer(), bounded))
+    assert p.ser(job).status == "done"  # MAX_SPEAKERS changed: the speakers are made again
