@@ -61,3 +61,21 @@ def test_the_filter_bank_gives_80_mean_free_mel_bands_every_10_ms() -> None:
     # Kaldi's mel scale from 20 Hz to 8 kHz puts 440 Hz in band 14 and 3 kHz in band 52
     assert abs(int(bands[:90].mean(axis=0).argmax()) - 14) <= 1
     assert abs(int(bands[-90:].mean(axis=0).argmax()) - 52) <= 1
+
+
+def test_the_diarizer_is_recorded_by_its_weights_and_every_parameter() -> None:
+    from dataclasses import fields, replace
+
+    from workers.engines import speaker_models
+    from workers.engines.diarization import DiarizationParameters, diarizer_engine
+
+    default = diarizer_engine(DiarizationParameters(), 0, 0)
+    for weights in (speaker_models.SEGMENTATION, speaker_models.EMBEDDING):
+        assert speaker_models.SHA256[weights][:12] in default.model
+    assert "segmentation-3.0" in default.model and speaker_models.PACKAGE_VERSION in default.model
+    for f in fields(DiarizationParameters):
+        assert f"{f.name}=" in default.version
+    # another threshold, or another bound on the speakers, is another diarizer
+    assert diarizer_engine(replace(DiarizationParameters(), threshold=0.6), 0, 0) != default
+    assert diarizer_engine(DiarizationParameters(), 0, 2) != default
+    assert diarizer_engine(DiarizationParameters(), 0, 0) == default

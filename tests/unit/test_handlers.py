@@ -264,3 +264,56 @@ def test_a_late_joiner_holding_older_partials_cannot_undo_a_reprocessing(env) ->
     newer = dataclasses.replace(loads(Result, reprocessed), pipeline_version="9.9.9")
     assert p.joiner._store_result(newer, live).status == "done"
     assert loads(Result, store.read("results", "call.wav.json")[0]).pipeline_version == "9.9.9"
+
+
+class FakeDiarizer:
+    engine = Engine("fake-diarizer", "segmentation@abc+embedding@def", "threshold=0.5 max_speakers=0", True)
+
+    def turns(self, audio: np.ndarray):
+        from workers.engines.diarization import Turn
+
+        return [Turn(0.0, len(audio) / 16000, "S1")]
+
+
+def test_a_result_names_the_diarizer_that_made_its_speakers_and_none_when_nothing_was_diarized() -> None:
+    from workers.processing.worker import ChannelOptions, SerWorker
+    from workers.processing.audio import DecodedAudio
+
+    store, bus = MemoryBlobStore(), MemoryBus()
+    p = make_handlers(store, bus, stt=CountingStt(), ser=CountingSer(), diarizer=FakeDiarizer())
+    job = upload(store, "mono.wav", encode(tone(2.0)))
+    run_job(p, bus, job)
+    result = result_of(store, "mono.wav")
+    assert result["engines"]["diarizer"] == to_dict(FakeDiarizer.engine)
+    assert [t["speaker"] for t in result["turns"]] == ["S1"]
+
+    store, bus = MemoryBlobStore(), MemoryBus()
+    p = make_handlers(store, bus, stt=CountingStt(), ser=CountingSer())  # DIARIZATION=off
+    run_job(p, bus, upload(store, "mono.wav", encode(tone(2.0))))
+    assert result_of(store, "mono.wav")["engines"]["diarizer"] is None
+
+    # channels analysed apart: each channel's speech makes its speaker, no diarizer does
+    two = np.stack([tone(2.0), tone(2.0)])
+    audio = DecodedAudio(two.mean(axis=0), "wav", 16000, 2, channels=(two[0], two[1]))
+    partial = SerWorker(CountingSer(), FakeDiarizer(), ChannelOptions("split")).analyse("j", audio)
+    assert partial.channels == ["CH1", "CH2"] and partial.diarizer is None
+
+
+def test_a_ser_partial_made_by_another_diarizer_is_made_again_once(env) -> None:
+    from workers.processing.worker import SerWorker
+
+    p, store, bus = env
+    job = upload(store, "call.wav", encode(tone(2.0)))
+    run_job(p, bus, job)  # DIARIZATION=off: no speakers
+    assert result_of(store, "call.wav")["engines"]["diarizer"] is None
+
+    p.ser = dataclasses.replace(p.ser, worker=SerWorker(CountingSer(), FakeDiarizer()))
+    outcomes = run_job(p, bus, job)
+    assert [o.status for o in outcomes[:2]] == ["duplicate", "done"]  # STT kept, SER redone
+    assert result_of(store, "call.wav")["engines"]["diarizer"] == to_dict(FakeDiarizer.engine)
+    assert p.ser(job).status == "duplicate"  # and only once
+
+    bounded = FakeDiarizer()
+    bounded.engine = dataclasses.replace(FakeDiarizer.engine, version="threshold=0.5 max_speakers=2")
+    p.ser = dataclasses.replace(p.ser, worker=SerWorker(CountingSer(), bounded))
+    assert p.ser(job).status == "done"  # MAX_SPEAKERS changed: the speakers are made again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from workers.core.contracts import Engine, EmotionWindow, Error, Segment, SerPartial, SttPartial, Timing, dumps
@@ -165,3 +167,43 @@ def test_a_segment_that_bridges_a_pause_the_diarizer_hears_is_cut_there() -> Non
                                                                   (4.0, 5.5, "Anyway, next.", "S1")]
     # without a pause in the diarizer's speech the segment stays whole
     assert len(attribute([bridging], [SpeakerTurn(0.0, 5.6, "S1")], None)) == 1
+
+
+def test_a_diarized_segment_spans_the_speech_the_diarizer_hears_not_the_silence_the_transcript_bridges() -> None:
+    from workers.core.contracts import SpeakerTurn, Word
+    from workers.processing.speakers import attribute
+
+    # Whisper's segment starts a second before anyone talks and ends well after; its words do not
+    words = [Word(1.2, 1.8, " Hello", 0.9), Word(1.8, 2.6, " there.", 0.9)]
+    wide = Segment(0, 0.2, 4.5, "Hello there.", -0.1, 0.01, words)
+    [out] = attribute([wide], [SpeakerTurn(1.1, 2.8, "S1")], None)
+    assert (out.start, out.end) == (pytest.approx(1.1), pytest.approx(2.8))
+    # trimmed to speech, never inside a word the transcript heard
+    [out] = attribute([wide], [SpeakerTurn(1.5, 2.0, "S1")], None)
+    assert (out.start, out.end) == (pytest.approx(1.2), pytest.approx(2.6))
+    # a segment without words is trimmed too; one the diarizer hears nothing under stays as it is
+    [bare] = attribute([Segment(0, 0.2, 4.5, "Hello there.", -0.1, 0.01, [])], [SpeakerTurn(1.1, 2.8, "S1")], None)
+    assert (bare.start, bare.end) == (pytest.approx(1.1), pytest.approx(2.8))
+    [unheard] = attribute([replace(wide, words=[])], [SpeakerTurn(6.0, 7.0, "S1")], None)
+    assert (unheard.start, unheard.end) == (0.2, 4.5)
+    # two channels analysed apart keep the transcript's segments
+    [kept] = attribute([replace(wide, channel=0)], [SpeakerTurn(1.1, 2.8, "agent", 0)], ["agent"])
+    assert (kept.start, kept.end) == (0.2, 4.5)
+
+
+def test_a_diarized_speakers_talk_time_and_share_come_from_their_turns() -> None:
+    from workers.core.contracts import SpeakerTurn
+
+    # the transcript's segments bridge silence at both ends; the diarizer hears 1.0 s and 2.0 s of speech,
+    # and S2 also talks for 1.0 s that nobody transcribed
+    turns = [SpeakerTurn(1.0, 2.0, "a"), SpeakerTurn(4.0, 6.0, "b"), SpeakerTurn(7.0, 8.0, "b")]
+    result = do_merge(stt(seg(0, 0.0, 3.0), seg(1, 3.5, 6.5)), replace(ser(WINDOWS), speakers=turns))
+    by_name = {s.speaker: s for s in result.speakers}
+    assert by_name["S1"].talk_seconds == pytest.approx(1.0) and by_name["S2"].talk_seconds == pytest.approx(3.0)
+    assert by_name["S1"].share == pytest.approx(0.25) and by_name["S2"].share == pytest.approx(0.75)
+    # channels analysed apart keep the talk time of their segments
+    channel_seg = replace(seg(0, 0.0, 3.0), channel=0)
+    apart = replace(ser(WINDOWS), channels=["agent"], speakers=[SpeakerTurn(1.0, 2.0, "agent", 0)],
+                    windows=[EmotionWindow(0.0, 8.0, [0.0, 0.0, 1.0], 0)])
+    [agent] = do_merge(replace(stt(channel_seg), channels=["agent"]), apart).speakers
+    assert agent.talk_seconds == pytest.approx(3.0)

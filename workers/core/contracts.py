@@ -133,6 +133,7 @@ class SerPartial:
     channels: Optional[list[str]] = None
     speakers: Optional[list[SpeakerTurn]] = None  # who speaks when (turns may overlap); None: not analysed
     decode_warnings: Optional[list[str]] = None
+    diarizer: Optional[Engine] = None  # what made ``speakers`` on mono audio; None: channels, or not diarized
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ class Summary:
 class Engines:
     stt: Engine
     ser: Engine
+    diarizer: Optional[Engine] = None  # what made the speakers of mono audio; None: channels, or not diarized
 
 
 @dataclass(frozen=True)

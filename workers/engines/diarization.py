@@ -26,11 +26,12 @@ in order of first appearance. No speech gives no turns.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
 
+from workers.core.contracts import Engine
 from workers.core.settings import SpeakerSettings
 from workers.engines import speaker_models, vad
 from workers.engines.device import torch_device
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 MAX_CLUSTERED = 3000  # embeddings clustered at once (about 4 hours of speech at the default step)
 SEGMENTATION_BATCH = 8  # 10 s chunks at once: SincNet's first layer holds 80 x 16,000 floats per chunk
 EMBEDDING_BATCH = 16
+ENGINE_NAME = "pyannote-pipeline"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Turn:
 
 
 class Diarizer(Protocol):
+    engine: Engine  # what a result records as having made its speakers
+
     def turns(self, audio: np.ndarray) -> list[Turn]: ...
 
 
@@ -118,6 +122,7 @@ class SpeakerDiarizer:
         self._banks = torch.from_numpy(speaker_models._mel_banks()).to(device)
         self.min_speakers, self.max_speakers = min_speakers, max_speakers
         self.parameters = parameters
+        self.engine = diarizer_engine(parameters, min_speakers, max_speakers)
 
     def turns(self, audio: np.ndarray) -> list[Turn]:
         torch, threads = self._torch, self._torch.get_num_threads()
@@ -330,6 +335,13 @@ class SpeakerDiarizer:
                 if end - start > p.min_turn_seconds:
                     turns.append(Turn(start, end, str(g)))
         return sorted(turns, key=lambda t: (t.start, t.end))
+
+
+def diarizer_engine(parameters: DiarizationParameters, min_speakers: int, max_speakers: int) -> Engine:
+    """The diarizer as a result records it: the weights (name and sha256 prefix) as ``model``, every
+    parameter and the speaker bounds as ``version``, so that results of different settings differ."""
+    settings = asdict(parameters) | {"min_speakers": min_speakers, "max_speakers": max_speakers}
+    return Engine(ENGINE_NAME, speaker_models.MODEL_ID, " ".join(f"{k}={v}" for k, v in settings.items()), True)
 
 
 def _without_small_clusters(embeddings: np.ndarray, labels: np.ndarray, min_size: int) -> np.ndarray:

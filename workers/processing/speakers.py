@@ -4,9 +4,11 @@ A segment from a channel analysed apart belongs to that channel's speaker. Other
 takes the speaker who talks most over it in the diarized turns (which may overlap; the nearest
 turn when none covers it). A segment is cut where its words change speaker, and where its words
 are apart by a pause of ``PAUSE_SECONDS`` in which the diarizer hears no one (the transcript's
-segments bridge pauses). A run of words shorter than ``BLIP_SECONDS`` between two runs of one
-other speaker keeps that speaker: such blips are noise, not a turn. Diarized speakers are named
-S1, S2, … in the order they first speak in the transcript.
+segments bridge pauses), and trimmed to the diarizer's speech under it: on mono audio the speaker
+timeline is the diarizer's own segmentation, not the transcript's segments. A run of words
+shorter than ``BLIP_SECONDS`` between two runs of one other speaker keeps that speaker: such
+blips are noise, not a turn. Diarized speakers are named S1, S2, … in the order they first speak
+in the transcript.
 """
 
 from __future__ import annotations
@@ -74,19 +76,34 @@ def _spoken_by(seg: Segment, speaker: Optional[str]) -> Segment:
 
 
 def _split_by_speaker(seg: Segment, turns: Sequence[SpeakerTurn]) -> list[Segment]:
+    speech = _speech(turns)
     if not seg.words:
-        return [_spoken_by(seg, speaker_at(seg.start, seg.end, turns))]
+        return [_within_speech(_spoken_by(seg, speaker_at(seg.start, seg.end, turns)), speech)]
     who = [speaker_at(w.start, w.end, turns) for w in seg.words]
     runs = _runs(seg.words, who)
     runs = _without_blips(runs)
-    runs = [piece for speaker, words in runs for piece in _cut_at_pauses(speaker, words, _speech(turns))]
+    runs = [piece for speaker, words in runs for piece in _cut_at_pauses(speaker, words, speech)]
     if len(runs) == 1:
-        return [_spoken_by(seg, runs[0][0])]
+        return [_within_speech(_spoken_by(seg, runs[0][0]), speech)]
     return [
-        replace(seg, start=words[0].start, end=words[-1].end, text="".join(w.word for w in words).strip(),
-                speaker=speaker, words=[replace(w, speaker=speaker) for w in words])
+        _within_speech(replace(seg, start=words[0].start, end=words[-1].end,
+                               text="".join(w.word for w in words).strip(),
+                               speaker=speaker, words=[replace(w, speaker=speaker) for w in words]), speech)
         for speaker, words in runs
     ]
+
+
+def _within_speech(seg: Segment, speech: Sequence[tuple[float, float]]) -> Segment:
+    """The segment trimmed to the diarizer's speech under it (Whisper's segment times reach into
+    the silence around the words), never inside one of its words; as it is where the diarizer
+    hears no one under it."""
+    under = [(a, b) for a, b in speech if b > seg.start and a < seg.end]
+    if not under:
+        return seg
+    start, end = max(seg.start, under[0][0]), min(seg.end, under[-1][1])
+    if seg.words:
+        start, end = min(start, seg.words[0].start), max(end, seg.words[-1].end)
+    return replace(seg, start=start, end=end)
 
 
 def _speech(turns: Sequence[SpeakerTurn]) -> list[tuple[float, float]]:
@@ -157,6 +174,14 @@ def _first_appearance(segments: Sequence[Segment], turns: Sequence[SpeakerTurn])
         if who is not None:
             names.setdefault(who, f"S{len(names) + 1}")
     return names
+
+
+def talk_seconds(turns: Sequence[SpeakerTurn]) -> dict[str, float]:
+    """Seconds each speaker talks in the turns (a speaker's own overlapping turns count once)."""
+    by_speaker: dict[str, list[SpeakerTurn]] = {}
+    for t in turns:
+        by_speaker.setdefault(t.speaker, []).append(t)
+    return {who: sum(b - a for a, b in _speech(mine)) for who, mine in by_speaker.items()}
 
 
 def turn_count(segments: Sequence[Segment], speaker: str) -> int:

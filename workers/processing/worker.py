@@ -42,6 +42,9 @@ class Worker(Protocol):
     def engine(self) -> Engine:
         """What makes the partial: a stored partial by another engine is made again."""
 
+    def made_alike(self, partial: SttPartial | SerPartial) -> bool:
+        """Whether a stored partial is what this worker makes; one that is not is made again."""
+
     def analyse(self, job_id: str, audio: DecodedAudio) -> SttPartial | SerPartial:
         """The ok partial for the audio; raises PermanentError for audio that can never work."""
 
@@ -59,6 +62,9 @@ class SttWorker:
     @property
     def engine(self) -> Engine:
         return self.stt.engine
+
+    def made_alike(self, partial: SttPartial | SerPartial) -> bool:
+        return partial.engine == self.engine
 
     def analyse(self, job_id: str, audio: DecodedAudio) -> SttPartial:
         plan = self.channels.plan(audio)
@@ -85,11 +91,21 @@ class SerWorker:
     def engine(self) -> Engine:
         return self.ser.engine
 
+    def made_alike(self, partial: SttPartial | SerPartial) -> bool:
+        """Same emotion engine, and a mono partial's speakers made by this diarizer (or none, as
+        this worker makes none): another MIN/MAX_SPEAKERS or DIARIZATION setting redoes it."""
+        if partial.engine != self.engine:
+            return False
+        if not isinstance(partial, SerPartial) or partial.status != "ok" or partial.channels is not None:
+            return True
+        return partial.diarizer == (self.diarizer.engine if self.diarizer is not None else None)
+
     def analyse(self, job_id: str, audio: DecodedAudio) -> SerPartial:
         plan = self.channels.plan(audio)
         t = classify_channels(self.ser, plan)
         return SerPartial(job_id, "ok", None, self.engine, t.window_seconds, t.hop_seconds, t.labels, t.windows,
-                          t.duration, channels=plan.names, speakers=self._speakers(plan))
+                          t.duration, channels=plan.names, speakers=self._speakers(plan),
+                          diarizer=self.diarizer.engine if self.diarizer is not None and plan.names is None else None)
 
     def failed(self, job_id: str, error: Error) -> SerPartial:
         return SerPartial(job_id, "failed", error, self.engine, 0.0, 0.0, [], [], None)
