@@ -106,7 +106,7 @@ def _child(args: argparse.Namespace) -> None:
     from bench.corpus import english_speech
     from bench.wer import normalise, word_error_rate
     from workers.processing.audio import decode
-    from workers.engines.coverage import Coverage, speech_regions
+    from workers.engines.coverage import coverage_of, speech_regions
 
     if args.file:
         audio, reference = decode(Path(args.file), max_seconds=14_400).samples, None
@@ -122,7 +122,7 @@ def _child(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     text, segments = transcribe(audio)
     seconds = time.perf_counter() - started
-    coverage = Coverage.of(speech_regions(audio), segments).share if segments is not None else None
+    coverage = coverage_of(speech_regions(audio), segments).share if segments is not None else None
     print(json.dumps({
         "audio_seconds": len(audio) / SAMPLE_RATE,
         "seconds": seconds,

@@ -29,7 +29,7 @@ import numpy as np
 from workers.processing.audio import SAMPLE_RATE
 from workers.engines import vad
 from workers.engines.vad import Span
-from workers.engines.diarization import Turn
+from workers.core.engines import Turn
 from workers.core.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
+from workers.engines.diarization import speech_regions
 from workers.processing.handlers import Handlers, JobHandler, Joiner, Staging
 from workers.processing.sentiment_map import DEFAULT_SENTIMENT_MAP
 from workers.processing.worker import SerWorker, SttWorker
@@ -18,5 +19,5 @@ def make_handlers(store=None, bus=None, *, stt=None, ser=None, diarizer=None, ma
     if stt is not None:
         handlers.stt = JobHandler(SttWorker(stt), staging, max_audio_seconds, **clock)
     if ser is not None:
-        handlers.ser = JobHandler(SerWorker(ser, diarizer), staging, max_audio_seconds, **clock)
+        handlers.ser = JobHandler(SerWorker(ser, diarizer, speech=speech_regions), staging, max_audio_seconds, **clock)
     return handlers

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from workers.engines.diarization import SpeakerDiarizer
     from workers.ops.bq_load import BigQueryLoader
     from workers.ops.ledger import Ledger
-    from workers.engines.ser import EmotionClassifier
-    from workers.engines.stt import SpeechToText
+    from workers.core.engines import EmotionClassifier
+    from workers.core.engines import SpeechToText
     from workers.processing.handlers import Handlers
     from workers.processing.worker import ChannelOptions
 
@@ -172,7 +172,9 @@ class Root:
         if "ser" in parts:
             ser = self.ser_engine()
             warn_unmapped_labels(ser, s.join.sentiment_map)
-            worker = SerWorker(ser, self.diarizer(), channels)
+            from workers.engines.diarization import speech_regions
+
+            worker = SerWorker(ser, self.diarizer(), channels, speech=speech_regions)
             handlers.ser = JobHandler(worker, staging, s.input.max_audio_seconds, decodes=decodes)
         if "joiner" in parts:
             handlers.joiner = Joiner(self.store, buckets.staging, buckets.results,

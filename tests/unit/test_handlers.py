@@ -13,11 +13,12 @@ from tests.audio_factory import encode, png_bytes, tone
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
 from workers.core.contracts import (Engine, EmotionWindow, JobMessage, PartialReady, Result, Segment, Word, from_dict,
                                    loads, to_dict)
-from workers.engines.ser import EmotionTrack
-from workers.engines.coverage import Coverage
-from workers.engines.stt import Transcript
+from workers.core.engines import EmotionTrack
+from workers.core.engines import Coverage
+from workers.core.engines import Transcript
 from workers.core.errors import NotFound, TransientError
 from tests.handlers_factory import make_handlers
+from workers.engines.diarization import speech_regions
 from workers.processing.handlers import Handlers
 from workers.processing.worker import SttWorker
 from workers.core.jobs import make_job, partial_key
@@ -270,7 +271,7 @@ class FakeDiarizer:
     engine = Engine("fake-diarizer", "segmentation@abc+embedding@def", "threshold=0.5 max_speakers=0", True)
 
     def turns(self, audio: np.ndarray):
-        from workers.engines.diarization import Turn
+        from workers.core.engines import Turn
 
         return [Turn(0.0, len(audio) / 16000, "S1")]
 
@@ -295,7 +296,8 @@ def test_a_result_names_the_diarizer_that_made_its_speakers_and_none_when_nothin
     # channels analysed apart: each channel's speech makes its speaker, no diarizer does
     two = np.stack([tone(2.0), tone(2.0)])
     audio = DecodedAudio(two.mean(axis=0), "wav", 16000, 2, channels=(two[0], two[1]))
-    partial = SerWorker(CountingSer(), FakeDiarizer(), ChannelOptions("split")).analyse("j", audio)
+    worker = SerWorker(CountingSer(), FakeDiarizer(), ChannelOptions("split"), speech=speech_regions)
+    partial = worker.analyse("j", audio)
     assert partial.channels == ["CH1", "CH2"] and partial.diarizer is None
 
 

@@ -12,7 +12,8 @@ from workers.core.settings import REPO_ROOT
 LAYERS = (
     ("core", ("workers.core",)),
     ("adapters", ("workers.adapters",)),
-    ("processing", ("workers.processing", "workers.engines", "workers.ops", "workers.report")),
+    ("processing", ("workers.processing",)),  # the handlers and workers: against the core's ports, no engine
+    ("engines, ops, report", ("workers.engines", "workers.ops", "workers.report")),
     ("composition root", ("workers.composition",)),
     ("entry points", ("workers.entrypoints", "workers.__main__", "devstack", "trigger")),
 )

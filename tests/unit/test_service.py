@@ -19,8 +19,8 @@ from tests.audio_factory import encode, png_bytes, tone
 from workers.adapters.memory import MemoryBlobStore, MemoryBus
 from workers.adapters.pubsub import encode_push
 from workers.core.contracts import Engine, EmotionWindow, PartialReady, Segment, Word, to_dict
-from workers.engines.ser import EmotionTrack
-from workers.engines.stt import Transcript
+from workers.core.engines import EmotionTrack
+from workers.core.engines import Transcript
 from workers.core.errors import ConfigError, TransientError
 from workers.core.jobs import make_job, make_job_id, partial_key, result_key
 from tests.handlers_factory import make_handlers

@@ -179,8 +179,8 @@ def test_a_first_word_stretched_back_over_the_pause_still_starts_its_region() ->
 
 @pytest.mark.parametrize("spent, merged", [((False, True), True), ((False, False), False), ((None, None), None)])
 def test_a_split_recording_says_the_budget_ran_out_when_any_channel_ran_out(spent, merged) -> None:
-    from workers.engines.channels import transcribe_channels
-    from workers.engines.stt import Transcript
+    from workers.processing.channels import transcribe_channels
+    from workers.core.engines import Transcript
     from workers.processing.channels import ChannelPlan
 
     class Engine:

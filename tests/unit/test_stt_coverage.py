@@ -10,7 +10,8 @@ import pytest
 from tests.audio_factory import SAMPLES
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.contracts import Segment, Word
-from workers.engines.coverage import Coverage, hole_clips, holes, in_speech, uncovered, windows
+from workers.engines.coverage import coverage_of, hole_clips, holes, in_speech, uncovered, windows
+from workers.core.engines import Coverage
 from workers.engines.loops import repeats_itself
 
 
@@ -23,15 +24,15 @@ def test_speech_without_words_is_uncovered_and_counted() -> None:
     segments = [_segment((0.0, 1.0), (1.2, 3.0)), _segment((7.0, 10.0))]
     assert uncovered(regions, segments) == [(3.5, 6.5), (12.0, 14.0)]
     assert holes(regions, segments) == [(3.5, 6.5), (12.0, 14.0)]
-    assert Coverage.of(regions, segments).share == pytest.approx(7 / 12)
-    assert Coverage.of(regions, segments + [_segment((12.3, 13.7))]).share == pytest.approx(9 / 12)
+    assert coverage_of(regions, segments).share == pytest.approx(7 / 12)
+    assert coverage_of(regions, segments + [_segment((12.3, 13.7))]).share == pytest.approx(9 / 12)
 
 
 def test_a_word_timing_error_is_no_hole() -> None:
     regions = [(0.0, 5.0)]  # VAD pads its regions; words start late and end early
     segments = [_segment((0.4, 2.0), (2.8, 4.6))]
     assert holes(regions, segments) == []
-    assert Coverage.of(regions, segments).share == 1.0
+    assert coverage_of(regions, segments).share == 1.0
 
 
 def test_a_word_stretched_over_lost_speech_covers_3_seconds_of_it_at_most() -> None:

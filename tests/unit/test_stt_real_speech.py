@@ -8,7 +8,8 @@ import pytest
 from bench.corpus import ENGLISH_CLIPS, clip, english_speech
 from bench.wer import character_error_rate, normalise, word_error_rate
 from tests.external_data import external
-from workers.engines.stt import OpenAIWhisperEngine, Transcript
+from workers.engines.stt import OpenAIWhisperEngine
+from workers.core.engines import Transcript
 from workers.engines.models import WHISPER_BASE_OPENAI
 
 

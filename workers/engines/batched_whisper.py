@@ -36,7 +36,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, TranscriptionOptions, Word, get_suppressed_tokens
 
 from workers.core.errors import ConfigError
-from workers.processing.audio import SAMPLE_RATE
+from workers.core.engines import SAMPLE_RATE
 
 WRITTEN_FOR = "1.2.1"  # the faster-whisper release whose internals this module uses (requirements.txt pins it)
 

@@ -11,12 +11,12 @@ has, and their share is the coverage a result records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from workers.core.contracts import Segment
+from workers.core.engines import Coverage
 from workers.engines import vad
 from workers.engines.vad import Span
 
@@ -115,27 +115,10 @@ def hole_clips(speech: Sequence[Span], segments: Sequence[Segment]) -> list[Span
     return _union(clips)
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """Seconds of speech found by VAD, and of those, seconds that decoded words account for."""
-
-    speech_seconds: float = 0.0
-    covered_seconds: float = 0.0
-
-    @classmethod
-    def of(cls, regions: Sequence[Span], segments: Sequence[Segment]) -> Coverage:
-        speech = sum(b - a for a, b in regions)
-        return cls(speech, speech - sum(b - a for a, b in uncovered(regions, segments)))
-
-    def __add__(self, other: Coverage) -> Coverage:
-        return Coverage(self.speech_seconds + other.speech_seconds, self.covered_seconds + other.covered_seconds)
-
-    @property
-    def share(self) -> float | None:
-        """Covered share of the speech; None where VAD found none (nothing to cover)."""
-        if self.speech_seconds <= 0:
-            return None
-        return min(1.0, max(0.0, self.covered_seconds / self.speech_seconds))
+def coverage_of(regions: Sequence[Span], segments: Sequence[Segment]) -> Coverage:
+    """Seconds of speech in ``regions`` and the seconds of it that the words of ``segments`` cover."""
+    speech = sum(b - a for a, b in regions)
+    return Coverage(speech, speech - sum(b - a for a, b in uncovered(regions, segments)))
 
 
 def in_speech(segment: Segment, regions: Sequence[Span]) -> bool:

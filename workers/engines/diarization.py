@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Protocol
 
 import numpy as np
 
 from workers.core.contracts import Engine
+from workers.core.engines import SAMPLE_RATE, Turn
 from workers.core.settings import SpeakerSettings
 from workers.engines import speaker_models, vad
 from workers.engines.device import torch_device
 from workers.engines.vad import Span
-from workers.processing.audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +43,6 @@ MAX_CLUSTERED = 3000  # embeddings clustered at once (about 4 hours of speech at
 SEGMENTATION_BATCH = 8  # 10 s chunks at once: SincNet's first layer holds 80 x 16,000 floats per chunk
 EMBEDDING_BATCH = 16
 ENGINE_NAME = "pyannote-pipeline"
-
-
-@dataclass(frozen=True)
-class Turn:
-    start: float
-    end: float
-    speaker: str
-
-
-class Diarizer(Protocol):
-    engine: Engine  # what a result records as having made its speakers
-
-    def turns(self, audio: np.ndarray) -> list[Turn]: ...
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,13 @@ over all logits, not the pipeline's renormalised top 5).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from workers.processing.audio import SAMPLE_RATE
 from workers.core.settings import SerSettings
 from workers.core.contracts import EmotionWindow, Engine
+from workers.core.engines import SAMPLE_RATE, EmotionTrack
 from workers.engines.device import torch_device
 from workers.engines.identity import model_id
 from workers.core.errors import ConfigError, PermanentError
@@ -27,21 +25,6 @@ from workers.core.errors import ConfigError, PermanentError
 log = logging.getLogger(__name__)
 
 MIN_WINDOW_SAMPLES = 4_000  # 0.25 s: shorter audio is zero-padded so convolutional front ends fit
-
-
-@dataclass(frozen=True)
-class EmotionTrack:
-    window_seconds: float
-    hop_seconds: float
-    labels: list[str]
-    windows: list[EmotionWindow]
-    duration: float
-
-
-class EmotionClassifier(Protocol):
-    engine: Engine
-
-    def classify(self, audio: np.ndarray) -> EmotionTrack: ...
 
 
 def window_bounds(n_samples: int, window: int, hop: int) -> list[tuple[int, int]]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.processing.audio import SAMPLE_RATE
+from workers.core.engines import SAMPLE_RATE
 from workers.core.settings import SerSettings
 from workers.core.contracts import EmotionWindow, Engine
-from workers.engines.ser import EmotionTrack
+from workers.core.engines import EmotionTrack
 from workers.engines.ser_head import ENCODER_DIR, HEAD_FILE, SerHead
 from workers.engines.whisper_encoder import WhisperEncoder
 

@@ -23,16 +23,16 @@ import logging
 import math
 import os
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from workers.processing.audio import SAMPLE_RATE
 from workers.core.settings import SttSettings
 from workers.core.contracts import Engine, Segment, Word
-from workers.engines.coverage import Coverage, Span, hole_clips, holes, in_speech, speech_regions, windows
+from workers.core.engines import SAMPLE_RATE, Coverage, Transcript
+from workers.engines.coverage import Span, coverage_of, hole_clips, holes, in_speech, speech_regions, windows
 from workers.engines.loops import cut, loops
 from workers.engines.repair_budget import FALLBACK_TEMPERATURES, RepairBudget, token_limit
 from workers.engines.device import ctranslate2_device, torch_device
@@ -47,23 +47,6 @@ CLAUSE_END = (",", ";", ":", "，", "、", "；")
 # A window whose words cover less than this share of its speech is decoded again whole, at once:
 # its holes are most of it.
 MOSTLY_LOST_SHARE = 0.5
-
-
-@dataclass(frozen=True)
-class Transcript:
-    language: str | None
-    language_probability: float | None
-    duration: float
-    segments: list[Segment]
-    coverage: Coverage = Coverage()  # VAD's speech and the part of it the words cover; none: not measured
-    repair_budget_spent: bool | None = None  # the repair wanted more passes than STT_REPAIR_PASSES; None: no repair
-
-
-class SpeechToText(Protocol):
-    engine: Engine
-
-    def transcribe(self, audio: np.ndarray) -> Transcript: ...
-
 
 
 class FasterWhisperEngine:
@@ -144,7 +127,7 @@ class FasterWhisperEngine:
             if detected is None and segments:
                 detected = guess
             raw += segments
-            coverage += Coverage.of(speech, segments)
+            coverage += coverage_of(speech, segments)
             release_freed_memory()
         language, probability = detected or first_guess or (self._language, None)
         return Transcript(
@@ -283,7 +266,7 @@ def _speech_of(spans: list[Span], regions: list[Span]) -> list[list[Span]]:
 
 
 def _mostly_lost(speech: list[Span], segments: list[Segment]) -> bool:
-    return (Coverage.of(speech, segments).share or 0.0) < MOSTLY_LOST_SHARE
+    return (coverage_of(speech, segments).share or 0.0) < MOSTLY_LOST_SHARE
 
 
 def _paid_for(clips: list[list[Span]], budget: RepairBudget) -> list[list[Span]]:
@@ -364,7 +347,7 @@ def _decoded(segment) -> Segment:
 def _quality(speech: list[Span], segments: list[Segment]) -> tuple[bool, float]:
     """A text that loops loses (a loop's words are spread over the whole window, so it covers
     speech well); then the one that covers more speech."""
-    return not loops(segments, speech), Coverage.of(speech, segments).covered_seconds
+    return not loops(segments, speech), coverage_of(speech, segments).covered_seconds
 
 
 def decoded_segment(start: float, end: float, text: str, avg_logprob: float, no_speech_prob: float,
@@ -454,7 +437,7 @@ class OpenAIWhisperEngine:
             for s in result["segments"]
         ]
         return Transcript(language, probability, len(audio) / SAMPLE_RATE, split_segments(raw, self._max_seconds),
-                          Coverage.of(speech_regions(audio), raw))
+                          coverage_of(speech_regions(audio), raw))
 
 
 def _load_openai_whisper(path: Path, device: str):

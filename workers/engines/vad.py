@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from workers.processing.audio import SAMPLE_RATE
+from workers.core.engines import SAMPLE_RATE
 
 Span = tuple[float, float]
 

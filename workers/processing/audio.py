@@ -17,11 +17,11 @@ from typing import BinaryIO
 import av
 import numpy as np
 
+from workers.core.engines import SAMPLE_RATE
 from workers.core.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 
 
 MAX_KEPT_CHANNELS = 8

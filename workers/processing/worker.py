@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from workers.core.contracts import Engine, Error, PartialKind, SerPartial, SpeakerTurn, SttPartial
-from workers.engines.channels import classify_channels, transcribe_channels
-from workers.engines.diarization import Diarizer, speech_regions
-from workers.engines.ser import EmotionClassifier
-from workers.engines.stt import SpeechToText
+from workers.core.engines import Diarizer, EmotionClassifier, SpeechFinder, SpeechToText
 from workers.processing import channels
+from workers.processing.channels import classify_channels, transcribe_channels
 from workers.processing.audio import DecodedAudio
 
 
@@ -86,6 +84,7 @@ class SerWorker:
     ser: EmotionClassifier
     diarizer: Diarizer | None = None
     channels: ChannelOptions = ChannelOptions()
+    speech: SpeechFinder | None = None  # VAD, for each channel's speech when channels are apart; None: not given
 
     @property
     def engine(self) -> Engine:
@@ -113,8 +112,10 @@ class SerWorker:
     def _speakers(self, plan: channels.ChannelPlan) -> list[SpeakerTurn] | None:
         """Who speaks when: each channel's speech when channels are apart, else the diarizer's turns."""
         if plan.names is not None:
+            if self.speech is None:
+                return None
             return [SpeakerTurn(start, end, plan.names[c], c)
-                    for c, signal in enumerate(plan.signals) for start, end in speech_regions(signal)]
+                    for c, signal in enumerate(plan.signals) for start, end in self.speech(signal)]
         if self.diarizer is None:
             return None
         return [SpeakerTurn(t.start, t.end, t.speaker) for t in self.diarizer.turns(plan.signals[0])]
