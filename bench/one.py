@@ -14,7 +14,7 @@ from pathlib import Path
 from workers.composition import Root, configure_logging
 from workers.core.contracts import Timing
 from workers.processing.audio import decode
-from workers.entrypoints.local_runner import RunSummary, process_one
+from workers.processing.local_run import RunSummary, process_one
 from workers.core.settings import Settings
 
 

@@ -81,7 +81,7 @@ def child(which: str, jobs: int, files: int) -> dict:
     from workers.composition import Root, configure_logging
     from workers.core.contracts import Result, loads
     from workers.core.settings import Settings
-    from workers.entrypoints.local_runner import run_folder
+    from workers.processing.local_run import run_folder
 
     settings = Settings.from_env()
     configure_logging(settings.log, default_level="WARNING")
@@ -119,7 +119,7 @@ def _run(which: str, jobs: int, files: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    from workers.entrypoints.local_runner import default_jobs
+    from workers.processing.local_run import default_jobs
 
     parser = argparse.ArgumentParser(prog="python -m bench throughput", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from workers.core import logs
 from workers.core.errors import ConfigError
 from workers.core.ports import BlobStore, Bus
 from workers.core.settings import LogSettings, SerSettings, Settings, SpeakerSettings, SttSettings
+from workers.core.jobs import Buckets
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from workers.core.engines import EmotionClassifier
     from workers.core.engines import SpeechToText
     from workers.processing.handlers import Handlers
+    from workers.processing.local_stack import LocalStack
     from workers.processing.worker import ChannelOptions
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,6 @@ LOCAL_STAGING = "staging"
 LOCAL_RESULTS = "results"
 LOCAL_STAGING_DIR = ".staging"  # inside the results folder, unless the local stack is given another
 PARTS = ("stt", "ser", "joiner")
-
-
-@dataclass(frozen=True)
-class Buckets:
-    inbox: str
-    staging: str
-    results: str
 
 
 def configure_logging(log_settings: LogSettings, *, default_level: str | None = None) -> None:
@@ -195,6 +189,7 @@ class Root:
         """The embedded default: folders for buckets, an in-process bus, both engines in-process,
         with threads enough for ``jobs`` files at once (STT, SER and the joiner of each)."""
         from workers.core.contracts import JobMessage, PartialReady, from_dict
+        from workers.processing.local_stack import LocalStack
 
         bus = LocalBus(workers=max(4, 3 * jobs))
         handlers = self.handlers(bus, jobs=jobs)
@@ -205,22 +200,6 @@ class Root:
         bus.subscribe(topics.jobs_topic, "ser", lambda m: ser(from_dict(JobMessage, m)))
         bus.subscribe(topics.partials_topic, "joiner", lambda m: joiner(from_dict(PartialReady, m)))
         return LocalStack(handlers, self.store, bus, self.buckets, topics.jobs_topic)
-
-
-@dataclass
-class LocalStack:
-    handlers: "Handlers"
-    store: LocalBlobStore
-    bus: LocalBus
-    buckets: Buckets
-    jobs_topic: str
-
-    @property
-    def inbox_bucket(self) -> str:
-        return self.buckets.inbox
-
-    def close(self) -> None:
-        self.bus.close()
 
 
 # --- engines: built once per process, from their own settings section ----------------------------------

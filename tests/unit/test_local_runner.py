@@ -18,7 +18,7 @@ from tests.audio_factory import random_bytes, SAMPLES, encode, noise, png_bytes,
 from workers.composition import Root
 from workers.core.contracts import Result, dumps, from_dict, loads
 from workers.core.jobs import make_job_id
-from workers.entrypoints.local_runner import run_folder
+from workers.processing.local_run import run_folder
 from workers.core.settings import REPO_ROOT
 
 SCHEMA = json.loads((REPO_ROOT / "schemas" / "result.schema.json").read_text())
@@ -160,7 +160,7 @@ def test_cli_help_explains_every_option() -> None:
 
 
 def test_each_processed_file_gets_a_readable_line(processed) -> None:
-    from workers.entrypoints.local_runner import describe
+    from workers.processing.local_run import describe
 
     _, results, _, _ = processed
     ok = describe(from_dict(Result, load(results, "spaces and ünïcödé/…call….flac")))

@@ -9,7 +9,7 @@ import pytest
 
 from tests.audio_factory import SAMPLES, encode, noise
 from workers.composition import Root
-from workers.entrypoints.local_runner import default_jobs, run_folder
+from workers.processing.local_run import default_jobs, run_folder
 from workers.processing.audio import SAMPLE_RATE, decode
 
 # Fields that say when a result was made, not what it found.

@@ -16,7 +16,7 @@ from workers.core.contracts import Result, loads
 from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.engines.whisper_encoder import WhisperEncoder
 from workers.engines.models import DEFAULT_HEAD, WHISPER_BASE
-from workers.entrypoints.local_runner import run_folder
+from workers.processing.local_run import run_folder
 from workers.engines.ser_training import (
     add_folder, evaluate, extract_features, fit_head, fixed_test_speakers, options_from_record, read_dataset,
     write_model,

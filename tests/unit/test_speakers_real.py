@@ -11,7 +11,7 @@ from tests.external_data import external
 from workers.composition import Root
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.engines.diarization import SpeakerDiarizer
-from workers.entrypoints.local_runner import run_folder
+from workers.processing.local_run import run_folder
 
 READERS = {
     "LJ": ["coqui-ljspeech/LJ001-0001.wav", "coqui-ljspeech/LJ001-0002.wav", "coqui-ljspeech/LJ001-0003.wav"],

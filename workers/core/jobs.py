@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -116,3 +117,12 @@ def parse_partial_key(key: str) -> tuple[str, PartialKind] | None:
 def result_key(name: str) -> str:
     """Key of the merged result for an inbox object: the object name plus .json."""
     return name + RESULT_SUFFIX
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """The buckets one process works with (folders, in a local run)."""
+
+    inbox: str
+    staging: str
+    results: str

@@ -77,7 +77,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from workers.entrypoints.local_runner import default_jobs, run_folder
+    from workers.processing.local_run import default_jobs, run_folder
 
     settings = command_settings(args)
     if not args.inbox.is_dir():
@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from workers.entrypoints.local_runner import RunSummary, process_one
+    from workers.processing.local_run import RunSummary, process_one
 
     settings = command_settings(args)
     if not args.file.is_file():

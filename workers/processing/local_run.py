@@ -23,7 +23,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from workers.adapters.local import name_problem, shown
-from workers.composition import LocalStack
+from workers.processing.local_stack import LocalStack
 from workers.core.contracts import Result, StoredResult, loads, to_dict
 from workers.core.errors import NotFound
 from workers.core.jobs import PARTIAL_KINDS, make_job, now_rfc3339, partial_key, result_key, skip_reason
