@@ -219,7 +219,7 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5, corpus: str = ""
     if scarce:
         raise ConfigError(f"too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: each label "
                           f"needs at least {min_clips_per_label} (--min-clips-per-label)")
-    for speaker in speakers:
+    for speaker in speakers if not corpus else ():  # several corpora: read_datasets checks the folds
         rest = [c for c in clips if c.speaker != speaker]
         short = {label: n for label in labels if (n := sum(c.label == label for c in rest)) < min_clips_per_label}
         if short:
