@@ -318,8 +318,10 @@ def _joined(parts: Sequence[np.ndarray], gaps: Iterable[float]) -> tuple[np.ndar
 
 def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: Sequence[str],
              options: TrainOptions, *, name: str, encoder: WhisperEncoder,
-             training: dict[str, Any] | None = None, licence: str = "") -> SerHead:
-    """A head trained on the windows of ``speakers`` only."""
+             training: dict[str, Any] | None = None, licence: str = "", start: SerHead | None = None) -> SerHead:
+    """A head trained on the windows of ``speakers`` only. ``start``: a head over the same
+    features whose weights the solver starts from (the evaluation's folds start from the head of
+    every speaker, which makes 55 folds several times faster; the optimum is the same)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -340,8 +342,12 @@ def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: S
         raise ConfigError(f"the speakers {', '.join(speakers)} have no clip of {', '.join(missing)}: "
                           "every label needs training clips on each side of the split")
     scaler = StandardScaler().fit(x)
-    model = LogisticRegression(C=options.c, max_iter=5000).fit(
-        scaler.transform(x), y, sample_weight=sample_weights(y, groups if options.balance == "corpora" else None))
+    model = LogisticRegression(C=options.c, max_iter=5000, tol=1e-5, warm_start=start is not None)
+    if start is not None and len(dataset.labels) > 2:  # its weights on these standardised features
+        model.coef_ = (start.weights * (scaler.scale_ / start.scale)[:, None]).T.copy()
+        model.intercept_ = start.bias + ((scaler.mean_ - start.mean) / start.scale) @ start.weights
+    model.fit(scaler.transform(x), y,
+              sample_weight=sample_weights(y, groups if options.balance == "corpora" else None))
     weights, bias = model.coef_.T, model.intercept_
     if len(dataset.labels) == 2:  # a binary model is one logit for the second label: softmax of (0, z)
         weights, bias = np.hstack([np.zeros_like(weights), weights]), np.concatenate([[0.0], bias])
@@ -411,7 +417,8 @@ def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: Tr
     the added folders apart; with several corpora, for each corpus apart), then with several corpora
     leave-one-corpus-out (each corpus scored by a head trained on the others and the added folders)
     and its average over corpora, or with one corpus the fixed split."""
-    loso = {s: _fold(dataset, features, options, encoder, (s,)) for s in dataset.speakers}
+    everyone = fit_head(dataset, features, dataset.speakers, options, name="all", encoder=encoder)
+    loso = {s: _fold(dataset, features, options, encoder, (s,), everyone) for s in dataset.speakers}
     groups = [("leave-one-speaker-out", dataset.speakers)]
     if dataset.added:
         groups += [("leave-one-speaker-out: the labelled speakers", dataset.main_speakers),
@@ -422,7 +429,7 @@ def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: Tr
     evaluations = [_evaluation(dataset, name, speakers, [loso[s] for s in speakers]) for name, speakers in groups]
     if several:
         by_corpus = [_evaluation(dataset, f"{LOCO}: {corpus}", dataset.speakers_of(corpus),
-                                 [_fold(dataset, features, options, encoder, dataset.speakers_of(corpus))])
+                                 [_fold(dataset, features, options, encoder, dataset.speakers_of(corpus), everyone)])
                      for corpus in dataset.corpora]
         evaluations += [*by_corpus, Evaluation(LOCO_AVERAGE, tuple(dataset.main_speakers),
                                                Scores.average([e.clips for e in by_corpus], dataset.labels),
@@ -430,15 +437,15 @@ def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: Tr
     else:
         held_out = fixed_test_speakers(dataset, options)
         evaluations.append(_evaluation(dataset, f"fixed split: test speakers {', '.join(held_out)}", held_out,
-                                       [_fold(dataset, features, options, encoder, held_out)]))
+                                       [_fold(dataset, features, options, encoder, held_out, everyone)]))
     return evaluations
 
 
 def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, encoder: WhisperEncoder,
-          test: tuple[str, ...]) -> tuple[list[int], list[int], list[int], list[int]]:
+          test: tuple[str, ...], start: SerHead | None = None) -> tuple[list[int], list[int], list[int], list[int]]:
     """Predictions for the ``test`` speakers of a head trained on all the others."""
     train = [s for s in dataset.speakers if s not in test]
-    head = fit_head(dataset, features, train, options, name="fold", encoder=encoder)
+    head = fit_head(dataset, features, train, options, name="fold", encoder=encoder, start=start)
     return predict(head, dataset, features, test)
 
 

@@ -77,6 +77,7 @@ class WhisperEncoder:
         self.model_path = model_path
         self.model_id = model_id(model_path.resolve())
         self.version = ctranslate2.__version__
+        self._probes: dict[tuple[str, str], np.ndarray] = {}
 
     @property
     def dims(self) -> int:
@@ -89,8 +90,11 @@ class WhisperEncoder:
 
     def probe(self, pooling: str = "mean", loudness: str = "none") -> np.ndarray:
         """The features of ``probe_signal()`` as a head with this pooling and loudness sees them."""
-        probe = probe_signal()
-        return self.pooled(probe, len(probe), len(probe), pooling=pooling, loudness=loudness)[1][0]
+        key = (pooling, loudness)
+        if key not in self._probes:
+            probe = probe_signal()
+            self._probes[key] = self.pooled(probe, len(probe), len(probe), pooling=pooling, loudness=loudness)[1][0]
+        return self._probes[key]
 
     def pooled(self, audio: np.ndarray, window: int, hop: int, *, pooling: str = "mean",
                loudness: str = "none") -> tuple[list[tuple[int, int]], np.ndarray]:
