@@ -86,7 +86,7 @@ def test_the_default_engine_scores_every_label_of_every_window(default_ser) -> N
     assert scores.shape == (4, 4) and np.allclose(scores.sum(axis=1), 1.0)
     engine = default_ser.engine
     assert (engine.name, engine.trained) == ("whisper-head", True)
-    assert engine.model.startswith("whisper-base-ct2+emodb-whisper-base@")
+    assert engine.model.startswith("whisper-base-ct2+four-corpora-whisper-base@")
 
 
 def test_a_tenth_of_a_second_gets_one_window(default_ser) -> None:
@@ -192,3 +192,14 @@ def test_mel_peak_loudness_removes_the_recordings_gain(base_encoder) -> None:
     loud, quiet = features(1.0, "mel-peak"), features(0.05, "mel-peak")
     assert distance(loud, quiet) < 0.02, "a gain of 1/20 (-26 dB) leaves the normalised features as they were"
     assert distance(features(1.0, "none"), features(0.05, "none")) > 5 * distance(loud, quiet)
+
+
+def test_the_heads_licence_note_is_reported_in_the_engine_of_every_result(tone_or_noise_model, tmp_path) -> None:
+    plain = WhisperHeadEmotionEngine(tone_or_noise_model, device="cpu")
+    assert plain.engine.licence is None, "a head without a note reports none (not an empty string)"
+    noted = tmp_path / "noted"
+    noted.mkdir()
+    head = dataclasses.replace(SerHead.load(tone_or_noise_model / HEAD_FILE), licence="research use only")
+    head.save(noted / HEAD_FILE)
+    (noted / "encoder").symlink_to((tone_or_noise_model / "encoder").resolve())
+    assert WhisperHeadEmotionEngine(noted, device="cpu").engine.licence == "research use only"

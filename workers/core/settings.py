@@ -30,7 +30,7 @@ LOG_FORMATS = ("auto", "json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ROLES = ("stt", "ser", "joiner", "api")
 DEFAULT_STT_MODEL = "whisper-base-ct2"
-DEFAULT_SER_MODEL = "ser-whisper-base-emodb"
+DEFAULT_SER_MODEL = "ser-whisper-base"
 _TRUE, _FALSE = ("on", "true", "1", "yes"), ("off", "false", "0", "no")
 
 

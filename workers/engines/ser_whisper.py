@@ -53,7 +53,8 @@ class WhisperHeadEmotionEngine:
         self.window_seconds, self.hop_seconds = window_seconds, hop_seconds
         self._window = int(round(window_seconds * SAMPLE_RATE))
         self._hop = int(round(hop_seconds * SAMPLE_RATE))
-        self.engine = Engine(ENGINE_NAME, f"{self.encoder.model_id}+{self.head.head_id}", self.encoder.version, True)
+        self.engine = Engine(ENGINE_NAME, f"{self.encoder.model_id}+{self.head.head_id}", self.encoder.version, True,
+                             self.head.licence or None)
 
     def classify(self, audio: np.ndarray) -> EmotionTrack:
         bounds, features = self.encoder.pooled(audio, self._window, self._hop, pooling=self.head.pooling,
