@@ -89,7 +89,8 @@ class SerSettings:
     model: str = _setting(
         "", "SER_MODEL",
         "Local path of the SER model: a whisper-head folder (head.npz, MODEL_CARD.md, encoder/) or a "
-        "transformers audio-classification checkpoint. Empty: the whisper-head trained on Berlin EmoDB, "
+        "transformers audio-classification checkpoint. Empty: the whisper-head trained on four emotion corpora "
+        "(EmoDB, RAVDESS, TESS, URDU; research and non-commercial terms, see its model card), "
         "assembled by setup (whisper-head only).",
     )
     device: str = _setting("auto", "SER_DEVICE", "auto, cpu or cuda.", choices=DEVICES)

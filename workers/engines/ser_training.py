@@ -567,7 +567,11 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         "", "## Speaker-independent evaluation", "",
         "*clips*: each clip alone, the mean of its windows. *continuous*: each held-out speaker's clips of all "
         f"labels shuffled and joined with {CONTINUOUS_GAP_SECONDS:g} s pauses, and each clip given the "
-        "overlap-weighted mean of the windows over it, as the joiner gives a transcript segment its emotion.", "",
+        "overlap-weighted mean of the windows over it, as the joiner gives a transcript segment its emotion."
+        + (" *leave-one-corpus-out*: each corpus scored by a head trained on the other corpora only (a new user's "
+           "recordings are a new corpus: language, microphone, actors or not); the average weighs every corpus "
+           "the same. These are the figures to expect on recordings unlike the training data."
+           if len(dataset.corpora) > 1 else ""), "",
         "| evaluation | audio | unweighted accuracy | weighted accuracy | " + " | ".join(
             f"recall {label}" for label in dataset.labels) + " |",
         "|---|---|---|---|" + "---|" * len(dataset.labels),
@@ -591,12 +595,24 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         "accuracy on spontaneous speech, other languages, other microphones or noisy calls is not measured here "
         "and will be lower.",
         "- The head knows only its labels: every window gets one of them, however the speaker sounds.",
+        *([f"- On a corpus it never heard (leave-one-corpus-out above) the head is far weaker than on new speakers "
+           f"of corpora it knows: expect about {_loco_average(evaluations):.2f} unweighted accuracy (chance "
+           f"{1 / len(dataset.labels):.2f}), and some labels much worse than others."]
+          if _loco_average(evaluations) is not None else []),
+        f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
+        "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
+        "CPU, whose features differ from float32 by about 1-3 % and change some windows' top label (the same "
+        "bench counts them).",
         *(["- The added folders carry their label by assumption (read speech taken as neutral, for one), not by "
            "anyone's judgement of each recording."] if dataset.added else []), "",
         "## Reproduce", "", "```sh", command, "```", "",
         "Format: `head.npz` is NumPy's zip of plain arrays (no pickle); see `workers/engines/ser_head.py`.", "",
     ]
     return "\n".join(lines)
+
+
+def _loco_average(evaluations: Sequence[Evaluation]) -> float | None:
+    return next((e.clips.unweighted_accuracy for e in evaluations if e.name == LOCO_AVERAGE), None)
 
 
 def _amount(name: str, clips: Sequence[Clip], speakers: int = 0) -> str:
