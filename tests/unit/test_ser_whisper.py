@@ -87,6 +87,7 @@ def test_the_default_engine_scores_every_label_of_every_window(default_ser) -> N
     engine = default_ser.engine
     assert (engine.name, engine.trained) == ("whisper-head", True)
     assert engine.model.startswith("whisper-base-ct2+four-corpora-whisper-base@")
+    assert "non-commercial" in engine.licence and "train-ser" in engine.licence, "the default head's terms travel"
 
 
 def test_a_tenth_of_a_second_gets_one_window(default_ser) -> None:
