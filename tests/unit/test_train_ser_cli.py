@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,27 @@ def test_a_label_that_one_speaker_holds_almost_alone_is_refused_before_its_fold_
     folder = write_dataset(tmp_path / "data", rows, {"x.wav": encode(tone(1.0))})
     assert main(["train-ser", str(folder), "-o", str(tmp_path / "out"), "--models-dir", str(models_dir)]) == 2
     assert "without speaker a too few clips are left to train on: 'calm' (1)" in capsys.readouterr().err
+
+
+def test_folders_added_as_one_speaker_are_never_on_both_sides_of_a_split(tmp_path, models_dir, capsys) -> None:
+    data = tones_and_noise(tmp_path / "data")
+    folders = []
+    for name in ("audiobook", "samples"):  # the same reader in two folders
+        folder = tmp_path / name
+        folder.mkdir()
+        for k in range(3):
+            (folder / f"{name}{k}.flac").write_bytes(encode(tone(1.5, freq=230 + 50 * k, amplitude=0.2)))
+        folders.append(folder)
+    out = tmp_path / "model"
+    assert main(["train-ser", str(data), "--add", f"calm={folders[0]}@reader", "--add", f"calm={folders[1]}@reader",
+                 "-o", str(out), "--models-dir", str(models_dir), "--no-progress"]) == 0
+    added = capsys.readouterr().out.split("leave-one-speaker-out: the added folders")[1].split("fixed split")[0]
+    assert "(6 clips)" in added, added
+    head = SerHead.load(out / HEAD_FILE)
+    assert head.training["speakers"] == ["+reader", "a", "b", "c"] and head.training["added"] == ["+reader"]
+    assert "| +reader | 0 | 6 |" in (out / CARD_FILE).read_text()
+    twin = tmp_path / "elsewhere" / "audiobook"  # another folder of the same name: another speaker, or say so
+    shutil.copytree(folders[0], twin)
+    assert main(["train-ser", str(data), "--add", f"calm={folders[0]}", "--add", f"calm={twin}",
+                 "-o", str(tmp_path / "other"), "--models-dir", str(models_dir)]) == 2
+    assert f"already named +audiobook (name the speaker: --add calm={twin}@SPEAKER)" in capsys.readouterr().err

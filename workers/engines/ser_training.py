@@ -229,18 +229,22 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5, corpus: str = ""
     return Dataset(clips, labels, speakers)
 
 
-def add_folder(dataset: Dataset, label: str, folder: Path) -> Dataset:
+def add_folder(dataset: Dataset, label: str, folder: Path, speaker: str = "") -> Dataset:
     """``dataset`` and every audio file under ``folder`` as a ``label`` clip. The folder counts as
-    one speaker named ``+FOLDER``, so in every evaluation its clips are all on one side: unlabelled
-    recordings known to carry one label (read speech as neutral, say) from sources apart."""
+    one speaker named ``+FOLDER`` (or ``+SPEAKER``), so in every evaluation its clips are all on
+    one side: unlabelled recordings known to carry one label (read speech as neutral, say) from
+    sources apart. Folders added under the same ``speaker`` are one speaker: the same reader in two
+    folders is never on both sides of a split."""
     if label not in dataset.labels:
         raise ConfigError(f"--add {label}={folder}: {label!r} is not a label of the data set "
                           f"(labels: {', '.join(dataset.labels)})")
     if not folder.is_dir():
         raise ConfigError(f"--add {label}={folder}: not a folder")
-    speaker = "+" + folder.resolve().name
-    if speaker in dataset.speakers:
-        raise ConfigError(f"--add {label}={folder}: a speaker or another added folder is already named {speaker}")
+    shared = bool(speaker)
+    speaker = "+" + (speaker or folder.resolve().name)
+    if speaker in dataset.speakers and not (shared and speaker in dataset.added):
+        raise ConfigError(f"--add {label}={folder}: a speaker or another added folder is already named {speaker}"
+                          + ("" if shared else f" (name the speaker: --add {label}={folder}@SPEAKER)"))
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not files:
         raise ConfigError(f"--add {label}={folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) under it")
@@ -252,7 +256,7 @@ def add_folder(dataset: Dataset, label: str, folder: Path) -> Dataset:
         except PermanentError as e:
             raise ConfigError(f"--add {label}={folder}: {path} cannot be used: {e}") from e
     return Dataset([*dataset.clips, *clips], dataset.labels, tuple(sorted({*dataset.speakers, speaker})),
-                   (*dataset.added, speaker), dataset.corpora)
+                   tuple(dict.fromkeys((*dataset.added, speaker))), dataset.corpora)
 
 
 def _clip(folder: Path, table: Path, row: dict[str, str], line: int, corpus: str = "") -> Clip:
@@ -542,7 +546,8 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
             lines += ["", f"Licence note carried by the head (shown in `engines.ser` of every result): {head.licence}"]
     if dataset.added:
         lines += ["", "Added with `--add LABEL=FOLDER`, every recording of a folder under one label; each folder "
-                      "counts as one speaker, so no evaluation has it on both sides:", ""]
+                      "(or the folders named as one speaker with `@SPEAKER`) counts as one speaker, so no evaluation "
+                      "has it on both sides:", ""]
         for folder in dataset.added:
             mine = [c for c in dataset.clips if c.speaker == folder]
             lines.append(f"- {_amount(f'`{folder[1:]}`', mine)}, as `{mine[0].label}`")

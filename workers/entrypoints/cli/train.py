@@ -53,10 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="inverse regularisation strength of the logistic regression [%(default)s]")
     p.add_argument("--no-streams", action="store_true",
                    help="train on isolated clips only (no windows cut from joined same-label clips)")
-    p.add_argument("--add", action="append", default=[], metavar="LABEL=FOLDER",
+    p.add_argument("--add", action="append", default=[], metavar="LABEL=FOLDER[@SPEAKER]",
                    help="also train on every audio file under FOLDER as LABEL (repeatable), e.g. neutral=read-speech/: "
                         "recordings known to carry one label. Each folder counts as one speaker in the evaluations, "
-                        "which also report the added folders apart")
+                        "which also report the added folders apart; folders given the same @SPEAKER count as one "
+                        "(the same reader in two folders)")
     p.add_argument("--pooling", choices=POOLINGS, default=defaults.pooling,
                    help="how a window's encoder frames become features [%(default)s]")
     p.add_argument("--loudness", choices=LOUDNESS, default=defaults.loudness,
@@ -129,7 +130,12 @@ def cmd_train_ser(args: argparse.Namespace) -> int:
         label, equals, folder = added.partition("=")
         if not equals or not label or not folder:
             raise ConfigError(f"--add {added!r}: give LABEL=FOLDER, e.g. neutral=read-speech/")
-        dataset = training.add_folder(dataset, label.strip(), Path(folder))
+        named, at, speaker = folder.rpartition("@")
+        if at and named and speaker and "/" not in speaker and not Path(folder).is_dir():
+            folder = named
+        else:
+            speaker = ""
+        dataset = training.add_folder(dataset, label.strip(), Path(folder), speaker.strip())
     encoder = WhisperEncoder(encoder_path, device="cpu", compute_type=options.compute_type,
                              cpu_threads=args.cpu_threads)
     name = args.name or f"{'+'.join(d.resolve().name for d in args.data)}-{encoder.model_id}"
