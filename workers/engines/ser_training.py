@@ -604,6 +604,9 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
            f"of corpora it knows: expect about {_loco_average(evaluations):.2f} unweighted accuracy (chance "
            f"{1 / len(dataset.labels):.2f}), and some labels much worse than others."]
           if _loco_average(evaluations) is not None else []),
+        "- The options on the command line below (C, pooling, loudness, balance, streams) are not tuned by the "
+        "command: where they were chosen by comparing these same figures across options, as for the default "
+        "head, the figures are optimistic by what that choice is worth.",
         f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
         "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
         "CPU, whose features differ from float32 by about 1-3 % and change some windows' top label (the same "
