@@ -609,7 +609,7 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         "head, the figures are optimistic by what that choice is worth.",
         f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
         "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
-        "CPU, whose features differ from float32 by about 1-3 % and change some windows' top label (the same "
+        "CPU, whose features differ from float32 by a few per cent and may change a window's top label (the same "
         "bench counts them).",
         *(["- The added folders carry their label by assumption (read speech taken as neutral, for one), not by "
            "anyone's judgement of each recording."] if dataset.added else []), "",
