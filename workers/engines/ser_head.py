@@ -9,13 +9,19 @@ no training library. It is stored as ``head.npz`` (NumPy's zip of plain arrays, 
 array      shape       meaning
 =========  ==========  =========================================================
 meta       ()          JSON text: format, version, name, labels, encoder id,
-                       window/hop, training data set, speakers, options, metrics
+                       window/hop, pooling, loudness, licence note, training
+                       data set, speakers, options, metrics
 mean       (d,)        feature means of the training windows
 scale      (d,)        feature standard deviations of the training windows
 weights    (d, k)      one column per label, in the order of ``meta.labels``
 bias       (k,)
 probe      (d,)        the training encoder's pooled features of ``probe_signal()``
 =========  ==========  =========================================================
+
+``pooling`` (``mean`` or ``mean+std``) and ``loudness`` (``none`` or ``mel-peak``) say how the
+encoder's frames become the features (:mod:`workers.engines.whisper_encoder`); heads written
+before they existed are ``mean`` / ``none``. ``licence`` is a short note on the terms of the
+data the head was trained on; the engine reports it in ``engines.ser`` of every result.
 
 ``probe`` ties a head to the encoder it was trained on: a head loaded over an encoder whose
 features of the fixed probe signal differ (another Whisper size, another checkpoint under the
@@ -58,6 +64,9 @@ class SerHead:
     bias: np.ndarray
     probe: np.ndarray
     training: dict[str, Any] = field(default_factory=dict)
+    pooling: str = "mean"
+    loudness: str = "none"
+    licence: str = ""
 
     def __post_init__(self) -> None:
         d, k = self.weights.shape
@@ -75,6 +84,8 @@ class SerHead:
         digest = hashlib.sha256(json.dumps(self.labels).encode())
         for name in _ARRAYS:
             digest.update(np.ascontiguousarray(getattr(self, name), dtype=np.float32).tobytes())
+        if (self.pooling, self.loudness) != ("mean", "none"):  # heads from before these options keep their ids
+            digest.update(f"{self.pooling}|{self.loudness}".encode())
         return f"{self.name}@{digest.hexdigest()[:12]}"
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -104,7 +115,8 @@ class SerHead:
             "format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, "name": self.name,
             "head_id": self.head_id, "labels": list(self.labels), "encoder_id": self.encoder_id,
             "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
-            "classifier": "multinomial logistic regression over standardised mean-pooled encoder frames",
+            "classifier": f"multinomial logistic regression over standardised {self.pooling}-pooled encoder frames",
+            "pooling": self.pooling, "loudness": self.loudness, "licence": self.licence,
             "training": self.training,
         }
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
@@ -128,4 +140,5 @@ class SerHead:
                               f"not a {HEAD_FORMAT!r} version {HEAD_FORMAT_VERSION} emotion head")
         return cls(name=meta["name"], labels=tuple(meta["labels"]), encoder_id=meta["encoder_id"],
                    window_seconds=float(meta["window_seconds"]), hop_seconds=float(meta["hop_seconds"]),
-                   training=meta.get("training", {}), **arrays)
+                   training=meta.get("training", {}), pooling=meta.get("pooling", "mean"),
+                   loudness=meta.get("loudness", "none"), licence=meta.get("licence", ""), **arrays)

@@ -9,11 +9,20 @@ two kinds of material per speaker:
   a pause and the start of the next, as windows over a real recording do. Measured on Berlin
   EmoDB, this lifts the leave-one-speaker-out accuracy on continuous audio from 0.67 to 0.85.
 
-Evaluation is speaker-independent only: leave-one-speaker-out, and a fixed split that holds
-out named speakers. Each is scored twice: per clip (the mean of the clip's windows), and on
-**continuous** audio (each held-out speaker's clips of every label, shuffled and joined with
-0.5 s pauses, windowed, and each clip given the overlap-weighted mean of the windows over it,
-exactly as the joiner gives a transcript segment its emotion).
+Several labelled folders (corpora) may be given: their speakers are namespaced
+``CORPUS/SPEAKER`` and, besides leave-one-speaker-out, each corpus is scored by a head trained on
+the others only (**leave-one-corpus-out**): a user's recordings are always a new corpus.
+
+Evaluation is speaker-independent only: leave-one-speaker-out, leave-one-corpus-out with several
+corpora, and with one corpus a fixed split that holds out named speakers. Each is scored twice:
+per clip (the mean of the clip's windows), and on **continuous** audio (each held-out speaker's
+clips of every label, shuffled and joined with 0.5 s pauses, windowed, and each clip given the
+overlap-weighted mean of the windows over it, exactly as the joiner gives a transcript segment
+its emotion).
+
+Features are computed in float32 on the CPU by default (``compute_type``): CTranslate2's int8
+kernels differ from one CPU to another (vendor, instruction set, MKL or oneDNN), float32 agrees
+to rounding, so the card's figures come back on another machine.
 """
 
 from __future__ import annotations
@@ -54,6 +63,13 @@ class TrainOptions:
     min_clips_per_label: int = 5
     seed: int = 0
     test_speakers: tuple[str, ...] = ()  # the fixed split; empty: the last quarter in sorted order
+    pooling: str = "mean"  # or "mean+std" (whisper_encoder.POOLINGS)
+    loudness: str = "none"  # or "mel-peak" (whisper_encoder.LOUDNESS)
+    balance: str = "labels"  # "labels": each label weighs the same; "corpora": each (corpus, label) does
+    compute_type: str = "float32"  # the encoder's, for the features of training and evaluation
+
+
+BALANCES = ("labels", "corpora")
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class Clip:
     label: str
     speaker: str
     audio: np.ndarray = field(repr=False)
+    corpus: str = ""  # the folder's name; "" for a folder added with --add
 
 
 @dataclass
@@ -92,6 +109,16 @@ class Scores:
         return cls(round(float(np.mean(list(recall.values()))), 4), round(float(np.mean(truth_a == pred_a)), 4),
                    recall, confusion.tolist(), len(truth_a))
 
+    @classmethod
+    def average(cls, parts: Sequence["Scores"], labels: Sequence[str]) -> "Scores":
+        """The unweighted mean of ``parts`` (each corpus counts the same, whatever its size); the
+        confusion and the clip count are their sums."""
+        recall = {label: round(float(np.mean([p.recall[label] for p in parts if label in p.recall])), 4)
+                  for label in labels if any(label in p.recall for p in parts)}
+        return cls(round(float(np.mean([p.unweighted_accuracy for p in parts])), 4),
+                   round(float(np.mean([p.weighted_accuracy for p in parts])), 4), recall,
+                   np.sum([p.confusion for p in parts], axis=0).tolist(), sum(p.clips for p in parts))
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -107,14 +134,58 @@ class Dataset:
     labels: tuple[str, ...]
     speakers: tuple[str, ...]
     added: tuple[str, ...] = ()  # speakers that are folders added with one label (add_folder)
+    corpora: tuple[str, ...] = ()  # the labelled folders' names, in the order given
 
     @property
     def main_speakers(self) -> tuple[str, ...]:
         return tuple(s for s in self.speakers if s not in self.added)
 
+    def speakers_of(self, corpus: str) -> tuple[str, ...]:
+        return tuple(sorted({c.speaker for c in self.clips if c.corpus == corpus}))
 
-def read_dataset(folder: Path, *, min_clips_per_label: int = 5) -> Dataset:
-    """The clips listed in ``folder/labels.csv`` (at least ``file,label,speaker``), decoded."""
+
+def read_datasets(folders: Sequence[Path], *, min_clips_per_label: int = 5,
+                  labels: Sequence[str] = ()) -> Dataset:
+    """One data set from one or several labelled folders. With several, each folder is a corpus
+    and its speakers are named ``FOLDER/SPEAKER``; every folder must carry the same labels (or
+    only ``labels`` where given), and leaving any one corpus out must leave at least
+    ``min_clips_per_label`` clips of every label to train on."""
+    names = [folder.resolve().name for folder in folders]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"two labelled folders are named {', '.join(twice)}: their speakers would mix; "
+                          "give each corpus a folder of its own name")
+    parts = [read_dataset(folder, min_clips_per_label=min_clips_per_label,
+                          corpus=name if len(folders) > 1 else "", known_labels=labels)
+             for folder, name in zip(folders, names)]
+    if len(parts) == 1:
+        only = parts[0]
+        return Dataset([_in_corpus(c, names[0]) for c in only.clips], only.labels, only.speakers, corpora=(names[0],))
+    union = tuple(sorted({label for part in parts for label in part.labels}))
+    for folder, part in zip(folders, parts):
+        lacking = [label for label in union if label not in part.labels]
+        if lacking:
+            raise ConfigError(f"{folder / LABELS_FILE} has no clip of {', '.join(map(repr, lacking))}, which other "
+                              "folders have: every corpus needs every label (or leave the label out of all of them)")
+    clips = [c for part in parts for c in part.clips]
+    for folder, name in zip(folders, names):
+        rest = [c for c in clips if c.corpus != name]
+        scarce = {label: n for label in union if (n := sum(c.label == label for c in rest)) < min_clips_per_label}
+        if scarce:
+            raise ConfigError(f"leaving out {folder} leaves too few clips to train on: "
+                              f"{', '.join(f'{k!r} ({v})' for k, v in scarce.items())}; each label needs at least "
+                              f"{min_clips_per_label} (--min-clips-per-label) in every fold")
+    return Dataset(clips, union, tuple(sorted({c.speaker for c in clips})), corpora=tuple(names))
+
+
+def _in_corpus(clip: Clip, corpus: str) -> Clip:
+    return Clip(clip.file, clip.label, clip.speaker, clip.audio, corpus)
+
+
+def read_dataset(folder: Path, *, min_clips_per_label: int = 5, corpus: str = "",
+                 known_labels: Sequence[str] = ()) -> Dataset:
+    """The clips listed in ``folder/labels.csv`` (at least ``file,label,speaker``), decoded.
+    With ``corpus``, the clips carry it and their speakers are named ``CORPUS/SPEAKER``."""
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder (train-ser wants a folder with audio and {LABELS_FILE})")
     table = folder / LABELS_FILE
@@ -128,7 +199,12 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5) -> Dataset:
             raise ConfigError(f"{table} has the columns {','.join(columns) or '(none)'}; it needs "
                               f"{','.join(REQUIRED_COLUMNS)} (missing: {','.join(missing)})")
         rows = [({k.strip(): (v or "").strip() for k, v in row.items() if k}, n) for n, row in enumerate(reader, 2)]
-    clips = [_clip(folder, table, row, line) for row, line in rows]
+    if known_labels:
+        unknown = sorted({row["label"] for row, _ in rows if row.get("label") and row["label"] not in known_labels})
+        if unknown:
+            raise ConfigError(f"{table} has the label{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}, "
+                              f"not one of --labels {','.join(known_labels)}")
+    clips = [_clip(folder, table, row, line, corpus) for row, line in rows]
     if not clips:
         raise ConfigError(f"{table} lists no clips")
     speakers = tuple(sorted({c.speaker for c in clips}))
@@ -143,21 +219,32 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5) -> Dataset:
     if scarce:
         raise ConfigError(f"too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: each label "
                           f"needs at least {min_clips_per_label} (--min-clips-per-label)")
+    for speaker in speakers if not corpus else ():  # several corpora: read_datasets checks the folds
+        rest = [c for c in clips if c.speaker != speaker]
+        short = {label: n for label in labels if (n := sum(c.label == label for c in rest)) < min_clips_per_label}
+        if short:
+            raise ConfigError(f"{table}: without speaker {speaker} too few clips are left to train on: "
+                              f"{', '.join(f'{k!r} ({v})' for k, v in short.items())}; each label needs at least "
+                              f"{min_clips_per_label} (--min-clips-per-label) in every leave-one-speaker-out fold")
     return Dataset(clips, labels, speakers)
 
 
-def add_folder(dataset: Dataset, label: str, folder: Path) -> Dataset:
+def add_folder(dataset: Dataset, label: str, folder: Path, speaker: str = "") -> Dataset:
     """``dataset`` and every audio file under ``folder`` as a ``label`` clip. The folder counts as
-    one speaker named ``+FOLDER``, so in every evaluation its clips are all on one side: unlabelled
-    recordings known to carry one label (read speech as neutral, say) from sources apart."""
+    one speaker named ``+FOLDER`` (or ``+SPEAKER``), so in every evaluation its clips are all on
+    one side: unlabelled recordings known to carry one label (read speech as neutral, say) from
+    sources apart. Folders added under the same ``speaker`` are one speaker: the same reader in two
+    folders is never on both sides of a split."""
     if label not in dataset.labels:
         raise ConfigError(f"--add {label}={folder}: {label!r} is not a label of the data set "
                           f"(labels: {', '.join(dataset.labels)})")
     if not folder.is_dir():
         raise ConfigError(f"--add {label}={folder}: not a folder")
-    speaker = "+" + folder.resolve().name
-    if speaker in dataset.speakers:
-        raise ConfigError(f"--add {label}={folder}: a speaker or another added folder is already named {speaker}")
+    shared = bool(speaker)
+    speaker = "+" + (speaker or folder.resolve().name)
+    if speaker in dataset.speakers and not (shared and speaker in dataset.added):
+        raise ConfigError(f"--add {label}={folder}: a speaker or another added folder is already named {speaker}"
+                          + ("" if shared else f" (name the speaker: --add {label}={folder}@SPEAKER)"))
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not files:
         raise ConfigError(f"--add {label}={folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) under it")
@@ -169,10 +256,10 @@ def add_folder(dataset: Dataset, label: str, folder: Path) -> Dataset:
         except PermanentError as e:
             raise ConfigError(f"--add {label}={folder}: {path} cannot be used: {e}") from e
     return Dataset([*dataset.clips, *clips], dataset.labels, tuple(sorted({*dataset.speakers, speaker})),
-                   (*dataset.added, speaker))
+                   tuple(dict.fromkeys((*dataset.added, speaker))), dataset.corpora)
 
 
-def _clip(folder: Path, table: Path, row: dict[str, str], line: int) -> Clip:
+def _clip(folder: Path, table: Path, row: dict[str, str], line: int, corpus: str = "") -> Clip:
     empty = [c for c in REQUIRED_COLUMNS if not row.get(c)]
     if empty:
         raise ConfigError(f"{table} line {line}: empty {', '.join(empty)}")
@@ -183,7 +270,8 @@ def _clip(folder: Path, table: Path, row: dict[str, str], line: int) -> Clip:
         audio = decode(path, max_seconds=3600.0).samples
     except PermanentError as e:
         raise ConfigError(f"{table} line {line}: {row['file']} cannot be used: {e}") from e
-    return Clip(row["file"], row["label"], row["speaker"], audio)
+    speaker = f"{corpus}/{row['speaker']}" if corpus else row["speaker"]
+    return Clip(row["file"], row["label"], speaker, audio, corpus)
 
 
 def extract_features(dataset: Dataset, encoder: WhisperEncoder, options: TrainOptions,
@@ -193,12 +281,16 @@ def extract_features(dataset: Dataset, encoder: WhisperEncoder, options: TrainOp
     window = int(round(options.window_seconds * SAMPLE_RATE))
     hop = int(round(options.hop_seconds * SAMPLE_RATE))
     rng = np.random.default_rng(options.seed)
+
+    def pooled(audio: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
+        return encoder.pooled(audio, window, hop, pooling=options.pooling, loudness=options.loudness)
+
     found: dict[str, SpeakerFeatures] = {}
     for speaker in dataset.speakers:
         mine = [i for i, c in enumerate(dataset.clips) if c.speaker == speaker]
         features = found[speaker] = SpeakerFeatures()
         for i in mine:
-            features.clip_windows += [(i, x) for x in encoder.pooled(dataset.clips[i].audio, window, hop)[1]]
+            features.clip_windows += [(i, x) for x in pooled(dataset.clips[i].audio)[1]]
             progress(len(dataset.clips[i].audio) / SAMPLE_RATE)
         if options.streams:
             for label in dataset.labels:
@@ -207,11 +299,11 @@ def extract_features(dataset: Dataset, encoder: WhisperEncoder, options: TrainOp
                     continue
                 gaps = rng.uniform(*options.stream_gap_seconds, size=len(same))
                 stream, _ = _joined([dataset.clips[i].audio for i in rng.permutation(same)], gaps)
-                features.stream_windows += [(label, x) for x in encoder.pooled(stream, window, hop)[1]]
+                features.stream_windows += [(label, x) for x in pooled(stream)[1]]
                 progress(len(stream) / SAMPLE_RATE)
         order = [mine[j] for j in rng.permutation(len(mine))]
         stream, starts = _joined([dataset.clips[i].audio for i in order], [CONTINUOUS_GAP_SECONDS] * len(order))
-        bounds, x = encoder.pooled(stream, window, hop)
+        bounds, x = pooled(stream)
         spans = [(i, s / SAMPLE_RATE, (s + len(dataset.clips[i].audio)) / SAMPLE_RATE) for i, s in zip(order, starts)]
         features.continuous.append((spans, [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in bounds], x))
         progress(len(stream) / SAMPLE_RATE)
@@ -230,8 +322,10 @@ def _joined(parts: Sequence[np.ndarray], gaps: Iterable[float]) -> tuple[np.ndar
 
 def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: Sequence[str],
              options: TrainOptions, *, name: str, encoder: WhisperEncoder,
-             training: dict[str, Any] | None = None) -> SerHead:
-    """A head trained on the windows of ``speakers`` only."""
+             training: dict[str, Any] | None = None, licence: str = "", start: SerHead | None = None) -> SerHead:
+    """A head trained on the windows of ``speakers`` only. ``start``: a head over the same
+    features whose weights the solver starts from (the evaluation's folds start from the head of
+    every speaker, which makes 55 folds several times faster; the optimum is the same)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -243,13 +337,21 @@ def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: S
         rows += [x for _, x in f.clip_windows] + [x for _, x in f.stream_windows]
         targets += [index[dataset.clips[i].label] for i, _ in f.clip_windows]
         targets += [index[label] for label, _ in f.stream_windows]
+    corpus = {c.speaker: c.corpus for c in dataset.clips}
+    groups = [corpus[speaker] for speaker in speakers for f in [features[speaker]]
+              for _ in range(len(f.clip_windows) + len(f.stream_windows))]
     x, y = np.stack(rows).astype(np.float64), np.asarray(targets)
     missing = [dataset.labels[k] for k in range(len(dataset.labels)) if k not in set(targets)]
     if missing:
         raise ConfigError(f"the speakers {', '.join(speakers)} have no clip of {', '.join(missing)}: "
                           "every label needs training clips on each side of the split")
     scaler = StandardScaler().fit(x)
-    model = LogisticRegression(C=options.c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x), y)
+    model = LogisticRegression(C=options.c, max_iter=5000, tol=1e-5, warm_start=start is not None)
+    if start is not None and len(dataset.labels) > 2:  # its weights on these standardised features
+        model.coef_ = (start.weights * (scaler.scale_ / start.scale)[:, None]).T.copy()
+        model.intercept_ = start.bias + ((scaler.mean_ - start.mean) / start.scale) @ start.weights
+    model.fit(scaler.transform(x), y,
+              sample_weight=sample_weights(y, groups if options.balance == "corpora" else None))
     weights, bias = model.coef_.T, model.intercept_
     if len(dataset.labels) == 2:  # a binary model is one logit for the second label: softmax of (0, z)
         weights, bias = np.hstack([np.zeros_like(weights), weights]), np.concatenate([[0.0], bias])
@@ -257,11 +359,22 @@ def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: S
         name=name, labels=dataset.labels, encoder_id=encoder.model_id,
         window_seconds=options.window_seconds, hop_seconds=options.hop_seconds,
         mean=scaler.mean_, scale=scaler.scale_, weights=weights, bias=bias,
-        probe=encoder.probe_features, training=training or {},
+        probe=encoder.probe(options.pooling, options.loudness), training=training or {},
+        pooling=options.pooling, loudness=options.loudness, licence=licence,
     )
     if not np.allclose(head.probabilities(x[:64]), model.predict_proba(scaler.transform(x[:64])), atol=1e-6):
         raise RuntimeError("the numpy head disagrees with the fitted model")  # a bug, never an input problem
     return head
+
+
+def sample_weights(targets: np.ndarray, groups: Sequence[str] | None = None) -> np.ndarray:
+    """Weights (mean 1) under which every label weighs the same (scikit-learn's "balanced") or, with
+    ``groups`` (the corpus of each row), every (corpus, label) pair does: a corpus with more clips
+    then teaches the head no more than a small one."""
+    keys = [str(t) for t in targets] if groups is None else [f"{g}\0{t}" for g, t in zip(groups, targets)]
+    _, inverse, counts = np.unique(np.asarray(keys), return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w * (len(w) / w.sum())
 
 
 def predict(head: SerHead, dataset: Dataset, features: dict[str, SpeakerFeatures],
@@ -298,27 +411,45 @@ def fixed_test_speakers(dataset: Dataset, options: TrainOptions) -> tuple[str, .
     return main[-max(1, len(main) // 4):]
 
 
+LOCO = "leave-one-corpus-out"
+LOCO_AVERAGE = f"{LOCO}: average over corpora"
+
+
 def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
              encoder: WhisperEncoder) -> list[Evaluation]:
     """Leave-one-speaker-out (and, with added folders, its figures for the labelled speakers and for
-    the added folders apart), then the fixed split."""
-    held_out = fixed_test_speakers(dataset, options)
-    loso = {s: _fold(dataset, features, options, encoder, (s,)) for s in dataset.speakers}
+    the added folders apart; with several corpora, for each corpus apart), then with several corpora
+    leave-one-corpus-out (each corpus scored by a head trained on the others and the added folders)
+    and its average over corpora, or with one corpus the fixed split."""
+    everyone = fit_head(dataset, features, dataset.speakers, options, name="all", encoder=encoder)
+    loso = {s: _fold(dataset, features, options, encoder, (s,), everyone) for s in dataset.speakers}
     groups = [("leave-one-speaker-out", dataset.speakers)]
     if dataset.added:
         groups += [("leave-one-speaker-out: the labelled speakers", dataset.main_speakers),
                    ("leave-one-speaker-out: the added folders", dataset.added)]
+    several = len(dataset.corpora) > 1
+    if several:
+        groups += [(f"leave-one-speaker-out: {corpus}", dataset.speakers_of(corpus)) for corpus in dataset.corpora]
     evaluations = [_evaluation(dataset, name, speakers, [loso[s] for s in speakers]) for name, speakers in groups]
-    evaluations.append(_evaluation(dataset, f"fixed split: test speakers {', '.join(held_out)}", held_out,
-                                   [_fold(dataset, features, options, encoder, held_out)]))
+    if several:
+        by_corpus = [_evaluation(dataset, f"{LOCO}: {corpus}", dataset.speakers_of(corpus),
+                                 [_fold(dataset, features, options, encoder, dataset.speakers_of(corpus), everyone)])
+                     for corpus in dataset.corpora]
+        evaluations += [*by_corpus, Evaluation(LOCO_AVERAGE, tuple(dataset.main_speakers),
+                                               Scores.average([e.clips for e in by_corpus], dataset.labels),
+                                               Scores.average([e.continuous for e in by_corpus], dataset.labels))]
+    else:
+        held_out = fixed_test_speakers(dataset, options)
+        evaluations.append(_evaluation(dataset, f"fixed split: test speakers {', '.join(held_out)}", held_out,
+                                       [_fold(dataset, features, options, encoder, held_out, everyone)]))
     return evaluations
 
 
 def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, encoder: WhisperEncoder,
-          test: tuple[str, ...]) -> tuple[list[int], list[int], list[int], list[int]]:
+          test: tuple[str, ...], start: SerHead | None = None) -> tuple[list[int], list[int], list[int], list[int]]:
     """Predictions for the ``test`` speakers of a head trained on all the others."""
     train = [s for s in dataset.speakers if s not in test]
-    head = fit_head(dataset, features, train, options, name="fold", encoder=encoder)
+    head = fit_head(dataset, features, train, options, name="fold", encoder=encoder, start=start)
     return predict(head, dataset, features, test)
 
 
@@ -355,7 +486,8 @@ def options_record(options: TrainOptions) -> dict[str, Any]:
 
 
 def options_from_record(record: dict[str, Any]) -> TrainOptions:
-    values = dict(record)
+    """Options from a head's record; options it predates take the values of their time (int8)."""
+    values = {"compute_type": "int8", **record}
     values["stream_gap_seconds"] = tuple(values["stream_gap_seconds"])
     values["test_speakers"] = tuple(values["test_speakers"])
     return TrainOptions(**values)
@@ -368,15 +500,30 @@ def progress_bar(total_seconds: float, enabled: bool):
                 file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}/{total} s audio [{elapsed}<{remaining}]")
 
 
+def length_report(dataset: Dataset, options: TrainOptions) -> str:
+    """How many clips of each corpus are shorter than one window (used zero-padded, as the engine
+    pads them) and how many are longer (several windows): none is dropped."""
+    window = options.window_seconds * SAMPLE_RATE
+    lines = []
+    for corpus in dict.fromkeys(c.corpus for c in dataset.clips):
+        mine = [c for c in dataset.clips if c.corpus == corpus]
+        short = sum(len(c.audio) < window for c in mine)
+        what = corpus or ", ".join(s[1:] for s in dataset.added)
+        lines.append(f"{what or 'clips'}: {len(mine)} clips, {short} shorter than one {options.window_seconds:g} s "
+                     f"window (used padded), {len(mine) - short} one window or longer")
+    return "\n".join(lines)
+
+
 def feature_seconds(dataset: Dataset, options: TrainOptions) -> float:
     """Seconds of audio :func:`extract_features` encodes (for the progress bar)."""
     clips = sum(len(c.audio) for c in dataset.clips) / SAMPLE_RATE
-    gaps = len(dataset.clips) * (CONTINUOUS_GAP_SECONDS + (sum(options.stream_gap_seconds) / 2 if options.streams else 0))
+    stream_gap = sum(options.stream_gap_seconds) / 2 if options.streams else 0
+    gaps = len(dataset.clips) * (CONTINUOUS_GAP_SECONDS + stream_gap)
     return clips * (3 if options.streams else 2) + gaps
 
 
 def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation], options: TrainOptions, *,
-               dataset_name: str, citation: str, command: str) -> str:
+               dataset_name: str, citation: str, command: str, sources: Sequence[str] = ()) -> str:
     """The model card written beside ``head.npz``: what it was trained on, how, and how well."""
     per_speaker = {s: {label: sum(c.speaker == s and c.label == label for c in dataset.clips)
                        for label in dataset.labels} for s in dataset.speakers}
@@ -388,29 +535,54 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         _amount(dataset_name, [c for c in dataset.clips if c.speaker not in dataset.added],
                 len(dataset.main_speakers)) + ".",
     ]
+    if len(dataset.corpora) > 1:
+        lines += [""] + [
+            "- " + _amount(f"`{corpus}`", [c for c in dataset.clips if c.corpus == corpus],
+                           len(dataset.speakers_of(corpus)))
+            for corpus in dataset.corpora]
     if citation:
         lines += ["", f"Citation: {citation}"]
+    if sources or head.licence:
+        lines += ["", "## Sources and licences", ""]
+        lines += [f"- {source}" for source in sources]
+        if head.licence:
+            lines += ["", f"Licence note carried by the head (shown in `engines.ser` of every result): {head.licence}"]
     if dataset.added:
         lines += ["", "Added with `--add LABEL=FOLDER`, every recording of a folder under one label; each folder "
-                      "counts as one speaker, so no evaluation has it on both sides:", ""]
+                      "(or the folders named as one speaker with `@SPEAKER`) counts as one speaker, so no evaluation "
+                      "has it on both sides:", ""]
         for folder in dataset.added:
             mine = [c for c in dataset.clips if c.speaker == folder]
             lines.append(f"- {_amount(f'`{folder[1:]}`', mine)}, as `{mine[0].label}`")
     lines += ["", "| speaker | " + " | ".join(dataset.labels) + " |",
               "|---|" + "---|" * len(dataset.labels)]
     lines += [f"| {s} | " + " | ".join(str(n) for n in counts.values()) + " |" for s, counts in per_speaker.items()]
+    pooling = {"mean": "averaged (mean pooling)",
+               "mean+std": "pooled as their mean and their standard deviation side by side (mean+std pooling)"}
     lines += [
         "", "## Features and head", "",
         f"- Windows of {options.window_seconds:g} s every {options.hop_seconds:g} s (the SER windows); each window "
-        "alone through Whisper's encoder (log-mel of the window, zero-padded when the audio is shorter); the "
-        "encoder frames over real audio are averaged (mean pooling).",
-        f"- Training windows: every clip alone{', and same-label streams (a speaker’s clips of one label joined with pauses of ' + '–'.join(f'{g:g}' for g in options.stream_gap_seconds) + ' s, then windowed)' if options.streams else ''}.",
-        f"- Head: features standardised, multinomial logistic regression (L2, C={options.c:g}, balanced class "
-        "weights), evaluated in numpy at inference.",
+        "alone through Whisper's encoder (log-mel of the window, zero-padded when the audio is shorter"
+        + ("; the log-mel shifted so that its loudest bin sits at a fixed level, which removes the recording's gain"
+           if options.loudness == "mel-peak" else "") + "); the "
+        f"encoder frames over real audio are {pooling[options.pooling]}.",
+        f"- Training and evaluation features computed with the encoder in {options.compute_type} on the CPU; the "
+        "engine applies the head to what it computes (int8 on CPU, float16 on CUDA by default).",
+        "- Training windows: every clip alone" + (
+            ", and same-label streams (a speaker’s clips of one label joined with pauses of "
+            + "–".join(f"{g:g}" for g in options.stream_gap_seconds) + " s, then windowed)" if options.streams else "")
+        + ".",
+        f"- Head: features standardised, multinomial logistic regression (L2, C={options.c:g}, "
+        + ("sample weights giving every (corpus, label) pair the same weight" if options.balance == "corpora"
+           else "balanced class weights") + "), evaluated in numpy at inference.",
         "", "## Speaker-independent evaluation", "",
         "*clips*: each clip alone, the mean of its windows. *continuous*: each held-out speaker's clips of all "
         f"labels shuffled and joined with {CONTINUOUS_GAP_SECONDS:g} s pauses, and each clip given the "
-        "overlap-weighted mean of the windows over it, as the joiner gives a transcript segment its emotion.", "",
+        "overlap-weighted mean of the windows over it, as the joiner gives a transcript segment its emotion."
+        + (" *leave-one-corpus-out*: each corpus scored by a head trained on the other corpora only (a new user's "
+           "recordings are a new corpus: language, microphone, actors or not); the average weighs every corpus "
+           "the same. These are the figures to expect on recordings unlike the training data."
+           if len(dataset.corpora) > 1 else ""), "",
         "| evaluation | audio | unweighted accuracy | weighted accuracy | " + " | ".join(
             f"recall {label}" for label in dataset.labels) + " |",
         "|---|---|---|---|" + "---|" * len(dataset.labels),
@@ -418,12 +590,15 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
     for e in evaluations:
         for kind, s in (("clips", e.clips), ("continuous", e.continuous)):
             lines.append(f"| {e.name} | {kind} | {s.unweighted_accuracy:.3f} | {s.weighted_accuracy:.3f} | "
-                         + " | ".join(f"{s.recall[label]:.2f}" if label in s.recall else "–" for label in dataset.labels)
+                         + " | ".join(f"{s.recall[label]:.2f}" if label in s.recall else "–"
+                                      for label in dataset.labels)
                          + " |")
-    lines += ["", "Confusion, leave-one-speaker-out, continuous (rows: true label, columns: predicted):", "",
-              "| | " + " | ".join(dataset.labels) + " |", "|---|" + "---|" * len(dataset.labels)]
-    lines += [f"| {label} | " + " | ".join(str(n) for n in row) + " |"
-              for label, row in zip(dataset.labels, evaluations[0].continuous.confusion)]
+    shown = [evaluations[0]] + [e for e in evaluations if e.name.startswith(LOCO + ":") and e.name != LOCO_AVERAGE]
+    for e in shown:
+        lines += ["", f"Confusion, {e.name}, continuous (rows: true label, columns: predicted):", "",
+                  "| | " + " | ".join(dataset.labels) + " |", "|---|" + "---|" * len(dataset.labels)]
+        lines += [f"| {label} | " + " | ".join(str(n) for n in row) + " |"
+                  for label, row in zip(dataset.labels, e.continuous.confusion)]
     lines += [
         "", "The head in this folder is trained on every speaker above; the figures come from heads trained "
         "without the speakers they score.", "",
@@ -432,12 +607,27 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         "accuracy on spontaneous speech, other languages, other microphones or noisy calls is not measured here "
         "and will be lower.",
         "- The head knows only its labels: every window gets one of them, however the speaker sounds.",
+        *([f"- On a corpus it never heard (leave-one-corpus-out above) the head is far weaker than on new speakers "
+           f"of corpora it knows: expect about {_loco_average(evaluations):.2f} unweighted accuracy (chance "
+           f"{1 / len(dataset.labels):.2f}), and some labels much worse than others."]
+          if _loco_average(evaluations) is not None else []),
+        "- The options on the command line below (C, pooling, loudness, balance, streams) are not tuned by the "
+        "command: where they were chosen by comparing these same figures across options, as for the default "
+        "head, the figures are optimistic by what that choice is worth.",
+        f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
+        "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
+        "CPU, whose features differ from float32 by a few per cent and may change a window's top label (the same "
+        "bench counts them).",
         *(["- The added folders carry their label by assumption (read speech taken as neutral, for one), not by "
            "anyone's judgement of each recording."] if dataset.added else []), "",
         "## Reproduce", "", "```sh", command, "```", "",
         "Format: `head.npz` is NumPy's zip of plain arrays (no pickle); see `workers/engines/ser_head.py`.", "",
     ]
     return "\n".join(lines)
+
+
+def _loco_average(evaluations: Sequence[Evaluation]) -> float | None:
+    return next((e.clips.unweighted_accuracy for e in evaluations if e.name == LOCO_AVERAGE), None)
 
 
 def _amount(name: str, clips: Sequence[Clip], speakers: int = 0) -> str:

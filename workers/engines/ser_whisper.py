@@ -25,7 +25,8 @@ ENGINE_NAME = "whisper-head"
 
 
 def check_head_fits(head: SerHead, encoder: WhisperEncoder) -> None:
-    head.check_encoder(encoder.model_id, encoder.dims, encoder.probe_features)
+    probe = encoder.probe(head.pooling, head.loudness)
+    head.check_encoder(encoder.model_id, int(probe.shape[0]), probe)
 
 
 class WhisperHeadEmotionEngine:
@@ -58,10 +59,12 @@ class WhisperHeadEmotionEngine:
         self.window_seconds, self.hop_seconds = window_seconds, hop_seconds
         self._window = int(round(window_seconds * SAMPLE_RATE))
         self._hop = int(round(hop_seconds * SAMPLE_RATE))
-        self.engine = Engine(ENGINE_NAME, f"{self.encoder.model_id}+{self.head.head_id}", self.encoder.version, True)
+        self.engine = Engine(ENGINE_NAME, f"{self.encoder.model_id}+{self.head.head_id}", self.encoder.version, True,
+                             self.head.licence or None)
 
     def classify(self, audio: np.ndarray) -> EmotionTrack:
-        bounds, features = self.encoder.pooled(audio, self._window, self._hop)
+        bounds, features = self.encoder.pooled(audio, self._window, self._hop, pooling=self.head.pooling,
+                                               loudness=self.head.loudness)
         scores = self.head.probabilities(features)
         windows = [EmotionWindow(a / SAMPLE_RATE, b / SAMPLE_RATE, [float(x) for x in row])
                    for (a, b), row in zip(bounds, scores)]

