@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE, decode
-from workers.engines.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.setup.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
 from workers.core.settings import REPO_ROOT, Settings
 
 OUT = REPO_ROOT / "bench" / "out"

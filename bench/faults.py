@@ -444,7 +444,7 @@ def main(argv: list[str]) -> int:
                         help="run only the scenarios whose name contains TEXT (e.g. 'store 403'; repeatable)")
     args = parser.parse_args(argv)
     from tests.audio_factory import encode, tone
-    from workers.engines.models import WHISPER_TINY_EN, setup_models
+    from workers.setup.models import WHISPER_TINY_EN, setup_models
 
     models = Path(Settings.from_env().models.models_dir)
     setup_models(models)

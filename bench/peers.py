@@ -54,7 +54,7 @@ def _engine(name: str, models: Path, threads: int, batch: int, beam: int,
             block: float) -> Callable[[np.ndarray], tuple]:
     """A function from audio to (text, segments or None) for one peer, its model loaded."""
     from workers.engines.stt import FasterWhisperEngine, decoded_segment
-    from workers.engines.models import WHISPER_BASE, WHISPER_BASE_OPENAI
+    from workers.setup.models import WHISPER_BASE, WHISPER_BASE_OPENAI
 
     ct2 = models / WHISPER_BASE
     if name == THIS:
@@ -163,7 +163,7 @@ def main(argv: list[str]) -> None:
     if args.child:
         return _child(args)
 
-    from workers.engines.models import setup_models
+    from workers.setup.models import setup_models
 
     args.models_dir = args.models_dir or Settings.from_env().models.models_dir
     setup_models(Path(args.models_dir))

@@ -39,8 +39,8 @@ def features(cache: Path, loudness: str) -> dict[str, np.ndarray]:
         with np.load(path) as data:
             return {k: data[k] for k in data.files}
     from workers.core.settings import Settings
-    from workers.engines.models import WHISPER_BASE
-    from workers.engines.ser_training import read_datasets
+    from workers.setup.models import WHISPER_BASE
+    from workers.training.ser_training import read_datasets
     from workers.engines.whisper_encoder import WhisperEncoder
     from workers.processing.audio import SAMPLE_RATE
 
@@ -65,7 +65,7 @@ def loco(data: dict[str, np.ndarray], corpora: tuple[str, ...], pooling: str, ba
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from workers.engines.ser_training import sample_weights
+    from workers.training.ser_training import sample_weights
 
     x = data["x"] if pooling == "mean+std" else data["x"][:, : data["x"].shape[1] // 2]
     found = {}

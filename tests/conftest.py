@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from workers.composition import Root
-from workers.engines.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
+from workers.setup.models import SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_TINY_EN, build_random_ser, setup_models
 from workers.core.settings import REPO_ROOT, Settings
 
 def pytest_configure(config: pytest.Config) -> None:

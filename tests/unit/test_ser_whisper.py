@@ -16,8 +16,8 @@ from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.engines.ser_whisper import WhisperHeadEmotionEngine, check_head_fits
 from workers.engines.whisper_encoder import WhisperEncoder
 from workers.core.errors import ConfigError
-from workers.engines.models import DEFAULT_HEAD, WHISPER_BASE, WHISPER_TINY_EN
-from workers.engines.ser_training import Clip, Dataset, TrainOptions, extract_features, fit_head, write_model
+from workers.setup.models import DEFAULT_HEAD, WHISPER_BASE, WHISPER_TINY_EN
+from workers.training.ser_training import Clip, Dataset, TrainOptions, extract_features, fit_head, write_model
 
 
 def random_head(dims: int = 8, labels: tuple[str, ...] = ("calm", "angry", "sad"), seed: int = 0) -> SerHead:

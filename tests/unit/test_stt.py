@@ -12,7 +12,7 @@ from workers.core.contracts import Segment, Word
 from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine, even_batches, split_segments
 from workers.engines.vad import block_bounds
 from workers.core.errors import ConfigError
-from workers.engines.models import WHISPER_BASE_OPENAI
+from workers.setup.models import WHISPER_BASE_OPENAI
 
 EN_REFERENCE = (
     "Good morning everyone. Thank you for calling the customer support line. I understand that your order "

@@ -10,7 +10,7 @@ from bench.wer import character_error_rate, normalise, word_error_rate
 from tests.external_data import external
 from workers.engines.stt import OpenAIWhisperEngine
 from workers.core.engines import Transcript
-from workers.engines.models import WHISPER_BASE_OPENAI
+from workers.setup.models import WHISPER_BASE_OPENAI
 
 
 @pytest.fixture(scope="module")

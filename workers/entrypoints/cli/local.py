@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def ensure_models(settings: Settings) -> None:
     """Run the offline set-up when a default model is missing (explicit paths are never touched)."""
-    from workers.engines.models import setup_models
+    from workers.setup.models import setup_models
 
     if (not settings.stt.model and not settings.stt_model_path.exists()) or (
         not settings.ser.model and not settings.ser_model_path.exists()
@@ -68,7 +68,7 @@ def ensure_models(settings: Settings) -> None:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from workers.engines.models import setup_models
+    from workers.setup.models import setup_models
 
     settings = command_settings(args)
     for name, path in setup_models(Path(settings.models.models_dir)).items():

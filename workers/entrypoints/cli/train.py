@@ -35,7 +35,7 @@ non-commercial terms (see its model card); a head trained here on your own recor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from workers.engines.ser_training import BALANCES, TrainOptions
+    from workers.training.ser_training import BALANCES, TrainOptions
     from workers.engines.whisper_encoder import LOUDNESS, POOLINGS
 
     defaults = TrainOptions()
@@ -109,8 +109,8 @@ def cmd_train_ser(args: argparse.Namespace) -> int:
     import sys
 
     from workers.engines.whisper_encoder import WhisperEncoder
-    from workers.engines.models import WHISPER_BASE
-    from workers.engines import ser_training as training
+    from workers.setup.models import WHISPER_BASE
+    from workers.training import ser_training as training
 
     settings = command_settings(args)
     try:

@@ -37,7 +37,7 @@ WHISPER_BASE = "whisper-base-ct2"
 WHISPER_BASE_OPENAI = "whisper-base-openai.pt"
 WHISPER_TINY_EN = "whisper-tiny.en-ct2"
 SER_WHISPER_HEAD = DEFAULT_SER_MODEL
-DEFAULT_HEAD = Path(__file__).resolve().parent / "heads" / "four-corpora-whisper-base"
+DEFAULT_HEAD = Path(__file__).resolve().parents[1] / "engines" / "heads" / "four-corpora-whisper-base"
 EMOTION_LABELS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
 # sha256 of the files each third-party package ships (whisper base: after its two halves are joined). Set-up refuses

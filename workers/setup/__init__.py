@@ -1,0 +1,1 @@
+"""The offline set-up of the default models (python -m workers setup)."""

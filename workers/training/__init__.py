@@ -1,0 +1,1 @@
+"""Training the emotion head (train-ser): features, speaker- and corpus-independent evaluation, model card."""
