@@ -28,6 +28,7 @@ import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
 from workers.engines import vad
+from workers.engines.diarization import cluster_sampled
 from workers.engines.vad import Span
 from workers.core.engines import Turn
 from workers.core.errors import ConfigError
@@ -140,16 +141,8 @@ class ResemblyzerDiarizer:
         return np.asarray(centres), embeddings
 
     def _cluster(self, embeddings: np.ndarray) -> np.ndarray:
-        """Cluster labels of the embeddings. Past ``MAX_CLUSTERED`` (about 40 minutes of speech),
-        an even sample is clustered and every embedding joins the nearest cluster's centre:
-        average linkage needs memory and time in the square of its input."""
-        if len(embeddings) <= MAX_CLUSTERED:
-            return self._linkage_labels(embeddings)
-        sample = embeddings[np.linspace(0, len(embeddings) - 1, MAX_CLUSTERED).astype(int)]
-        labels = self._linkage_labels(sample)
-        centres = np.stack([sample[labels == k].mean(axis=0) for k in np.unique(labels)])
-        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        return np.unique(labels)[np.argmax(embeddings @ centres.T, axis=1)]
+        """Cluster labels; past ``MAX_CLUSTERED`` (about 40 minutes of speech) an even sample is clustered."""
+        return cluster_sampled(embeddings, self._linkage_labels, MAX_CLUSTERED)
 
     def _linkage_labels(self, embeddings: np.ndarray) -> np.ndarray:
         from scipy.cluster.hierarchy import fcluster, linkage

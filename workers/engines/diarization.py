@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
+from typing import Callable
+
 import numpy as np
 
 from workers.core.contracts import Engine
@@ -43,6 +45,19 @@ MAX_CLUSTERED = 3000  # embeddings clustered at once (about 4 hours of speech at
 SEGMENTATION_BATCH = 8  # 10 s chunks at once: SincNet's first layer holds 80 x 16,000 floats per chunk
 EMBEDDING_BATCH = 16
 ENGINE_NAME = "pyannote-pipeline"
+
+
+def cluster_sampled(embeddings: np.ndarray, labels_of: Callable[[np.ndarray], np.ndarray],
+                    most: int = MAX_CLUSTERED) -> np.ndarray:
+    """Cluster labels of unit-length embeddings by ``labels_of``. Past ``most``, an even sample is clustered and every
+    embedding joins the nearest cluster's centre: average linkage needs memory and time in the square of its input."""
+    if len(embeddings) <= most:
+        return labels_of(embeddings)
+    sample = embeddings[np.linspace(0, len(embeddings) - 1, most).astype(int)]
+    labels = labels_of(sample)
+    centres = np.stack([sample[labels == k].mean(axis=0) for k in np.unique(labels)])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return np.unique(labels)[np.argmax(embeddings @ centres.T, axis=1)]
 
 
 @dataclass(frozen=True)
@@ -253,16 +268,7 @@ class SpeakerDiarizer:
                         labels[loser] = int(np.argsort(-similarity[loser])[1])
 
     def _cluster(self, embeddings: np.ndarray) -> np.ndarray:
-        """Cluster labels of the embeddings. Past ``MAX_CLUSTERED``, an even sample is clustered and
-        every embedding joins the nearest cluster's centre: average linkage needs memory and time
-        in the square of its input."""
-        if len(embeddings) <= MAX_CLUSTERED:
-            return self._linkage_labels(embeddings)
-        sample = embeddings[np.linspace(0, len(embeddings) - 1, MAX_CLUSTERED).astype(int)]
-        labels = self._linkage_labels(sample)
-        centres = np.stack([sample[labels == k].mean(axis=0) for k in np.unique(labels)])
-        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        return np.unique(labels)[np.argmax(embeddings @ centres.T, axis=1)]
+        return cluster_sampled(embeddings, self._linkage_labels)
 
     def _linkage_labels(self, embeddings: np.ndarray) -> np.ndarray:
         from scipy.cluster.hierarchy import fcluster, linkage
