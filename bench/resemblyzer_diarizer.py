@@ -28,7 +28,7 @@ import numpy as np
 
 from workers.processing.audio import SAMPLE_RATE
 from workers.engines import vad
-from workers.engines.diarization import cluster_sampled
+from workers.engines.diarization import cluster_sampled, within_bounds
 from workers.engines.vad import Span
 from workers.core.engines import Turn
 from workers.core.errors import ConfigError
@@ -151,12 +151,7 @@ class ResemblyzerDiarizer:
             return np.zeros(len(embeddings), dtype=int)
         tree = linkage(embeddings, method="average", metric="cosine")
         labels = fcluster(tree, t=self.threshold, criterion="distance")
-        found = len(set(labels))
-        if self.max_speakers and found > self.max_speakers:
-            labels = fcluster(tree, t=self.max_speakers, criterion="maxclust")
-        elif self.min_speakers and found < self.min_speakers:
-            labels = fcluster(tree, t=min(self.min_speakers, len(embeddings)), criterion="maxclust")
-        return labels
+        return within_bounds(tree, labels, len(embeddings), self.min_speakers, self.max_speakers)
 
 
 def speech_regions(audio: np.ndarray) -> list[Span]:

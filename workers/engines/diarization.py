@@ -47,6 +47,19 @@ EMBEDDING_BATCH = 16
 ENGINE_NAME = "pyannote-pipeline"
 
 
+def within_bounds(tree: np.ndarray, labels: np.ndarray, n: int, min_speakers: int, max_speakers: int) -> np.ndarray:
+    """``labels`` cut from the linkage ``tree`` of ``n`` embeddings, re-cut to MAX_SPEAKERS clusters when they found
+    more, or to MIN_SPEAKERS (at most ``n``) when they found fewer; 0 is no bound."""
+    from scipy.cluster.hierarchy import fcluster
+
+    found = len(set(labels))
+    if max_speakers and found > max_speakers:
+        return fcluster(tree, t=max_speakers, criterion="maxclust")
+    if min_speakers and found < min_speakers:
+        return fcluster(tree, t=min(min_speakers, n), criterion="maxclust")
+    return labels
+
+
 def cluster_sampled(embeddings: np.ndarray, labels_of: Callable[[np.ndarray], np.ndarray],
                     most: int = MAX_CLUSTERED) -> np.ndarray:
     """Cluster labels of unit-length embeddings by ``labels_of``. Past ``most``, an even sample is clustered and every
@@ -279,12 +292,7 @@ class SpeakerDiarizer:
         tree = linkage(embeddings, method=method, metric="cosine" if method == "average" else "euclidean")
         labels = _without_small_clusters(embeddings, fcluster(tree, t=self.parameters.threshold, criterion="distance"),
                                          self.parameters.min_cluster_size)
-        found = len(set(labels))
-        if self.max_speakers and found > self.max_speakers:
-            labels = fcluster(tree, t=self.max_speakers, criterion="maxclust")
-        elif self.min_speakers and found < self.min_speakers:
-            labels = fcluster(tree, t=min(self.min_speakers, len(embeddings)), criterion="maxclust")
-        return labels
+        return within_bounds(tree, labels, len(embeddings), self.min_speakers, self.max_speakers)
 
     def _reconstructed(self, chunks: Chunks, units: list[Unit], labels: np.ndarray, duration: float) -> list[Turn]:
         """Turns from the chunks' soft activations, averaged per global speaker where chunks overlap:

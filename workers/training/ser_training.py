@@ -144,6 +144,12 @@ class Dataset:
         return tuple(sorted({c.speaker for c in self.clips if c.corpus == corpus}))
 
 
+def _scarce(clips: Sequence[Clip], labels: Sequence[str], least: int) -> dict[str, int]:
+    """The labels with fewer than ``least`` of ``clips`` (a fold's training side), and how many they have."""
+    counts = {label: sum(c.label == label for c in clips) for label in labels}
+    return {label: n for label, n in counts.items() if n < least}
+
+
 def read_datasets(folders: Sequence[Path], *, min_clips_per_label: int = 5,
                   labels: Sequence[str] = ()) -> Dataset:
     """One data set from one or several labelled folders. With several, each folder is a corpus
@@ -169,8 +175,7 @@ def read_datasets(folders: Sequence[Path], *, min_clips_per_label: int = 5,
                               "folders have: every corpus needs every label (or leave the label out of all of them)")
     clips = [c for part in parts for c in part.clips]
     for folder, name in zip(folders, names):
-        rest = [c for c in clips if c.corpus != name]
-        scarce = {label: n for label in union if (n := sum(c.label == label for c in rest)) < min_clips_per_label}
+        scarce = _scarce([c for c in clips if c.corpus != name], union, min_clips_per_label)
         if scarce:
             raise ConfigError(f"leaving out {folder} leaves too few clips to train on: "
                               f"{', '.join(f'{k!r} ({v})' for k, v in scarce.items())}; each label needs at least "
@@ -220,8 +225,7 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5, corpus: str = ""
         raise ConfigError(f"too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: each label "
                           f"needs at least {min_clips_per_label} (--min-clips-per-label)")
     for speaker in speakers if not corpus else ():  # several corpora: read_datasets checks the folds
-        rest = [c for c in clips if c.speaker != speaker]
-        short = {label: n for label in labels if (n := sum(c.label == label for c in rest)) < min_clips_per_label}
+        short = _scarce([c for c in clips if c.speaker != speaker], labels, min_clips_per_label)
         if short:
             raise ConfigError(f"{table}: without speaker {speaker} too few clips are left to train on: "
                               f"{', '.join(f'{k!r} ({v})' for k, v in short.items())}; each label needs at least "
