@@ -55,7 +55,8 @@ VOICES = {
     "TIMIT": ["deepspeech-smoke/LDC93S1.wav"],
     "EX": ["speechbrain-samples/example1.wav"],
 }
-# (name, turns as "speaker[:seconds]" where seconds cuts the clip short, pause between turns, split)
+# (name, turns as "speaker[:seconds]" where seconds cuts the clip short, pause between turns (negative: the
+# next turn starts that much before this one ends, both heard at once), split); "phone" in a name: telephone band
 CONVERSATIONS = [
     ("two readers, pauses", "LJ H1 LJ H1 LJ H1", 0.6, "tune"),
     ("two readers, back to back", "H1 H2 H1 H2 H1 H2", 0.0, "test"),
@@ -64,6 +65,7 @@ CONVERSATIONS = [
     ("four speakers, short", "H1 TIMIT H2:1.4 EX H1:1.3 TIMIT", 0.3, "test"),
     ("speech and reading", "JFK LJ JFK LJ", 0.5, "tune"),
     ("one speaker", "LJ LJ LJ LJ", 0.5, "test"),
+    ("phone call, overlapping", "H1 H2 H1 H2 H1 H2 H1 H2", -0.4, "test"),
 ]
 SYSTEMS = ("pyannote", "resemblyzer", "vad-one-speaker")
 Turns = list[tuple[float, float, str]]
@@ -113,8 +115,9 @@ def trimmed(audio: np.ndarray, floor_db: float = -35.0) -> np.ndarray:
 
 
 def assemble(turns: str, pause: float) -> tuple[np.ndarray, Turns]:
-    """The clips in order with ``pause`` seconds between; each clip's own extent is its reference turn."""
-    parts, reference, position, used = [], [], 0, {}
+    """The clips in order with ``pause`` seconds between (a negative pause overlaps the next clip with the end of
+    this one, the two added); each clip's own extent is its reference turn."""
+    clips, reference, position, used = [], [], 0, {}
     for spec in turns.split():
         name, _, seconds = spec.partition(":")
         audio = trimmed(clip(name, used.get(name, 0)))
@@ -122,14 +125,32 @@ def assemble(turns: str, pause: float) -> tuple[np.ndarray, Turns]:
         if seconds:
             audio = audio[:int(float(seconds) * SAMPLE_RATE)]
         reference.append((position / SAMPLE_RATE, (position + len(audio)) / SAMPLE_RATE, name))
-        gap = np.zeros(int(pause * SAMPLE_RATE), np.float32)
-        parts += [audio, gap]
-        position += len(audio) + len(gap)
-    return np.concatenate(parts), reference
+        clips.append((position, audio))
+        position = max(0, position + len(audio) + int(pause * SAMPLE_RATE))
+    out = np.zeros(max(max(p + len(a) for p, a in clips), position), np.float32)
+    for p, a in clips:
+        out[p:p + len(a)] += a
+    return out, reference
+
+
+def telephone(audio: np.ndarray) -> np.ndarray:
+    """The audio as a phone line carries it: 300-3400 Hz, sampled at 8 kHz and back to 16 kHz, 8-bit mu-law."""
+    from scipy.signal import butter, resample_poly, sosfilt
+
+    narrow = resample_poly(sosfilt(butter(4, (300, 3400), "bandpass", fs=SAMPLE_RATE, output="sos"), audio), 1, 2)
+    peak = np.max(np.abs(narrow)) or 1.0
+    mu = 255.0
+    coded = np.round(np.sign(narrow / peak) * np.log1p(mu * np.abs(narrow / peak)) / np.log1p(mu) * 127) / 127
+    narrow = np.sign(coded) * np.expm1(np.abs(coded) * np.log1p(mu)) / mu * peak
+    return resample_poly(narrow, 2, 1).astype(np.float32)[:len(audio)]
 
 
 def assembled_recordings() -> list[Recording]:
-    return [Recording(name, "assembled", split, *assemble(turns, pause)) for name, turns, pause, split in CONVERSATIONS]
+    recordings = []
+    for name, turns, pause, split in CONVERSATIONS:
+        audio, reference = assemble(turns, pause)
+        recordings.append(Recording(name, "assembled", split, telephone(audio) if "phone" in name else audio, reference))
+    return recordings
 
 
 def annotation(turns: Turns, uri: str):

@@ -45,3 +45,25 @@ def test_a_clip_is_trimmed_to_its_own_loud_extent() -> None:
     tone = 0.1 * np.sin(2 * np.pi * 200 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)
     audio = np.concatenate([np.zeros(SAMPLE_RATE // 2), tone, np.zeros(SAMPLE_RATE)]).astype(np.float32)
     assert len(trimmed(audio)) / SAMPLE_RATE == pytest.approx(1.0, abs=0.02)
+
+
+def test_turns_with_a_negative_pause_overlap_in_the_reference_and_add_up_in_the_audio(monkeypatch) -> None:
+    from bench import diarization
+
+    tone = (0.1 * np.sin(2 * np.pi * 200 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    monkeypatch.setattr(diarization, "clip", lambda name, k: tone)
+    audio, reference = diarization.assemble("A B", -0.25)
+    assert len(audio) / SAMPLE_RATE == pytest.approx(1.75, abs=0.02)
+    (a0, a1, _), (b0, b1, _) = reference
+    assert a1 - b0 == pytest.approx(0.25, abs=0.02) and b1 == pytest.approx(1.75, abs=0.02)
+    assert np.max(np.abs(audio[int(0.8 * SAMPLE_RATE):int(0.95 * SAMPLE_RATE)])) > 0.15  # both at once
+
+
+def test_a_phone_line_keeps_speech_band_tones_and_drops_what_lies_outside() -> None:
+    from bench.diarization import telephone
+
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    inside, outside = np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 6000 * t)
+    level = lambda x: float(np.sqrt(np.mean(x[SAMPLE_RATE // 2:] ** 2)))  # noqa: E731
+    assert level(telephone((0.1 * inside).astype(np.float32))) > 0.05
+    assert level(telephone((0.1 * outside).astype(np.float32))) < 0.005
