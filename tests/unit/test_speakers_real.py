@@ -162,3 +162,16 @@ def test_a_small_cluster_of_a_short_file_is_a_speaker_and_of_a_long_one_is_not(d
 
     assert found(20, 4) == 2      # 4 of 24 embeddings: a speaker heard in a sixth of a short file
     assert found(400, 4) == 1     # 4 of 404: a stray few, not a speaker (pyannote's at most 12 and 10 %)
+
+
+def test_music_alone_gives_at_most_one_speaker_and_never_fails(diarizer) -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE
+    notes = []
+    for i in range(24):  # 12 s of chords with their overtones, a drum-like burst on every other one
+        root = 220 * 2 ** (rng.integers(0, 12) / 12)
+        note = sum(np.sin(2 * np.pi * f * h * t) / h for f in (root, root * 5 / 4, root * 3 / 2) for h in range(1, 6))
+        note = note * np.exp(-3 * t) + (rng.normal(scale=0.5, size=len(t)) * np.exp(-40 * t) if i % 2 == 0 else 0)
+        notes.append(note)
+    music = np.concatenate(notes)
+    assert len({t.speaker for t in diarizer.turns((0.1 * music / np.abs(music).max()).astype(np.float32))}) <= 1
