@@ -90,7 +90,9 @@ class DiarizationParameters:
     number of embeddings, so one threshold cannot suit a minute and two hours), ``onset`` 0.1-0.5
     (0.3 best on the AMI tune half: lower finds quiet speech but adds more false alarm and
     confusion), a lower bound on the speaker count from the most voices one chunk holds (never
-    more than two with solo speech, so no effect)."""
+    more than two with solo speech, so no effect), embeddings centred on the file's mean (tune
+    18.0 % at best), and embedding only every other chunk with the others borrowing the embedding
+    of the same moments' speech (47 % fewer embeddings, so about 1.5x faster, but tune 13.2 %)."""
     chunk_step: float = 1.5          # seconds between the starts of 10 s segmentation chunks
     embedding_seconds: float = 2.0   # most solo speech one embedding is made from
     min_embedded_seconds: float = 0.5  # less solo speech in a stretch: matched to a cluster, never founds one
