@@ -55,7 +55,7 @@ class FasterWhisperEngine:
         return cls(model_path, device=stt.device, compute_type=stt.compute_type, batch_size=stt.batch_size,
                    beam_size=stt.beam_size, language=stt.language, cpu_threads=stt.cpu_threads,
                    segment_max_seconds=stt.segment_max_seconds, block_seconds=stt.block_seconds,
-                   repair_passes=stt.repair_passes)
+                   repair_passes=stt.repair_passes, short_window_seconds=stt.short_window_seconds)
 
     def __init__(
         self,
@@ -70,6 +70,7 @@ class FasterWhisperEngine:
         segment_max_seconds: float = 12.0,
         block_seconds: float = 120.0,
         repair_passes: int = 2,
+        short_window_seconds: float = 10.0,
     ) -> None:
         import faster_whisper
 
@@ -94,7 +95,8 @@ class FasterWhisperEngine:
         # 4 at a time (workers.engines.batched_whisper).
         on_gpu = self.device == "cuda"
         self._batched = BatchedWindows(self._model, encode_batch=batch_size if on_gpu else 1,
-                                       align_batch=batch_size if on_gpu else 4) if batch_size > 0 else None
+                                       align_batch=batch_size if on_gpu else 4,
+                                       short_window_seconds=short_window_seconds) if batch_size > 0 else None
         self._batch_size = batch_size
         self._beam_size = beam_size
         self._language = language or None
