@@ -87,8 +87,8 @@ def child(which: str, jobs: int, files: int) -> dict:
     configure_logging(settings.log, default_level="WARNING")
     root = Root(settings)
     warm = np.random.default_rng(0).uniform(-0.1, 0.1, 5 * 16_000).astype(np.float32)
-    root.stt_engine().transcribe(warm)
-    root.ser_engine().classify(warm)
+    root.stt_engine(jobs).transcribe(warm)  # the engines run_folder's stack takes (a worker per job)
+    root.ser_engine(jobs).classify(warm)
     with tempfile.TemporaryDirectory() as tmp:
         inbox, results = Path(tmp) / "inbox", Path(tmp) / "results"
         inbox.mkdir()

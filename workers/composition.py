@@ -179,13 +179,15 @@ class Root:
 
     def service_handlers(self, role: str) -> "Handlers | None":
         """What one cloud service runs: its role's handler over GCS and Pub/Sub (None for the
-        api role, which only calls the other services)."""
+        api role, which only calls the other services), its engine with a worker for each job
+        it runs at once (WORKER_CONCURRENCY)."""
         if role == "api":
             return None
         cloud = self.settings.cloud
         self.require(GOOGLE_CLOUD_PROJECT=cloud.project, STAGING_BUCKET=cloud.staging_bucket,
                      **({"RESULTS_BUCKET": cloud.results_bucket} if role == "joiner" else {}))
-        return self.handlers(self.publisher() if role in ("stt", "ser") else None, (role,))
+        return self.handlers(self.publisher() if role in ("stt", "ser") else None, (role,),
+                             jobs=self.settings.service.concurrency)
 
     def local_stack(self, jobs: int = 1) -> "LocalStack":
         """The embedded default: folders for buckets, an in-process bus, both engines in-process,

@@ -188,6 +188,16 @@ class ServiceSettings:
     port: int = _setting(8080, "PORT", "HTTP port of the service.", least=0)
     max_request_bytes: int = _setting(200 * 1024 * 1024, "MAX_REQUEST_BYTES",
                                       "Largest audio body accepted by direct endpoints.", least=1)
+    concurrency: int = _setting(
+        1, "WORKER_CONCURRENCY",
+        "Jobs an STT or SER service instance runs at once, each on its own engine worker (a GPU with room "
+        "for more than one file's batch); Cloud Run's request concurrency is this plus WORKER_QUEUE.", least=1,
+    )
+    queue: int = _setting(
+        2, "WORKER_QUEUE",
+        "Jobs an STT or SER service instance holds waiting for a free slot; a push past WORKER_CONCURRENCY + "
+        "WORKER_QUEUE is answered 429, and Pub/Sub delivers it again after its backoff.", least=0,
+    )
 
 
 @dataclass(frozen=True)
