@@ -129,10 +129,11 @@ class _RecordsFrames(_CountsEncoderPasses):
         return super().encode(features)
 
 
-@pytest.mark.parametrize("window, short, seen", [(3.7, 10.0, 10.0), (10.0, 10.0, 10.0), (10.2, 10.0, 20.0),
+@pytest.mark.parametrize("window, short, seen", [(3.7, 10.0, 10.0), (10.0, 10.0, 10.0), (10.2, 10.0, 30.0),
                                                  (25.0, 10.0, 30.0), (29.9, 10.0, 30.0), (3.7, 30.0, 30.0),
                                                  (3.7, 5.0, 5.0), (0.0, 10.0, 30.0)])
-def test_the_encoder_sees_a_window_as_the_next_multiple_of_the_short_length_up_to_30_s(window, short, seen) -> None:
+def test_the_encoder_sees_a_window_that_fits_the_short_length_as_that_and_any_other_as_30_s(window, short,
+                                                                                           seen) -> None:
     from workers.engines.batched_whisper import encoder_seconds
 
     assert encoder_seconds(window, short) == seen

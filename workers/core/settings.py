@@ -92,7 +92,7 @@ class SttSettings:
     short_window_seconds: float = _setting(
         10.0, "STT_SHORT_WINDOW_SECONDS",
         "faster-whisper's batched decoder pads a batch of windows that all fit in this many seconds with silence to "
-        "the next multiple of it, not to Whisper's 30 s (the encoder costs about its length: short files run "
+        "this length, not to Whisper's 30 s (the encoder costs about its length: short files run "
         "about 3x faster on a CPU, at the same word error rate on 2-4 s clips); 30: always 30 s.", positive=True,
     )
     segment_max_seconds: float = _setting(12.0, "SEGMENT_MAX_SECONDS",
