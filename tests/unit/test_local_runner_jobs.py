@@ -64,7 +64,12 @@ def test_the_default_number_of_jobs_follows_the_cores_and_the_memory(cores: int,
 def test_real_short_clips_analysed_two_at_a_time_get_the_results_of_one_at_a_time(tmp_path, base_settings) -> None:
     """RAVDESS and TESS clips of 2-4 s with the default models: the transcripts, emotions and
     speakers of two files in flight at once (each engine with two workers of half the threads)
-    are those of one at a time (each engine one worker with every thread)."""
+    are those of one at a time (each engine one worker with every thread). Not compared:
+    ``repair_budget_spent``. When the repair's sequential decoding falls back to a temperature
+    above 0 it samples, and CTranslate2 draws from a generator per worker thread, seeded at random
+    once a process, so whether the passes ran out depends on the worker and the calls before it:
+    on TESS OAF_back_angry it was True in 1 of 3 calls with two workers, False in 3 of 3 with one,
+    the text the same in all."""
     from tests.external_data import external
 
     inbox = tmp_path / "inbox"
@@ -79,6 +84,8 @@ def test_real_short_clips_analysed_two_at_a_time_get_the_results_of_one_at_a_tim
         finally:
             stack.close()
     one, two = _results(tmp_path / "results-1"), _results(tmp_path / "results-2")
+    for record in (*one.values(), *two.values()):
+        record.pop("repair_budget_spent")
     assert len(one) == 8 and one == two
     texts = [" ".join(s["text"] for s in r["segments"]).lower() for r in one.values()]
     assert sum("door" in t or "word" in t for t in texts) >= 6, texts
