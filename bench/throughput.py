@@ -14,7 +14,10 @@ audio is written to a temporary folder):
 
 Each (set, jobs) runs in a fresh process (peak RSS is its own), with the default models (Whisper
 base, the whisper-head SER), after a warm-up on 5 s of audio. Printed: files/s, audio seconds per
-wall second, the p50/p95/max of each file's STT seconds (the result's own ``timings``), peak RSS.
+wall second (x real), the run's CPU seconds and audio seconds per CPU second times the cores (x
+core: the real-time factor the run would reach with every core its own, which other work on a
+shared machine does not distort), the p50/p95/max of each file's STT seconds (the result's own
+``timings``), peak RSS.
 Targets (issue 21, on 2 cores): short clips at >= 8x real time end to end; no clip of <= 30 s
 over ~10 s of STT, whatever it holds. A machine shared with other work distorts every figure:
 state its load (``uptime``) with them.
@@ -87,27 +90,32 @@ def child(which: str, jobs: int, files: int) -> dict:
     configure_logging(settings.log, default_level="WARNING")
     root = Root(settings)
     warm = np.random.default_rng(0).uniform(-0.1, 0.1, 5 * 16_000).astype(np.float32)
-    root.stt_engine().transcribe(warm)
-    root.ser_engine().classify(warm)
+    root.stt_engine(jobs).transcribe(warm)  # the engines run_folder's stack takes (a worker per job)
+    root.ser_engine(jobs).classify(warm)
     with tempfile.TemporaryDirectory() as tmp:
         inbox, results = Path(tmp) / "inbox", Path(tmp) / "results"
         inbox.mkdir()
         fill_inbox(inbox, which, files)
         stack = Root.local(settings, inbox, results).local_stack(jobs)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         try:
             summary = run_folder(stack, settings.input, progress=False, jobs=jobs)
         finally:
             stack.close()
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
         records = [loads(Result, (results / f"{p.name}.json").read_bytes()) for p in sorted(inbox.iterdir())]
     stt = {r.job.name: r.timings.stt.seconds for r in records if r.timings.stt}
     return {
         "set": which, "jobs": jobs, "files": len(records), "ok": summary.ok, "errors": summary.errors,
-        "audio_seconds": sum(r.duration or 0.0 for r in records), "wall_seconds": wall,
+        "audio_seconds": sum(r.duration or 0.0 for r in records), "wall_seconds": wall, "cpu_seconds": cpu,
         "stt_seconds": stt, "spent": sum(bool(r.repair_budget_spent) for r in records),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run(which: str, jobs: int, files: int) -> dict:
@@ -132,9 +140,10 @@ def main(argv: list[str]) -> int:
     if args.child:
         print(json.dumps(child(args.child, args.jobs[0], args.files)))
         return 0
-    print(f"machine: {len(os.sched_getaffinity(0))} cores, load {os.getloadavg()[0]:.1f} at the start")
+    cores = len(os.sched_getaffinity(0))
+    print(f"machine: {cores} cores, load {os.getloadavg()[0]:.1f} at the start")
     print(f"{'set':<9}{'jobs':>5}{'files':>6}{'audio s':>9}{'wall s':>8}{'files/s':>8}{'x real':>7}"
-          f"{'STT p50':>8}{'p95':>7}{'max':>7}{'spent':>6}{'RSS MB':>8}  worst")
+          f"{'CPU s':>7}{'x core':>7}{'STT p50':>8}{'p95':>7}{'max':>7}{'spent':>6}{'RSS MB':>8}  worst")
     failed = False
     for which in args.sets:
         for jobs in args.jobs:
@@ -143,7 +152,8 @@ def main(argv: list[str]) -> int:
             worst = max(r["stt_seconds"], key=r["stt_seconds"].get) if r["stt_seconds"] else "-"
             x = r["audio_seconds"] / r["wall_seconds"]
             print(f"{which:<9}{jobs:>5}{r['files']:>6}{r['audio_seconds']:>9.1f}{r['wall_seconds']:>8.1f}"
-                  f"{r['files'] / r['wall_seconds']:>8.2f}{x:>7.1f}{np.percentile(stt, 50):>8.2f}"
+                  f"{r['files'] / r['wall_seconds']:>8.2f}{x:>7.1f}{r['cpu_seconds']:>7.1f}"
+                  f"{r['audio_seconds'] / r['cpu_seconds'] * cores:>7.1f}{np.percentile(stt, 50):>8.2f}"
                   f"{np.percentile(stt, 95):>7.2f}{stt[-1]:>7.2f}{r['spent']:>6}{r['peak_rss_mb']:>8.0f}  {worst}",
                   flush=True)
             if r["errors"]:

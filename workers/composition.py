@@ -136,11 +136,13 @@ class Root:
             raise ConfigError(f"set {', '.join(missing)} (environment or option)")
 
     # --- engines and handlers ------------------------------------------------------------------------
-    def stt_engine(self) -> "SpeechToText":
-        return _stt_engine(self.settings.stt, self.settings.stt_model_path)
+    def stt_engine(self, workers: int = 1) -> "SpeechToText":
+        """The STT engine, able to run ``workers`` calls at once (each with its share of the CPU
+        threads: ``workers.engines.device.threads_per_worker``)."""
+        return _stt_engine(self.settings.stt, self.settings.stt_model_path, max(1, workers))
 
-    def ser_engine(self) -> "EmotionClassifier":
-        return _ser_engine(self.settings.ser, self.settings.ser_model_path)
+    def ser_engine(self, workers: int = 1) -> "EmotionClassifier":
+        return _ser_engine(self.settings.ser, self.settings.ser_model_path, max(1, workers))
 
     def diarizer(self) -> "SpeakerDiarizer | None":
         return _diarizer_of(self.settings.speakers, self.settings.ser.device)
@@ -161,10 +163,10 @@ class Root:
         handlers = Handlers()
         decodes = SharedDecodes(keep=jobs + 1) if "stt" in parts and "ser" in parts else None
         if "stt" in parts:
-            handlers.stt = JobHandler(SttWorker(self.stt_engine(), channels), staging, s.input.max_audio_seconds,
+            handlers.stt = JobHandler(SttWorker(self.stt_engine(jobs), channels), staging, s.input.max_audio_seconds,
                                       decodes=decodes)
         if "ser" in parts:
-            ser = self.ser_engine()
+            ser = self.ser_engine(jobs)
             warn_unmapped_labels(ser, s.join.sentiment_map)
             from workers.engines.diarization import speech_regions
 
@@ -177,13 +179,15 @@ class Root:
 
     def service_handlers(self, role: str) -> "Handlers | None":
         """What one cloud service runs: its role's handler over GCS and Pub/Sub (None for the
-        api role, which only calls the other services)."""
+        api role, which only calls the other services), its engine with a worker for each job
+        it runs at once (WORKER_CONCURRENCY)."""
         if role == "api":
             return None
         cloud = self.settings.cloud
         self.require(GOOGLE_CLOUD_PROJECT=cloud.project, STAGING_BUCKET=cloud.staging_bucket,
                      **({"RESULTS_BUCKET": cloud.results_bucket} if role == "joiner" else {}))
-        return self.handlers(self.publisher() if role in ("stt", "ser") else None, (role,))
+        return self.handlers(self.publisher() if role in ("stt", "ser") else None, (role,),
+                             jobs=self.settings.service.concurrency)
 
     def local_stack(self, jobs: int = 1) -> "LocalStack":
         """The embedded default: folders for buckets, an in-process bus, both engines in-process,
@@ -212,21 +216,21 @@ def channel_options(speakers: SpeakerSettings) -> "ChannelOptions":
 
 
 @functools.lru_cache(maxsize=4)
-def _stt_engine(stt: SttSettings, model_path: Path) -> "SpeechToText":
+def _stt_engine(stt: SttSettings, model_path: Path, workers: int) -> "SpeechToText":
     from workers.engines.stt import FasterWhisperEngine, OpenAIWhisperEngine
 
     if stt.engine == "openai-whisper":
         _set_torch_threads(stt.cpu_threads)
         return OpenAIWhisperEngine.from_settings(stt, model_path)
-    return FasterWhisperEngine.from_settings(stt, model_path)
+    return FasterWhisperEngine.from_settings(stt, model_path, workers)
 
 
 @functools.lru_cache(maxsize=4)
-def _ser_engine(ser: SerSettings, model_path: Path) -> "EmotionClassifier":
+def _ser_engine(ser: SerSettings, model_path: Path, workers: int) -> "EmotionClassifier":
     if ser.engine == "whisper-head":
         from workers.engines.ser_whisper import WhisperHeadEmotionEngine
 
-        return WhisperHeadEmotionEngine.from_settings(ser, model_path)
+        return WhisperHeadEmotionEngine.from_settings(ser, model_path, workers)
     _set_torch_threads(ser.cpu_threads)
     import transformers
 

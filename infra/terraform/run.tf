@@ -9,6 +9,10 @@ locals {
     PARTIALS_TOPIC    = google_pubsub_topic.partials.name
     MAX_AUDIO_SECONDS = tostring(var.max_audio_seconds)
     INBOX_PREFIX      = var.inbox_prefix
+    # Jobs one instance runs at once (an engine worker each) and holds waiting; a push past
+    # both is answered 429 and Pub/Sub delivers it again after its backoff.
+    WORKER_CONCURRENCY = tostring(var.gpu_worker_concurrency)
+    WORKER_QUEUE       = tostring(var.gpu_worker_queue)
   })
   stt_env = merge(local.gpu_worker_env, {
     ROLE       = "stt"
@@ -38,7 +42,8 @@ locals {
   })
 }
 
-# STT and SER: one L4 each, one job per instance, scaled to zero when idle. Ingress stays open
+# STT and SER: one L4 each, gpu_worker_concurrency jobs at once per instance (Cloud Run sends it
+# those and gpu_worker_queue more), scaled to zero when idle. Ingress stays open
 # (IAM-protected, no public invoker) because the api service calls them on their run.app URLs.
 locals {
   gpu_workers = {
@@ -61,7 +66,7 @@ module "gpu_worker" {
   gpu_zonal_redundancy_disabled = var.gpu_zonal_redundancy_disabled
   cpu                           = 4
   memory                        = 16
-  concurrency                   = 1
+  concurrency                   = var.gpu_worker_concurrency + var.gpu_worker_queue
   min_instances                 = 0
   max_instances                 = each.value.max_instances
   ingress                       = "INGRESS_TRAFFIC_ALL"

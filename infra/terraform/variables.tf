@@ -114,6 +114,28 @@ variable "stt_repair_passes" {
   }
 }
 
+variable "gpu_worker_concurrency" {
+  description = "WORKER_CONCURRENCY of the STT and SER services: jobs one GPU instance runs at once, each on an engine worker of its own. Short files leave a GPU mostly idle one at a time (a 3 s clip is one window of a batch of 8); long files fill its batches alone (see docs/deploy.md)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.gpu_worker_concurrency >= 1 && floor(var.gpu_worker_concurrency) == var.gpu_worker_concurrency
+    error_message = "gpu_worker_concurrency must be a whole number, 1 or more."
+  }
+}
+
+variable "gpu_worker_queue" {
+  description = "WORKER_QUEUE of the STT and SER services: jobs one instance holds waiting for a free slot. Cloud Run sends an instance gpu_worker_concurrency + gpu_worker_queue requests at once; a push past them is answered 429 and delivered again later."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.gpu_worker_queue >= 0 && floor(var.gpu_worker_queue) == var.gpu_worker_queue
+    error_message = "gpu_worker_queue must be a whole number, 0 or more."
+  }
+}
+
 variable "max_audio_seconds" {
   description = "MAX_AUDIO_SECONDS: longer audio gets a failed result. Sized so STT on one L4 finishes well inside ack_deadline_seconds (see docs/deploy.md)."
   type        = number

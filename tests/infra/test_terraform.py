@@ -162,13 +162,16 @@ def test_delivery_settings_delay_a_burst_rather_than_dead_letter_it(root):
 
 
 # --- Cloud Run ------------------------------------------------------------------------------
-def test_gpu_workers_take_one_job_on_one_l4_and_scale_to_zero(root):
+def test_gpu_workers_take_their_jobs_and_queue_on_one_l4_and_scale_to_zero(root):
     calls = gpu_worker_calls(root)
     assert set(calls) == {"stt", "ser"}
     for name, call in calls.items():
         assert call["gpu"] is True, name
         assert evaluate(call["cpu"], root) >= 4 and evaluate(call["memory"], root) >= 16, name
-        assert evaluate(call["concurrency"], root) == 1, name
+        defaults = root.variable_defaults()
+        running, waiting = (evaluate(defaults[v], root) for v in ("gpu_worker_concurrency", "gpu_worker_queue"))
+        assert evaluate(call["concurrency"], root) == running + waiting and running >= 1, name
+        assert "WORKER_CONCURRENCY" in json.dumps(root.locals()["gpu_worker_env"]), "the service knows its slots"
         assert evaluate(call["min_instances"], root) == 0, name
         assert expression(call["max_instances"]).startswith("var."), f"{name}: max instances is a variable"
         assert evaluate(call["request_timeout_seconds"], root) >= evaluate(call["ack_deadline_seconds"], root)
@@ -189,7 +192,7 @@ def test_push_worker_module_attaches_an_l4_with_a_healthz_startup_probe(module):
     assert expression(container["resources"][0]["cpu_idle"]) == "!var.gpu", "GPU instances keep their CPU"
     preconditions = json.dumps(service["lifecycle"])
     assert "var.request_timeout_seconds >= var.ack_deadline_seconds" in preconditions
-    assert "var.concurrency == 1" in preconditions
+    assert "var.concurrency <= 16" in preconditions
 
 
 def test_no_service_is_public(root, module):

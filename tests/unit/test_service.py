@@ -406,3 +406,40 @@ def test_push_auth_off_is_refused_unless_talking_to_emulators():
 def test_unknown_role_is_a_config_error():
     with pytest.raises(ConfigError, match="ROLE"):
         create_app(EMULATED, "transcoder", build=lambda: None)
+
+
+def test_a_push_past_the_running_and_waiting_jobs_is_refused_with_429_and_its_redelivery_succeeds():
+    """WORKER_CONCURRENCY 2 and WORKER_QUEUE 1: of four jobs pushed at once, two run at once, one
+    waits, the fourth is answered 429 (Pub/Sub delivers it again); delivered again once the
+    others are done, it is processed. Nothing is lost, nothing written twice."""
+    store, bus = MemoryBlobStore(), MemoryBus()
+    stt = FakeStt(delay=0.5)
+    jobs = [upload(store, f"{i}.wav", WAV) for i in range(4)]
+    settings = EMULATED.replace(worker_concurrency=2, worker_queue=1)
+    app = create_app(settings, "stt", build=lambda: make_handlers(store, bus, stt=stt))
+
+    async def scenario(client):
+        async def push(job):
+            r = await client.post("/push/job", data=encode_push(to_dict(job)))
+            return r.status, r.headers.get("X-Outcome"), r.headers.get("Retry-After")
+
+        first = [asyncio.create_task(push(job)) for job in jobs[:3]]
+        await asyncio.sleep(0.2)  # the three are admitted: two run, one waits
+        refused = await push(jobs[3])
+        done = await asyncio.gather(*first)
+        again = await push(jobs[3])
+        return done, refused, again
+
+    done, refused, again = serve(app, scenario)
+    assert done == [(204, "done", None)] * 3
+    assert refused[0] == 429 and refused[2] is not None
+    assert again[:2] == (204, "done")
+    assert len(stt.windows) == 4, "each job transcribed once"
+    overlapping = sum(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(stt.windows) for b in stt.windows[i + 1:])
+    assert overlapping >= 1, "two jobs ran at once"
+    assert all(store.stat("staging", partial_key(job.job_id, "stt")) is not None for job in jobs)
+
+
+def test_one_job_at_a_time_by_default_with_two_waiting():
+    settings = Settings.from_env({})
+    assert (settings.service.concurrency, settings.service.queue) == (1, 2)

@@ -42,6 +42,13 @@ class TransientError(PipelineError):
     code = "transient"
 
 
+class Overloaded(TransientError):
+    """A service has no room for one more job now (its slots and its queue are full): answered
+    429, so Pub/Sub (or a caller) delivers it again later; nothing is lost or written."""
+
+    code = "overloaded"
+
+
 class BadRequestError(PipelineError):
     """The request itself is malformed (bad envelope, bad token, unknown route): 4xx, no retry."""
 

@@ -31,8 +31,10 @@ def check_head_fits(head: SerHead, encoder: WhisperEncoder) -> None:
 
 class WhisperHeadEmotionEngine:
     @classmethod
-    def from_settings(cls, ser: SerSettings, model_path: Path) -> "WhisperHeadEmotionEngine":
-        return cls(model_path, device=ser.device, compute_type=ser.compute_type, window_seconds=ser.window_seconds,
+    def from_settings(cls, ser: SerSettings, model_path: Path,
+                      workers: int = 1) -> "WhisperHeadEmotionEngine":
+        return cls(model_path, workers=workers, device=ser.device, compute_type=ser.compute_type,
+                   window_seconds=ser.window_seconds,
                    hop_seconds=ser.hop_seconds, batch_size=ser.batch_size, cpu_threads=ser.cpu_threads)
 
     def __init__(
@@ -45,10 +47,11 @@ class WhisperHeadEmotionEngine:
         hop_seconds: float = 1.5,
         batch_size: int = 16,
         cpu_threads: int = 0,
+        workers: int = 1,
     ) -> None:
         self.head = SerHead.load(model_path / HEAD_FILE)
         self.encoder = WhisperEncoder(model_path / ENCODER_DIR, device=device, compute_type=compute_type,
-                                      cpu_threads=cpu_threads, batch_size=batch_size)
+                                      cpu_threads=cpu_threads, batch_size=batch_size, workers=workers)
         check_head_fits(self.head, self.encoder)
         self.device = self.encoder.device
         if (window_seconds, hop_seconds) != (self.head.window_seconds, self.head.hop_seconds):

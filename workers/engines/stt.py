@@ -21,7 +21,6 @@ import bisect
 import gzip
 import logging
 import math
-import os
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +34,7 @@ from workers.core.engines import SAMPLE_RATE, Coverage, Transcript
 from workers.engines.coverage import Span, coverage_of, hole_clips, holes, in_speech, speech_regions, windows
 from workers.engines.loops import cut, loops
 from workers.engines.repair_budget import FALLBACK_TEMPERATURES, RepairBudget, token_limit
-from workers.engines.device import ctranslate2_device, torch_device
+from workers.engines.device import ctranslate2_device, threads_per_worker, torch_device
 from workers.engines.heap import release_freed_memory, share_one_arena
 from workers.engines.identity import model_id
 from workers.core.errors import ConfigError
@@ -51,11 +50,12 @@ MOSTLY_LOST_SHARE = 0.5
 
 class FasterWhisperEngine:
     @classmethod
-    def from_settings(cls, stt: SttSettings, model_path: Path) -> "FasterWhisperEngine":
-        return cls(model_path, device=stt.device, compute_type=stt.compute_type, batch_size=stt.batch_size,
+    def from_settings(cls, stt: SttSettings, model_path: Path, workers: int = 1) -> "FasterWhisperEngine":
+        return cls(model_path, workers=workers, device=stt.device, compute_type=stt.compute_type,
+                   batch_size=stt.batch_size,
                    beam_size=stt.beam_size, language=stt.language, cpu_threads=stt.cpu_threads,
                    segment_max_seconds=stt.segment_max_seconds, block_seconds=stt.block_seconds,
-                   repair_passes=stt.repair_passes)
+                   repair_passes=stt.repair_passes, short_window_seconds=stt.short_window_seconds)
 
     def __init__(
         self,
@@ -70,6 +70,8 @@ class FasterWhisperEngine:
         segment_max_seconds: float = 12.0,
         block_seconds: float = 120.0,
         repair_passes: int = 2,
+        short_window_seconds: float = 10.0,
+        workers: int = 1,
     ) -> None:
         import faster_whisper
 
@@ -85,16 +87,19 @@ class FasterWhisperEngine:
         if compute_type == "auto":
             compute_type = "float16" if self.device == "cuda" else "int8"
         self.compute_type = compute_type
-        # CTranslate2's own default is 4 threads, which oversubscribes small machines.
-        threads = cpu_threads or len(os.sched_getaffinity(0))
+        # CTranslate2's own default is 4 threads, which oversubscribes small machines; files
+        # transcribed at once each get a worker of their own (one worker runs one call at a time).
+        self.workers, self.threads = max(1, workers), threads_per_worker(cpu_threads, workers)
         self._model = faster_whisper.WhisperModel(
-            str(model_path), device=self.device, compute_type=compute_type, cpu_threads=threads
+            str(model_path), device=self.device, compute_type=compute_type, cpu_threads=self.threads,
+            num_workers=self.workers,
         )
         # A GPU encodes and aligns a whole batch at once; a CPU encodes window by window and aligns
         # 4 at a time (workers.engines.batched_whisper).
         on_gpu = self.device == "cuda"
         self._batched = BatchedWindows(self._model, encode_batch=batch_size if on_gpu else 1,
-                                       align_batch=batch_size if on_gpu else 4) if batch_size > 0 else None
+                                       align_batch=batch_size if on_gpu else 4,
+                                       short_window_seconds=short_window_seconds) if batch_size > 0 else None
         self._batch_size = batch_size
         self._beam_size = beam_size
         self._language = language or None

@@ -20,7 +20,6 @@ model card states what that difference does to the head's figures.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from workers.processing.audio import SAMPLE_RATE
 from workers.engines.heap import share_one_arena
 from workers.engines.identity import model_id
 from workers.engines.ser import check_finite, window_bounds
-from workers.engines.device import ctranslate2_device
+from workers.engines.device import ctranslate2_device, threads_per_worker
 from workers.core.errors import ConfigError
 
 MEL_HOP = 160  # samples per mel frame (10 ms)
@@ -56,7 +55,7 @@ class WhisperEncoder:
     """The encoder of a CTranslate2 Whisper model (int8 on CPU, float16 on CUDA by default)."""
 
     def __init__(self, model_path: Path, *, device: str = "auto", compute_type: str = "auto",
-                 cpu_threads: int = 0, batch_size: int = 16) -> None:
+                 cpu_threads: int = 0, batch_size: int = 16, workers: int = 1) -> None:
         import ctranslate2
         from faster_whisper.feature_extractor import FeatureExtractor
 
@@ -67,10 +66,10 @@ class WhisperEncoder:
                               "the whisper-head SER engine needs Whisper's encoder; run `python -m workers setup`")
         self.device = ctranslate2_device(device)
         self.compute_type = ("float16" if self.device == "cuda" else "int8") if compute_type == "auto" else compute_type
-        threads = cpu_threads or len(os.sched_getaffinity(0))
+        self.workers, self.threads = max(1, workers), threads_per_worker(cpu_threads, workers)
         self._ct2 = ctranslate2
-        self._model = ctranslate2.models.Whisper(str(model_path), device=self.device,
-                                                 compute_type=self.compute_type, intra_threads=threads)
+        self._model = ctranslate2.models.Whisper(str(model_path), device=self.device, compute_type=self.compute_type,
+                                                 intra_threads=self.threads, inter_threads=self.workers)
         self.n_mels = int(self._model.n_mels)
         self._mel = FeatureExtractor(feature_size=self.n_mels)
         self._batch_size = max(1, batch_size)

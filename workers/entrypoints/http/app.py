@@ -10,12 +10,17 @@ the composition root built for the role and maps its outcome to a status code:
   of the object it names) → 204 with ``X-Outcome: invalid`` and a warning: Pub/Sub would
   redeliver any other status until the message is dead-lettered;
 - malformed direct request → 400, bad or missing token → 401, wrong caller → 403;
+- no room for one more job (Overloaded) → 429 with Retry-After (Pub/Sub retries; no attempt
+  is wasted on a failure);
 - TransientError or anything unexpected → 500 (Pub/Sub retries, then dead-letters);
 - model not loaded yet → 503 (retried).
 
-STT and SER run inference on a single-worker executor: one job at a time per instance, off
-the event loop, with the models loaded once at start-up (``/healthz`` answers 503 until
-then). Bodies are never held whole in memory before their size is known (``bodies``). Direct
+STT and SER run inference off the event loop, WORKER_CONCURRENCY jobs at once per instance
+(each on an engine worker of its own), with the models loaded once at start-up (``/healthz``
+answers 503 until then). At most WORKER_QUEUE more wait for a slot; a push or direct request
+past that is refused with 429 (``Overloaded``, a ``TransientError``): Pub/Sub delivers it again
+after its backoff, so a burst waits in Pub/Sub, not in an instance's memory. Bodies are never
+held whole in memory before their size is known (``bodies``). Direct
 endpoints answer with the partial (``/v1/transcribe``, ``/v1/emotions``: 200 when ok, 422 with
 the failed partial for bad audio); the api role's ``/v1/analyze`` calls both concurrently and
 answers with the merged result.
@@ -34,7 +39,8 @@ from aiohttp import web
 
 from workers import PIPELINE_VERSION
 from workers.core import logs
-from workers.core.errors import BadRequestError, ConfigError, PermanentError, PipelineError, TransientError
+from workers.core.errors import (BadRequestError, ConfigError, Overloaded, PermanentError, PipelineError,
+                                 TransientError)
 from workers.core.settings import ROLES, Settings
 from workers.entrypoints.http.api import analyze
 from workers.entrypoints.http.auth import AuthError, PushVerifier, id_tokens_from_settings
@@ -82,8 +88,10 @@ def create_app(
         build=build,
         verifier=verifier,  # type: ignore[arg-type]
         id_token_header=id_token_header,
-        # Inference is one job at a time per instance; the joiner only does I/O.
-        executor=ThreadPoolExecutor(max_workers=1 if role in ("stt", "ser") else 8, thread_name_prefix=role),
+        # Inference runs WORKER_CONCURRENCY jobs at a time per instance; the joiner only does I/O.
+        executor=ThreadPoolExecutor(max_workers=settings.service.concurrency if role in ("stt", "ser") else 8,
+                                    thread_name_prefix=role),
+        room=settings.service.concurrency + settings.service.queue if role in ("stt", "ser") else None,
         on_load_error=on_load_error,
     )
     app = web.Application(middlewares=[_errors])
@@ -174,6 +182,11 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
     except BadRequestError as e:
         log.warning("bad request %s %s: %s", request.method, request.path, e)
         return _error(400, e)
+    except Overloaded as e:
+        log.warning("refused %s %s for now: %s", request.method, request.path, e)
+        response = _error(429, e)
+        response.headers["Retry-After"] = "10"
+        return response
     except TransientError as e:
         log.error("transient failure on %s: %s", request.path, e)
         return _error(500, e)

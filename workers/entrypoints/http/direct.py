@@ -1,7 +1,8 @@
 """Direct endpoints of the stt and ser services: ``/v1/transcribe`` and ``/v1/emotions``.
 
 The audio in the body goes through the service's own worker (the one its push endpoint runs)
-and the partial comes back: 200 when ok, 422 with the failed partial for bad audio.
+and the partial comes back: 200 when ok, 422 with the failed partial for bad audio, 429 when the
+instance has no room for one more job (its slots and queue full).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ async def direct(request: web.Request) -> web.Response:
         audio = Path(tmp) / "audio"
         size, digest = await audio_body(request, audio, state.service.max_request_bytes)
         job = api_job(digest, size, request.content_type)
-        partial = await state.run(functools.partial(analyse_file, handler.worker, job, audio,
-                                                    max_audio_seconds=handler.max_audio_seconds, clock=handler.clock))
+        partial = await state.run_job(functools.partial(analyse_file, handler.worker, job, audio,
+                                                        max_audio_seconds=handler.max_audio_seconds,
+                                                        clock=handler.clock))
     return web.Response(text=dumps(partial), status=200 if partial.status == "ok" else 422, content_type=JSON)

@@ -46,7 +46,7 @@ async def push_job(request: web.Request) -> web.Response:
     job: JobMessage = _parse(JobMessage, push.data)
     log.info("%s job received (attempt %s)", state.role, push.delivery_attempt,
              extra={"job_id": job.job_id, "object": job.name, "attempt": push.delivery_attempt})
-    outcome: Outcome = await state.run(state.job_handler(), job)
+    outcome: Outcome = await state.run_job(state.job_handler(), job)
     return _acked(outcome, job.job_id)
 
 

@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from workers.core.contracts import Sentiment
+from workers.core.errors import Overloaded
 from workers.core.settings import ApiSettings, ServiceSettings
 from workers.entrypoints.http.auth import PushVerifier
 from workers.processing.handlers import Handlers, JobHandler, Joiner
@@ -36,6 +37,21 @@ class ServiceState:
     on_load_error: Callable[[BaseException], None] | None = None
     session: aiohttp.ClientSession | None = None
     loader: asyncio.Task | None = None
+    room: int | None = None  # jobs admitted at once, running and waiting (None: no bound)
+    admitted: int = 0
+
+    async def run_job(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``run`` for one job, if the instance has room for it (running plus waiting below
+        ``room``), else ``Overloaded``: answered 429, so Pub/Sub delivers the job again later.
+        Counted on the event loop, so no lock is needed."""
+        if self.room is not None and self.admitted >= self.room:
+            raise Overloaded(f"{self.admitted} jobs running or waiting, the most this {self.role} instance takes "
+                             f"(WORKER_CONCURRENCY + WORKER_QUEUE); deliver it again later")
+        self.admitted += 1
+        try:
+            return await self.run(fn, *args)
+        finally:
+            self.admitted -= 1
 
     def job_handler(self) -> JobHandler:
         assert isinstance(self.handler, JobHandler), "an stt or ser service holds a job handler"

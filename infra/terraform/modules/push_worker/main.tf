@@ -94,8 +94,8 @@ resource "google_cloud_run_v2_service" "worker" {
       error_message = "request_timeout_seconds must be at least ack_deadline_seconds, or Cloud Run cuts a job Pub/Sub still waits for."
     }
     precondition {
-      condition     = !var.gpu || (var.cpu >= 4 && var.memory >= 16 && var.concurrency == 1)
-      error_message = "A GPU worker needs at least 4 vCPU and 16 GiB and takes one job at a time."
+      condition     = !var.gpu || (var.cpu >= 4 && var.memory >= 16 && var.concurrency <= 16)
+      error_message = "A GPU worker needs at least 4 vCPU and 16 GiB, and takes at most 16 requests at once (its jobs and its queue)."
     }
   }
 }

@@ -48,7 +48,7 @@ variable "memory" {
 }
 
 variable "concurrency" {
-  description = "Requests one instance takes at once (1 for a GPU worker: one job per GPU)."
+  description = "Requests one instance takes at once (for a GPU worker: the jobs it runs at once plus those it holds waiting, at most 16)."
   type        = number
   default     = 1
 }
