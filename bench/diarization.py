@@ -149,7 +149,8 @@ def assembled_recordings() -> list[Recording]:
     recordings = []
     for name, turns, pause, split in CONVERSATIONS:
         audio, reference = assemble(turns, pause)
-        recordings.append(Recording(name, "assembled", split, telephone(audio) if "phone" in name else audio, reference))
+        heard = telephone(audio) if "phone" in name else audio
+        recordings.append(Recording(name, "assembled", split, heard, reference))
     return recordings
 
 
