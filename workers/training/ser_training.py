@@ -223,8 +223,8 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5, corpus: str = ""
     counts = {label: sum(c.label == label for c in clips) for label in labels}
     scarce = {label: n for label, n in counts.items() if n < min_clips_per_label}
     if scarce:
-        raise ConfigError(f"too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: each label "
-                          f"needs at least {min_clips_per_label} (--min-clips-per-label)")
+        raise ConfigError(f"{table}: too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: "
+                          f"each label needs at least {min_clips_per_label} (--min-clips-per-label)")
     for speaker in speakers if not corpus else ():  # several corpora: read_datasets checks the folds
         short = _scarce([c for c in clips if c.speaker != speaker], labels, min_clips_per_label)
         if short:
