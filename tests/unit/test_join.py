@@ -260,3 +260,12 @@ def test_speech_without_a_transcript_on_channels_apart_is_scored_per_channel() -
 def test_silence_with_no_speech_regions_says_nothing_was_scored() -> None:
     result = do_merge(stt(), ser(WINDOWS))
     assert result.summary.emotion_from is None and result.speakers is None
+
+
+def test_a_transcript_of_dots_is_no_transcript_and_the_speech_is_scored_instead() -> None:
+    dots = replace(seg(0, 0.1, 0.1), text="...")
+    partial = replace(ser(WINDOWS), speakers=[SpeakerTurn(0.0, 7.0, "x")])
+    result = do_merge(stt(dots), partial)
+    assert len(result.segments) == 1 and result.segments[0].emotion is not None, "what STT wrote stays"
+    assert result.summary.emotion_from == "speech" and result.summary.speech_seconds == pytest.approx(7.0)
+    assert result.speakers[0].talk_seconds == pytest.approx(7.0)

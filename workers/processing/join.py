@@ -6,7 +6,8 @@ duration, so it describes the speech, not the silence around it. A segment whose
 is below the emotion head's calibrated threshold (``SerPartial.uncertain_below``) is marked
 ``uncertain``, and the summaries count its seconds.
 
-Emotion does not depend on the transcript: where STT returned no words but diarization (or,
+Emotion does not depend on the transcript: where STT returned no words (no segment, or only
+segments such as "..." with no letter or digit) but diarization (or,
 for channels analysed apart, VAD) found speech (humming, a laugh, a language the STT model
 knows badly), the summary and the per-speaker figures are scored over those speech regions,
 and ``summary.emotion_from`` says ``speech``. Pure and deterministic: the same partials
@@ -124,7 +125,8 @@ def merge(
                                       fused_sentiment=fused_sentiment(voice, text)))
 
     summary, speaker_summaries = None, None
-    regions = _speech_regions(named_turns, turns, channels) if emotions_ok and not segments else []
+    worded = any(_has_words(s.text) for s in segments)
+    regions = _speech_regions(named_turns, turns, channels) if emotions_ok and not worded else []
     if emotions_ok and stt.status == "ok" and regions:
         summary = replace(_summary(_region_scores(regions, tracks), ser.labels, sentiment_map, threshold),
                           emotion_from="speech")
@@ -156,6 +158,11 @@ def merge(
         turns=named_turns,
         repair_budget_spent=stt.repair_budget_spent if stt.status == "ok" else None,
     )
+
+
+def _has_words(text: str) -> bool:
+    """Whether a segment's text holds a word: Whisper writes "..." or "" for a laugh or a hum."""
+    return any(ch.isalnum() for ch in text)
 
 
 def _speech_regions(named_turns: Optional[Sequence[SpeakerTurn]], turns: Optional[Sequence[SpeakerTurn]],
