@@ -23,7 +23,10 @@ as one speaker. Features are made by the engine's own code path
 (Whisper's encoder over the SER windows, pooled as --pooling says), in float32 on the CPU so
 that the figures come back on another CPU. The head is evaluated speaker-independently
 (leave-one-speaker-out; with one DIR a fixed split holding out named speakers, with several
-leave-one-corpus-out), per clip and on continuous audio, then trained on every speaker and
+leave-one-corpus-out), per clip and on continuous audio; a temperature that calibrates its
+probabilities and the threshold under which a segment's emotion is marked uncertain are fitted on
+those held-out predictions (leave-one-corpus-out with several DIRs, else leave-one-speaker-out),
+with the expected calibration error before and after; then it is trained on every speaker and
 written with its model card to OUT:
 
   OUT/head.npz        the head (NumPy arrays, no pickle)
