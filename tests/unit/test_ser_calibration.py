@@ -54,15 +54,37 @@ def test_ece_is_the_weighted_gap_between_confidence_and_accuracy() -> None:
     assert expected_calibration_error(probs, truth) == pytest.approx(0.5 * 0.0 + 0.5 * 0.3)
 
 
-def test_the_threshold_is_the_largest_below_which_segments_are_right_at_most_half_the_time() -> None:
-    confidence = np.array([0.36, 0.40, 0.45, 0.52, 0.58, 0.66, 0.72, 0.9])  # of label 0, the top one
-    right = np.array([0, 0, 1, 0, 1, 1, 1, 1], dtype=bool)
-    probs = np.stack([confidence, (1 - confidence) / 2, (1 - confidence) / 2], axis=1)
-    truth = np.where(right, 0, 1)
-    # below 0.55: 1 of 4 right; below 0.60: 2 of 5; below 0.70: 3 of 6 (half); below 0.75: 4 of 7
-    assert uncertain_threshold(probs, truth) == 0.70
-    flagged = Flagged.of(probs, truth, 0.70)
-    assert (flagged.share_uncertain, flagged.accuracy_uncertain, flagged.accuracy_certain) == (0.75, 0.5, 1.0)
+def held_out_bands(accuracy_by_band: dict[float, float], per_band: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Three-label probabilities whose top one (label 0) is spread over each band [u, u + 0.1), right
+    ``accuracy`` of the time there."""
+    rows, truth = [], []
+    for u, accuracy in accuracy_by_band.items():
+        for k in range(per_band):
+            c = u + 0.1 * (k + 0.5) / per_band
+            rows.append([c, (1 - c) / 2, (1 - c) / 2])
+            truth.append(0 if k < round(accuracy * per_band) else 1)
+    return np.array(rows), np.array(truth)
+
+
+def test_the_threshold_is_where_every_band_above_it_is_right_more_than_half_the_time() -> None:
+    probs, truth = held_out_bands({0.4: 0.3, 0.5: 0.45, 0.6: 0.6, 0.7: 0.7, 0.8: 0.85})
+    assert uncertain_threshold(probs, truth) == 0.6  # the band from 0.55 is right 0.525 of the time
+    flagged = Flagged.of(probs, truth, 0.6)
+    assert flagged.share_uncertain == 0.4 and flagged.accuracy_uncertain == pytest.approx(0.375)
+    assert flagged.accuracy_certain == pytest.approx(0.7167, abs=1e-3)
+
+
+def test_a_dip_higher_up_moves_the_threshold_above_it_and_a_head_right_everywhere_flags_nothing() -> None:
+    probs, truth = held_out_bands({0.4: 0.3, 0.5: 0.6, 0.6: 0.4, 0.7: 0.8})
+    assert uncertain_threshold(probs, truth) >= 0.65
+    probs, truth = held_out_bands({0.4: 0.9, 0.5: 0.9})
+    assert uncertain_threshold(probs, truth) == 0.30
+
+
+def test_a_head_never_right_more_than_half_the_time_calls_everything_uncertain() -> None:
+    probs, truth = held_out_bands({0.4: 0.3, 0.5: 0.4})
+    threshold = uncertain_threshold(probs, truth)
+    assert threshold >= probs.max() and Flagged.of(probs, truth, threshold).share_uncertain == 1.0
 
 
 def test_with_several_corpora_each_corpus_is_also_scored_under_a_calibration_fitted_without_it() -> None:

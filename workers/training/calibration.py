@@ -5,10 +5,11 @@ their overlap weights (the joiner's weights). A segment's probability is the wei
 windows' ``softmax(logits / T)``, so the temperature T is fitted on exactly that: the one T that
 minimises the negative log-likelihood of the true labels of those held-out segments.
 
-The ``uncertain`` threshold ``t`` is chosen on the same calibrated held-out segments: the largest
-candidate (0.30, 0.35, ... 0.95) such that the segments whose top probability is below ``t`` are,
-as a group, right at most half the time. A segment marked uncertain is then, on held-out data, a
-coin flip or worse; the others are the segments worth acting on.
+The ``uncertain`` threshold ``t`` is chosen on the same calibrated held-out segments: the smallest
+candidate (0.30, 0.35, ... 0.95) from which on every band of top probability [u, u + 0.1)
+(u = t, t + 0.05, ...) that holds at least 20 segments, the segments are right more than half the
+time. Below it a segment is, on held-out data, as likely wrong as right (or worse); above it
+every band is right more often than not.
 
 Expected calibration error (ECE): the top label's probability in 10 equal-width bins, the mean
 gap between each bin's mean probability and its accuracy, weighted by the bin's share of segments.
@@ -26,6 +27,8 @@ from workers.engines.ser_head import softmax
 ECE_BINS = 10
 UNCERTAIN_CANDIDATES = tuple(round(0.30 + 0.05 * k, 2) for k in range(14))  # 0.30 ... 0.95
 UNCERTAIN_MAX_ACCURACY = 0.5
+UNCERTAIN_BAND = 0.1
+UNCERTAIN_BAND_SEGMENTS = 20  # fewer in a band: too few to judge it
 _LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))
 
 
@@ -79,14 +82,18 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
 
 
 def uncertain_threshold(probs: np.ndarray, truth: np.ndarray) -> float:
-    """The largest candidate below which the segments are right at most half the time (see the module)."""
+    """The smallest candidate from which every well-filled band is right more than half the time
+    (see the module); the largest candidate where none is."""
     confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == truth
-    chosen = UNCERTAIN_CANDIDATES[0]
-    for t in UNCERTAIN_CANDIDATES:
-        below = confidence < t
-        if below.any() and correct[below].mean() <= UNCERTAIN_MAX_ACCURACY:
-            chosen = t
-    return chosen
+
+    def band_is_right(u: float) -> bool:
+        inside = (confidence >= u) & (confidence < u + UNCERTAIN_BAND)
+        return inside.sum() < UNCERTAIN_BAND_SEGMENTS or correct[inside].mean() > UNCERTAIN_MAX_ACCURACY
+
+    for k, t in enumerate(UNCERTAIN_CANDIDATES):
+        if all(band_is_right(u) for u in UNCERTAIN_CANDIDATES[k:]):
+            return t
+    return UNCERTAIN_CANDIDATES[-1]
 
 
 @dataclass(frozen=True)

@@ -675,8 +675,9 @@ def _calibration_section(calibration: Calibration) -> list[str]:
         "by least negative log-likelihood, so that a segment given probability p is right about p of the time "
         "on a corpus like these.",
         f"A segment whose top probability is below {calibration.uncertain_below:.2f} is marked `uncertain`. The "
-        "threshold is chosen on the same held-out segments: the largest of 0.30, 0.35, …, 0.95 below which the "
-        "segments are, as a group, right at most half the time (workers/training/calibration.py).",
+        "threshold is chosen on the same held-out segments: the smallest of 0.30, 0.35, …, 0.95 from which on "
+        "every band of top probability 0.1 wide holding at least 20 segments is right more than half the time "
+        "(workers/training/calibration.py).",
         "ECE: expected calibration error of the top label, 10 equal-width bins. Rows named *calibrated on the "
         "other corpora* use a T and a threshold fitted without the corpus they score: the honest estimate for a "
         "new corpus; the other rows use the head's own T, fitted on them (one parameter, so little optimism).", "",
