@@ -5,7 +5,9 @@ from __future__ import annotations
 from tests.audio_factory import encode, laugh
 from workers.composition import Root
 from workers.core.contracts import Result, loads
+from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.processing.local_run import run_folder
+from workers.setup.models import DEFAULT_HEAD
 
 
 def test_a_laugh_with_no_transcribed_word_still_gets_its_emotion_from_the_speech_regions(base_settings,
@@ -28,4 +30,5 @@ def test_a_laugh_with_no_transcribed_word_still_gets_its_emotion_from_the_speech
     assert result.summary.speech_seconds > 3.0, "the voice's seconds, not the transcript's (none)"
     assert result.speakers and result.speakers[0].dominant_emotion is not None
     assert result.speakers[0].talk_seconds > 3.0
-    assert result.summary.uncertain_seconds is not None, "the default head states its uncertain threshold"
+    stated = SerHead.load(DEFAULT_HEAD / HEAD_FILE).uncertain_below is not None
+    assert (result.summary.uncertain_seconds is not None) == stated, "counted where the head states a threshold"
