@@ -57,6 +57,39 @@ def music(seconds: float, rate: int = 16_000, seed: int = 0) -> np.ndarray:
     return (0.3 * out / np.abs(out).max()).astype(np.float32)
 
 
+def vowel(seconds: float, f0: float = 140.0, formants=((700, 110), (1220, 120), (2600, 160)), seed: int = 0,
+          rate: int = 16_000) -> np.ndarray:
+    """A sung or hummed vowel: a glottal pulse train at ``f0`` with vibrato through formant resonators
+    (centre and bandwidth in Hz), peak 0.3."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = f0 * (1 + 0.04 * np.sin(2 * np.pi * 5 * t) + 0.1 * np.sin(2 * np.pi * 0.4 * t))
+    pulses = (np.diff(np.floor(np.cumsum(pitch / rate)), prepend=0) > 0).astype(float)
+    out = lfilter([1], [1, -0.97], pulses) + 0.02 * rng.normal(size=len(t))
+    for centre, bandwidth in formants:
+        r, theta = np.exp(-np.pi * bandwidth / rate), 2 * np.pi * centre / rate
+        out = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], out)
+    out = out * np.minimum(1, np.minimum(t / 0.05, (t[-1] - t) / 0.05))
+    return (0.3 * out / np.abs(out).max()).astype(np.float32)
+
+
+def laugh(peak: float = 0.03, rate: int = 16_000) -> np.ndarray:
+    """Two quiet bursts of "ha ha ha ha ha ha", 5 s: a voice and no word (Whisper base writes none, or "...")."""
+    parts = []
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        parts.append(np.zeros(int(0.4 * rate), np.float32))
+        for k in range(6):
+            breath = 0.05 * rng.normal(size=int(0.08 * rate)).astype(np.float32)
+            ha = vowel(0.12, f0=260 - 10 * k, formants=((800, 150), (1300, 200), (2700, 300)), seed=k, rate=rate)
+            parts += [breath, ha, np.zeros(int(0.08 * rate), np.float32)]
+        parts.append(np.zeros(int(0.4 * rate), np.float32))
+    out = np.concatenate(parts)
+    return (out * peak / np.abs(out).max()).astype(np.float32)
+
+
 def babble() -> np.ndarray:
     """Six talkers at once, 14 s: the three speech samples, each twice, shifted."""
     voices = [decode(SAMPLES / name, max_seconds=60).samples[: 12 * SAMPLE_RATE]

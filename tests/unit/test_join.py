@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from workers.core.contracts import Engine, EmotionWindow, Error, Segment, SerPartial, SttPartial, Timing, dumps
+from workers.core.contracts import (
+    Engine, EmotionWindow, Error, Segment, SerPartial, SpeakerTurn, SttPartial, Timing, dumps,
+)
 from workers.core.errors import ConfigError
 from workers.core.jobs import make_job
 from workers.processing.join import merge
@@ -207,3 +209,63 @@ def test_a_diarized_speakers_talk_time_and_share_come_from_their_turns() -> None
                     windows=[EmotionWindow(0.0, 8.0, [0.0, 0.0, 1.0], 0)])
     [agent] = do_merge(replace(stt(channel_seg), channels=["agent"]), apart).speakers
     assert agent.talk_seconds == pytest.approx(3.0)
+
+
+SOFT_WINDOWS = [(0.0, 2.0, [0.9, 0.05, 0.05]), (2.0, 4.0, [0.4, 0.35, 0.25]), (4.0, 8.0, [0.1, 0.2, 0.7])]
+
+
+def test_a_segment_below_the_heads_threshold_is_uncertain_and_the_summaries_count_its_seconds() -> None:
+    partial = replace(ser(SOFT_WINDOWS), speakers=[SpeakerTurn(0.0, 3.9, "A"), SpeakerTurn(4.0, 8.0, "B")],
+                      uncertain_below=0.5)
+    result = do_merge(stt(seg(0, 0.0, 1.5), seg(1, 2.2, 3.8), seg(2, 4.5, 7.5)), partial)
+    assert [s.emotion.uncertain for s in result.segments] == [False, True, False]
+    assert result.segments[1].emotion.label == "angry", "uncertain is a mark, not a label"
+    assert result.summary.uncertain_seconds == pytest.approx(1.6)
+    assert {s.speaker: s.uncertain_seconds for s in result.speakers} == pytest.approx({"S1": 1.6, "S2": 0.0})
+    assert result.summary.emotion_from == "transcript"
+
+
+def test_without_a_threshold_nothing_is_called_certain_or_uncertain() -> None:
+    result = do_merge(stt(seg(0, 0.0, 3.0)), ser(SOFT_WINDOWS))
+    assert result.segments[0].emotion.uncertain is None and result.summary.uncertain_seconds is None
+
+
+def test_speech_without_a_transcript_is_scored_over_the_diarized_speech() -> None:
+    partial = replace(ser(WINDOWS), speakers=[SpeakerTurn(0.0, 2.0, "x"), SpeakerTurn(4.0, 7.0, "y"),
+                                              SpeakerTurn(6.0, 8.0, "x")], uncertain_below=0.5)
+    result = do_merge(stt(), partial)
+    assert result.segments == []
+    summary = result.summary
+    assert (summary.emotion_from, summary.dominant_emotion) == ("speech", "neutral")
+    assert summary.speech_seconds == pytest.approx(6.0), "overlapping turns count once"
+    assert {s.label: s.score for s in summary.distribution} == pytest.approx(
+        {"angry": 2 / 6, "happy": 0.0, "neutral": 4 / 6})
+    assert summary.uncertain_seconds == 0.0
+    by_speaker = {s.speaker: s for s in result.speakers}
+    assert set(by_speaker) == {"S1", "S2"}
+    assert by_speaker["S1"].talk_seconds == pytest.approx(4.0) and by_speaker["S1"].turns == 2
+    assert by_speaker["S2"].dominant_emotion == "neutral" and by_speaker["S2"].overlap_seconds == pytest.approx(1.0)
+
+
+def test_speech_without_a_transcript_on_channels_apart_is_scored_per_channel() -> None:
+    windows = [EmotionWindow(0.0, 4.0, [1.0, 0.0, 0.0], 0), EmotionWindow(0.0, 4.0, [0.0, 1.0, 0.0], 1)]
+    partial = replace(ser([]), windows=windows, channels=["left", "right"],
+                      speakers=[SpeakerTurn(0.0, 1.0, "left", 0), SpeakerTurn(1.0, 4.0, "right", 1)])
+    result = do_merge(replace(stt(), channels=["left", "right"]), partial)
+    assert result.summary.emotion_from == "speech"
+    assert {s.speaker: s.dominant_emotion for s in result.speakers} == {"left": "angry", "right": "happy"}
+    assert result.summary.dominant_emotion == "happy"
+
+
+def test_silence_with_no_speech_regions_says_nothing_was_scored() -> None:
+    result = do_merge(stt(), ser(WINDOWS))
+    assert result.summary.emotion_from is None and result.speakers is None
+
+
+def test_a_transcript_of_dots_is_no_transcript_and_the_speech_is_scored_instead() -> None:
+    dots = replace(seg(0, 0.1, 0.1), text="...")
+    partial = replace(ser(WINDOWS), speakers=[SpeakerTurn(0.0, 7.0, "x")])
+    result = do_merge(stt(dots), partial)
+    assert len(result.segments) == 1 and result.segments[0].emotion is not None, "what STT wrote stays"
+    assert result.summary.emotion_from == "speech" and result.summary.speech_seconds == pytest.approx(7.0)
+    assert result.speakers[0].talk_seconds == pytest.approx(7.0)

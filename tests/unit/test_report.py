@@ -257,3 +257,25 @@ def test_overlapping_diarized_turns_are_drawn_in_each_speakers_lane() -> None:
     (x1, _, w1), (x2, _, _) = bars[0], bars[1]
     assert float(x2) < float(x1) + float(w1), "the two speakers' bars overlap in time"
     assert re.search(r'text-anchor="end">S3</text>', html), "a speaker heard but not transcribed gets a lane"
+
+
+def test_uncertain_segments_and_the_uncertain_share_of_speech_are_shown() -> None:
+    result = synthetic_result(3, speakers=("agent", "customer", "agent"))
+    result["segments"][1]["emotion"]["uncertain"] = True
+    result["segments"][0]["emotion"]["uncertain"] = False
+    speech = result["summary"]["speech_seconds"]
+    result["summary"]["uncertain_seconds"] = speech / 4
+    result["speakers"][1]["uncertain_seconds"] = result["speakers"][1]["talk_seconds"] / 2
+    html = render_report(result)
+    assert '<small class="uncertain">uncertain</small>' in rows(html)[1]
+    assert "uncertain" not in rows(html)[0] and "uncertain" not in rows(html)[2]
+    assert "emotion uncertain for" in html and "(25 %)" in html
+    cards = re.findall(r"<h3>Speaker</h3>(.*?)</div>", html)
+    assert "(50 %)" in cards[1] and "emotion uncertain" not in cards[0]
+
+
+def test_a_summary_scored_without_a_transcript_says_so() -> None:
+    result = synthetic_result(2)
+    result["summary"]["emotion_from"] = "speech"
+    assert "No words were transcribed" in render_report(result)
+    assert "No words were transcribed" not in render_report(synthetic_result(2))

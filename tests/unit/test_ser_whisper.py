@@ -205,3 +205,27 @@ def test_the_heads_licence_note_is_reported_in_the_engine_of_every_result(tone_o
     head.save(noted / HEAD_FILE)
     (noted / "encoder").symlink_to((tone_or_noise_model / "encoder").resolve())
     assert WhisperHeadEmotionEngine(noted, device="cpu").engine.licence == "research use only"
+
+
+def test_the_engine_applies_the_heads_temperature_and_reports_its_uncertain_threshold(tone_or_noise_model,
+                                                                                      tmp_path) -> None:
+    from workers.processing.audio import DecodedAudio
+    from workers.processing.worker import SerWorker
+
+    audio = np.concatenate([tone(3.0, freq=330, amplitude=0.2), noise(3.0, amplitude=0.3, seed=7)])
+    plain = WhisperHeadEmotionEngine(tone_or_noise_model, device="cpu")
+    assert plain.classify(audio).uncertain_below is None, "a head without a threshold states none"
+    calibrated = tmp_path / "calibrated"
+    calibrated.mkdir()
+    head = dataclasses.replace(SerHead.load(tone_or_noise_model / HEAD_FILE), temperature=8.0, uncertain_below=0.6)
+    head.save(calibrated / HEAD_FILE)
+    (calibrated / "encoder").symlink_to((tone_or_noise_model / "encoder").resolve())
+    engine = WhisperHeadEmotionEngine(calibrated, device="cpu")
+    sharp = np.array([w.scores for w in plain.classify(audio).windows])
+    soft = np.array([w.scores for w in engine.classify(audio).windows])
+    assert (sharp.argmax(1) == soft.argmax(1)).all() and soft.max() < sharp.max()
+    logits = np.log(sharp)  # softmax(z / T) from softmax(z): the same logits up to a constant per row
+    expected = np.exp(logits / 8.0) / np.exp(logits / 8.0).sum(axis=1, keepdims=True)
+    assert np.allclose(soft, expected, atol=1e-4)
+    partial = SerWorker(engine).analyse("job", DecodedAudio(audio, "wav", SAMPLE_RATE, 1))
+    assert partial.uncertain_below == 0.6

@@ -121,7 +121,8 @@ def test_bad_data_sets_are_refused_with_a_clear_error(tmp_path, models_dir, caps
     elif breakage == "not audio":
         write_dataset(folder, [{"file": "notes.wav", "label": "calm", "speaker": "a"}], {"notes.wav": b"hello" * 99})
     assert main(["train-ser", str(folder), "-o", str(tmp_path / "out"), "--models-dir", str(models_dir)]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and str(folder) in err, "the error names the folder"
     assert not (tmp_path / "out").exists()
 
 

@@ -21,6 +21,9 @@ Source = Literal["upload", "backfill", "api"]
 Status = Literal["ok", "failed"]
 Sentiment = Literal["POSITIVE", "NEGATIVE", "NEUTRAL"]
 PartialKind = Literal["stt", "ser"]
+# What the summary's emotion was scored over: the transcript's segments, or (no segment had words)
+# the speech regions diarization or VAD found.
+EmotionSource = Literal["transcript", "speech"]
 
 FLOAT_DIGITS = 4
 
@@ -136,6 +139,8 @@ class SerPartial:
     speakers: Optional[list[SpeakerTurn]] = None  # who speaks when (turns may overlap); None: not analysed
     decode_warnings: Optional[list[str]] = None
     diarizer: Optional[Engine] = None  # what made ``speakers`` on mono audio; None: channels, or not diarized
+    # calibrated probability under which a segment's emotion is uncertain (the head's); None: the engine states none
+    uncertain_below: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,8 @@ class SegmentEmotion:
     label: str
     sentiment: Sentiment
     scores: list[LabelScore]
+    # the top score is below SerPartial.uncertain_below; None: no threshold known (an engine or record without one)
+    uncertain: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,7 @@ class SpeakerSummary:
     text_sentiment: Optional[ScoredSentiment]
     interruptions: int  # turns begun while another speaker was still talking
     overlap_seconds: float
+    uncertain_seconds: Optional[float] = None  # of the scored speech whose emotion is uncertain; None: no threshold
 
 
 @dataclass(frozen=True)
@@ -196,6 +204,8 @@ class Summary:
     sentiment_distribution: list[LabelScore]
     speech_seconds: float
     text_sentiment: Optional[ScoredSentiment] = None
+    uncertain_seconds: Optional[float] = None  # of speech_seconds whose emotion is uncertain; None: no threshold
+    emotion_from: Optional[EmotionSource] = None  # None: a record from before the field (the transcript)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class EmotionTrack:
     labels: list[str]
     windows: list[EmotionWindow]
     duration: float
+    uncertain_below: float | None = None  # calibrated top score under which an emotion is uncertain; None: unknown
 
 
 class EmotionClassifier(Protocol):

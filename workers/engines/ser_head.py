@@ -9,8 +9,9 @@ no training library. It is stored as ``head.npz`` (NumPy's zip of plain arrays, 
 array      shape       meaning
 =========  ==========  =========================================================
 meta       ()          JSON text: format, version, name, labels, encoder id,
-                       window/hop, pooling, loudness, licence note, training
-                       data set, speakers, options, metrics
+                       window/hop, pooling, loudness, licence note,
+                       temperature, uncertain_below, training data set,
+                       speakers, options, metrics, calibration
 mean       (d,)        feature means of the training windows
 scale      (d,)        feature standard deviations of the training windows
 weights    (d, k)      one column per label, in the order of ``meta.labels``
@@ -22,6 +23,12 @@ probe      (d,)        the training encoder's pooled features of ``probe_signal(
 encoder's frames become the features (:mod:`workers.engines.whisper_encoder`); heads written
 before they existed are ``mean`` / ``none``. ``licence`` is a short note on the terms of the
 data the head was trained on; the engine reports it in ``engines.ser`` of every result.
+
+``temperature`` (T) divides the logits before the softmax, fitted on the held-out folds of
+``train-ser`` so that a label given probability p is right about p of the time; heads written
+before it existed have T = 1. ``uncertain_below`` is the calibrated probability under which a
+segment's emotion is marked ``uncertain`` (chosen on the same folds, see
+:mod:`workers.training.calibration`); None where the head states none.
 
 ``probe`` ties a head to the encoder it was trained on: a head loaded over an encoder whose
 features of the fixed probe signal differ (another Whisper size, another checkpoint under the
@@ -67,12 +74,16 @@ class SerHead:
     pooling: str = "mean"
     loudness: str = "none"
     licence: str = ""
+    temperature: float = 1.0
+    uncertain_below: float | None = None
 
     def __post_init__(self) -> None:
         d, k = self.weights.shape
         if k != len(self.labels) or self.bias.shape != (k,) or not (
                 self.mean.shape == self.scale.shape == self.probe.shape == (d,)):
             raise ConfigError(f"emotion head {self.name!r}: array shapes do not agree with each other")
+        if not self.temperature > 0:
+            raise ConfigError(f"emotion head {self.name!r}: temperature {self.temperature!r} is not positive")
 
     @property
     def dims(self) -> int:
@@ -86,14 +97,18 @@ class SerHead:
             digest.update(np.ascontiguousarray(getattr(self, name), dtype=np.float32).tobytes())
         if (self.pooling, self.loudness) != ("mean", "none"):  # heads from before these options keep their ids
             digest.update(f"{self.pooling}|{self.loudness}".encode())
+        if (self.temperature, self.uncertain_below) != (1.0, None):  # calibrated: other probabilities, another id
+            digest.update(f"{self.temperature!r}|{self.uncertain_below!r}".encode())
         return f"{self.name}@{digest.hexdigest()[:12]}"
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """Probability of every label for each row of ``features`` (rows sum to 1)."""
-        logits = ((features.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The head's uncalibrated logits (temperature 1) for each row of ``features``."""
+        return ((features.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+
+    def probabilities(self, features: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """Probability of every label for each row of ``features`` (rows sum to 1), the logits divided
+        by the head's temperature unless ``calibrated`` is False."""
+        return softmax(self.logits(features), self.temperature if calibrated else 1.0)
 
     def check_encoder(self, encoder_id: str, dims: int, probe_features: np.ndarray) -> None:
         """Refuse an encoder other than the one this head was trained on."""
@@ -117,7 +132,7 @@ class SerHead:
             "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
             "classifier": f"multinomial logistic regression over standardised {self.pooling}-pooled encoder frames",
             "pooling": self.pooling, "loudness": self.loudness, "licence": self.licence,
-            "training": self.training,
+            "temperature": self.temperature, "uncertain_below": self.uncertain_below, "training": self.training,
         }
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,4 +156,18 @@ class SerHead:
         return cls(name=meta["name"], labels=tuple(meta["labels"]), encoder_id=meta["encoder_id"],
                    window_seconds=float(meta["window_seconds"]), hop_seconds=float(meta["hop_seconds"]),
                    training=meta.get("training", {}), pooling=meta.get("pooling", "mean"),
-                   loudness=meta.get("loudness", "none"), licence=meta.get("licence", ""), **arrays)
+                   loudness=meta.get("loudness", "none"), licence=meta.get("licence", ""),
+                   temperature=float(meta.get("temperature", 1.0)), uncertain_below=_optional_float(
+                       meta.get("uncertain_below")), **arrays)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature``."""
+    scaled = logits / temperature
+    scaled = scaled - scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)

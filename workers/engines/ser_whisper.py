@@ -2,7 +2,8 @@
 
 A model folder holds ``head.npz`` (see :mod:`workers.engines.ser_head`), its ``MODEL_CARD.md``
 and ``encoder``: the CTranslate2 Whisper model the head was trained on (``workers setup`` links
-the multilingual base model there). The head gives the probability of every label it knows.
+the multilingual base model there). The head gives the calibrated probability of every label it
+knows (its logits divided by its temperature) and the threshold under which an emotion is uncertain.
 """
 
 from __future__ import annotations
@@ -71,4 +72,5 @@ class WhisperHeadEmotionEngine:
         scores = self.head.probabilities(features)
         windows = [EmotionWindow(a / SAMPLE_RATE, b / SAMPLE_RATE, [float(x) for x in row])
                    for (a, b), row in zip(bounds, scores)]
-        return EmotionTrack(self.window_seconds, self.hop_seconds, self.labels, windows, len(audio) / SAMPLE_RATE)
+        return EmotionTrack(self.window_seconds, self.hop_seconds, self.labels, windows, len(audio) / SAMPLE_RATE,
+                            self.head.uncertain_below)

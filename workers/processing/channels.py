@@ -106,4 +106,4 @@ def classify_channels(engine: EmotionClassifier, plan: ChannelPlan) -> EmotionTr
     windows = [replace(w, channel=c) for c, t in enumerate(tracks) for w in t.windows]
     first = tracks[0]
     return EmotionTrack(first.window_seconds, first.hop_seconds, first.labels, windows,
-                        max(t.duration for t in tracks))
+                        max(t.duration for t in tracks), first.uncertain_below)

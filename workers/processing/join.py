@@ -2,8 +2,16 @@
 
 Every transcript segment gets the time-overlap-weighted mean of the scores of the emotion
 windows that cover it; the whole-file summary weights each segment's scores by its
-duration, so it describes the speech, not the silence around it. Pure and deterministic:
-the same partials always give the same result, apart from ``timings``.
+duration, so it describes the speech, not the silence around it. A segment whose top score
+is below the emotion head's calibrated threshold (``SerPartial.uncertain_below``) is marked
+``uncertain``, and the summaries count its seconds.
+
+Emotion does not depend on the transcript: where STT returned no words (no segment, or only
+segments such as "..." with no letter or digit) but diarization (or,
+for channels analysed apart, VAD) found speech (humming, a laugh, a language the STT model
+knows badly), the summary and the per-speaker figures are scored over those speech regions,
+and ``summary.emotion_from`` says ``speech``. Pure and deterministic: the same partials
+always give the same result, apart from ``timings``.
 """
 
 from __future__ import annotations
@@ -51,13 +59,32 @@ def window_weights(start: float, end: float, windows: Sequence[EmotionWindow]) -
     return weights
 
 
-def _emotion(scores: np.ndarray, labels: Sequence[str], mapping: Mapping[str, Sentiment]) -> SegmentEmotion:
+def _emotion(scores: np.ndarray, labels: Sequence[str], mapping: Mapping[str, Sentiment],
+             uncertain_below: Optional[float]) -> SegmentEmotion:
     best = int(np.argmax(scores))
     return SegmentEmotion(
         label=labels[best],
         sentiment=sentiment_of(labels[best], mapping),
         scores=[LabelScore(label, float(s)) for label, s in zip(labels, scores)],
+        uncertain=_uncertain(scores, uncertain_below),
     )
+
+
+def _uncertain(scores: np.ndarray, uncertain_below: Optional[float]) -> Optional[bool]:
+    return None if uncertain_below is None else bool(np.max(scores) < uncertain_below)
+
+
+Tracks = dict[Optional[int], tuple[list[EmotionWindow], np.ndarray]]
+
+
+def _scores_over(start: float, end: float, channel: Optional[int], tracks: Tracks) -> Optional[np.ndarray]:
+    """The overlap-weighted mean of the scores of the windows over [start, end] on ``channel``."""
+    track = tracks.get(channel) or tracks.get(None)
+    if track is None:
+        return None
+    windows, matrix = track
+    weights = window_weights(start, end, windows)
+    return weights @ matrix / weights.sum()
 
 
 def merge(
@@ -85,24 +112,31 @@ def merge(
     segment_scores: list[tuple[float, np.ndarray]] = []
     attributed, named_turns = (speakers.attribute_with_turns(stt.segments, turns, channels)
                                if stt.status == "ok" else ([], None))
+    threshold = ser.uncertain_below if emotions_ok else None
     for seg in attributed:
         emotion, voice = None, None
-        track = tracks.get(seg.channel) or tracks.get(None)
-        if track is not None:
-            windows, matrix = track
-            weights = window_weights(seg.start, seg.end, windows)
-            scores = weights @ matrix / weights.sum()
-            emotion = _emotion(scores, ser.labels, sentiment_map)
+        scores = _scores_over(seg.start, seg.end, seg.channel, tracks)
+        if scores is not None:
+            emotion = _emotion(scores, ser.labels, sentiment_map, threshold)
             voice = voice_valence(ser.labels, scores, sentiment_map)
             segment_scores.append((seg.end - seg.start, scores))
         text = text_sentiment(seg.text, language)
         segments.append(ResultSegment(**vars(seg), emotion=emotion, text_sentiment=text,
                                       fused_sentiment=fused_sentiment(voice, text)))
 
-    summary = None
-    if emotions_ok and stt.status == "ok":
-        summary = replace(_summary(segment_scores, ser.labels, sentiment_map),
-                          text_sentiment=_mean_text_sentiment(segments))
+    summary, speaker_summaries = None, None
+    worded = any(_has_words(s.text) for s in segments)
+    regions = _speech_regions(named_turns, turns, channels) if emotions_ok and not worded else []
+    if emotions_ok and stt.status == "ok" and regions:
+        summary = replace(_summary(_region_scores(regions, tracks), ser.labels, sentiment_map, threshold),
+                          emotion_from="speech")
+        speaker_summaries = _speaker_summaries_of_speech(regions, tracks, ser.labels, sentiment_map, threshold)
+    elif emotions_ok and stt.status == "ok":
+        summary = replace(_summary(segment_scores, ser.labels, sentiment_map, threshold),
+                          text_sentiment=_mean_text_sentiment(segments),
+                          emotion_from="transcript" if segment_scores else None)
+    if emotions_ok and speaker_summaries is None:
+        speaker_summaries = _speaker_summaries(segments, ser.labels, sentiment_map, named_turns, threshold)
 
     return Result(
         job=job,
@@ -118,7 +152,7 @@ def merge(
         submitted_at=job.submitted_at,
         timings=ResultTimings(stt=stt.timing, ser=ser.timing, completed_at=completed_at),
         channels=channels,
-        speakers=_speaker_summaries(segments, ser.labels, sentiment_map, named_turns) if emotions_ok else None,
+        speakers=speaker_summaries,
         speech_coverage=stt.speech_coverage if stt.status == "ok" else None,
         decode_warnings=stt.decode_warnings or ser.decode_warnings,
         turns=named_turns,
@@ -126,7 +160,55 @@ def merge(
     )
 
 
-def _tracks(windows: Sequence[EmotionWindow]) -> dict[Optional[int], tuple[list[EmotionWindow], np.ndarray]]:
+def _has_words(text: str) -> bool:
+    """Whether a segment's text holds a word: Whisper writes "..." or "" for a laugh or a hum."""
+    return any(ch.isalnum() for ch in text)
+
+
+def _speech_regions(named_turns: Optional[Sequence[SpeakerTurn]], turns: Optional[Sequence[SpeakerTurn]],
+                    channels: Optional[Sequence[str]]) -> list[SpeakerTurn]:
+    """Where someone speaks: the diarized turns of mono audio (named S1, S2, ...), or each channel's
+    VAD speech when channels are analysed apart; none where neither was analysed."""
+    if channels:
+        return sorted((t for t in turns or [] if t.channel is not None), key=lambda t: (t.start, t.channel))
+    return list(named_turns or [])
+
+
+def _region_scores(regions: Sequence[SpeakerTurn], tracks: Tracks) -> list[tuple[float, np.ndarray]]:
+    """(seconds, scores) of each stretch of speech: the turns of a channel joined where they overlap,
+    so that two people at once count once."""
+    out = []
+    for channel in dict.fromkeys(t.channel for t in regions):
+        for start, end in speakers.speech_spans([t for t in regions if t.channel == channel]):
+            scores = _scores_over(start, end, channel, tracks)
+            if scores is not None:
+                out.append((end - start, scores))
+    return out
+
+
+def _speaker_summaries_of_speech(regions: Sequence[SpeakerTurn], tracks: Tracks, labels: Sequence[str],
+                                 mapping: Mapping[str, Sentiment],
+                                 uncertain_below: Optional[float]) -> Optional[list[SpeakerSummary]]:
+    """Per speaker of the speech regions, where no transcript segment carries an emotion."""
+    names = list(dict.fromkeys(t.speaker for t in regions))
+    if not names:
+        return None
+    talked = speakers.talk_seconds(regions)
+    total = sum(talked.values()) or 1.0
+    out = []
+    for name in names:
+        mine = [t for t in regions if t.speaker == name]
+        part = _summary(_region_scores(mine, tracks), labels, mapping, uncertain_below)
+        interruptions, overlap = speakers.overlaps(regions, name)
+        out.append(SpeakerSummary(
+            speaker=name, channel=mine[0].channel, talk_seconds=talked[name], share=min(1.0, talked[name] / total),
+            turns=speakers.turn_count(regions, name), dominant_emotion=part.dominant_emotion,
+            distribution=part.distribution, sentiment_distribution=part.sentiment_distribution, text_sentiment=None,
+            interruptions=interruptions, overlap_seconds=overlap, uncertain_seconds=part.uncertain_seconds))
+    return out
+
+
+def _tracks(windows: Sequence[EmotionWindow]) -> Tracks:
     """The emotion windows of each channel (None: the mono mix) with their score matrix."""
     by_channel: dict[Optional[int], list[EmotionWindow]] = {}
     for w in windows:
@@ -144,7 +226,8 @@ def _mean_text_sentiment(segments: Sequence[ResultSegment]) -> Optional[ScoredSe
 
 
 def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str], mapping: Mapping[str, Sentiment],
-                       turns: Optional[Sequence[SpeakerTurn]] = None) -> Optional[list[SpeakerSummary]]:
+                       turns: Optional[Sequence[SpeakerTurn]] = None,
+                       uncertain_below: Optional[float] = None) -> Optional[list[SpeakerSummary]]:
     """Per speaker of the segments; talk time, interruptions and overlap from the diarized turns
     where there are any (mono: the diarizer's own speech, not the transcript's segments, which
     reach into silence), else from the segments (channels analysed apart overlap in time)."""
@@ -157,22 +240,26 @@ def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str],
     for name in names:
         mine = [s for s in segments if s.speaker == name]
         scored = [(s.end - s.start, np.array([x.score for x in s.emotion.scores])) for s in mine if s.emotion]
-        part = _summary(scored, labels, mapping)
+        part = _summary(scored, labels, mapping, uncertain_below)
         talk = talked.get(name, 0.0) if turns else sum(s.end - s.start for s in mine)
         interruptions, overlap = speakers.overlaps(turns or segments, name)
         out.append(SpeakerSummary(
             speaker=name, channel=mine[0].channel, talk_seconds=talk, share=min(1.0, talk / total),
             turns=speakers.turn_count(segments, name), dominant_emotion=part.dominant_emotion,
             distribution=part.distribution, sentiment_distribution=part.sentiment_distribution,
-            text_sentiment=_mean_text_sentiment(mine), interruptions=interruptions, overlap_seconds=overlap))
+            text_sentiment=_mean_text_sentiment(mine), interruptions=interruptions, overlap_seconds=overlap,
+            uncertain_seconds=part.uncertain_seconds))
     return out
 
 
 def _summary(
-    segment_scores: list[tuple[float, np.ndarray]], labels: Sequence[str], mapping: Mapping[str, Sentiment]
+    segment_scores: list[tuple[float, np.ndarray]], labels: Sequence[str], mapping: Mapping[str, Sentiment],
+    uncertain_below: Optional[float] = None,
 ) -> Summary:
+    uncertain = None if uncertain_below is None else float(
+        sum(d for d, scores in segment_scores if _uncertain(scores, uncertain_below)))
     if not segment_scores:
-        return Summary(None, None, [], [], 0.0)
+        return Summary(None, None, [], [], 0.0, uncertain_seconds=uncertain)
     durations = np.array([d for d, _ in segment_scores])
     weights = np.maximum(durations, 1e-3)  # a zero-length segment still counts, a little
     distribution = np.stack([s for _, s in segment_scores]).T @ weights / weights.sum()
@@ -188,4 +275,5 @@ def _summary(
         distribution=[LabelScore(label, float(s)) for label, s in zip(labels, distribution)],
         sentiment_distribution=[LabelScore(s, min(1.0, v)) for s, v in by_sentiment.items()],
         speech_seconds=float(durations.sum()),
+        uncertain_seconds=uncertain,
     )

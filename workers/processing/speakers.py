@@ -76,7 +76,7 @@ def _spoken_by(seg: Segment, speaker: Optional[str]) -> Segment:
 
 
 def _split_by_speaker(seg: Segment, turns: Sequence[SpeakerTurn]) -> list[Segment]:
-    speech = _speech(turns)
+    speech = speech_spans(turns)
     if not seg.words:
         return [_within_speech(_spoken_by(seg, speaker_at(seg.start, seg.end, turns)), speech)]
     who = [speaker_at(w.start, w.end, turns) for w in seg.words]
@@ -106,7 +106,7 @@ def _within_speech(seg: Segment, speech: Sequence[tuple[float, float]]) -> Segme
     return replace(seg, start=start, end=end)
 
 
-def _speech(turns: Sequence[SpeakerTurn]) -> list[tuple[float, float]]:
+def speech_spans(turns: Sequence[SpeakerTurn]) -> list[tuple[float, float]]:
     """Where anyone talks: the union of the turns, in time order."""
     merged: list[tuple[float, float]] = []
     for t in sorted(turns, key=lambda t: t.start):
@@ -181,7 +181,7 @@ def talk_seconds(turns: Sequence[SpeakerTurn]) -> dict[str, float]:
     by_speaker: dict[str, list[SpeakerTurn]] = {}
     for t in turns:
         by_speaker.setdefault(t.speaker, []).append(t)
-    return {who: sum(b - a for a, b in _speech(mine)) for who, mine in by_speaker.items()}
+    return {who: sum(b - a for a, b in speech_spans(mine)) for who, mine in by_speaker.items()}
 
 
 def turn_count(segments: Sequence[Segment], speaker: str) -> int:

@@ -104,7 +104,8 @@ class SerWorker:
         t = classify_channels(self.ser, plan)
         return SerPartial(job_id, "ok", None, self.engine, t.window_seconds, t.hop_seconds, t.labels, t.windows,
                           t.duration, channels=plan.names, speakers=self._speakers(plan),
-                          diarizer=self.diarizer.engine if self.diarizer is not None and plan.names is None else None)
+                          diarizer=self.diarizer.engine if self.diarizer is not None and plan.names is None else None,
+                          uncertain_below=t.uncertain_below)
 
     def failed(self, job_id: str, error: Error) -> SerPartial:
         return SerPartial(job_id, "failed", error, self.engine, 0.0, 0.0, [], [], None)

@@ -108,6 +108,10 @@ def _summary(view: ReportView, index: dict[str, int]) -> str:
     elif view.duration:  # channels or speakers talking at once
         speech += f"more than the {clock(view.duration)} of audio: voices overlap; "
     speech += f"{len(view.segments)} segment{'s' * (len(view.segments) != 1)}</p>"
+    if view.emotion_from_speech:
+        speech += ('<p class="note">No words were transcribed: the emotion was scored over the speech the '
+                   "diarizer found.</p>")
+    speech += _uncertain(view.uncertain_seconds, view.speech_seconds)
     cards.append(_card("Speech", speech))
     if view.distribution:
         cards.append(_card("Emotions (speech-weighted)", _bars(view.distribution, classes)))
@@ -118,12 +122,21 @@ def _summary(view: ReportView, index: dict[str, int]) -> str:
             body += (f", {speaker.interruptions} interruption{'s' * (speaker.interruptions != 1)}, "
                      f"{speaker.overlap_seconds:.1f} s over another speaker")
         body += "</p>" + _words(speaker.text_sentiment, "p")
+        body += _uncertain(speaker.uncertain_seconds, speaker.talk_seconds)
         if speaker.dominant:
             body += (f'<p class="{colour_class(speaker.dominant, index)}"><span class="swatch"></span>'
                      f"mostly {escape(speaker.dominant)}</p>" + _bars(speaker.distribution, classes))
         cards.append(_card("Speaker", body))
     return ('<section aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2>'
             f'<div class="cards">{"".join(cards)}</div></section>')
+
+
+def _uncertain(seconds: float | None, of: float) -> str:
+    """How much of the scored speech has an uncertain emotion, where the emotion model says."""
+    if seconds is None:
+        return ""
+    share = f" ({percent(seconds / of)})" if of > 0 else ""
+    return f'<p class="uncertain">emotion uncertain for {clock(seconds)}{share}</p>'
 
 
 def _words(sentiment: str | None, tag: str) -> str:
@@ -217,6 +230,8 @@ def _segment_row(seg: SegmentView, index: dict[str, int], hours: bool, *, first:
     emotion = "–" if seg.label is None else escape(seg.label)
     if seg.label in seg.scores:
         emotion += f" <small>{percent(seg.scores[seg.label])}</small>"
+    if seg.uncertain:
+        emotion += ' <small class="uncertain">uncertain</small>'
     emotion += _words(seg.text_sentiment, "small")
     speaker = f'<span class="who">{escape(seg.speaker)}</span>' if seg.speaker is not None else ""
     return (f'<li class="seg {colour_class(seg.label, index)}" data-s="{seg.start:g}" data-e="{seg.end:g}" '

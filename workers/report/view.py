@@ -32,6 +32,7 @@ class SegmentView:
     scores: Mapping[str, float]
     speaker: str | None
     text_sentiment: str | None  # of the words (POSITIVE, NEGATIVE, NEUTRAL), where the result has one
+    uncertain: bool = False  # the emotion's top score is below the head's calibrated threshold
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SpeakerView:
     text_sentiment: str | None
     interruptions: int
     overlap_seconds: float
+    uncertain_seconds: float | None = None  # of their scored speech; None: no threshold known
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class ReportView:
     speakers: Sequence[SpeakerView]
     track: Track
     turns: Sequence[tuple[float, float, str]] = ()  # diarized (start, end, speaker); may overlap
+    uncertain_seconds: float | None = None  # of speech_seconds whose emotion is uncertain; None: no threshold known
+    emotion_from_speech: bool = False  # no transcript: the summary was scored over the speech regions
 
     def with_windows(self, ser: SerPartial) -> ReportView:
         """The same view with the track of the job's emotion windows; ValueError for another job's
@@ -158,6 +162,8 @@ def _view(result: Result, *, trained: bool) -> ReportView:
         speakers=[_speaker(s) for s in result.speakers or ()],
         track=_segment_track(segments),
         turns=_turns(result.turns),
+        uncertain_seconds=summary.uncertain_seconds if summary else None,
+        emotion_from_speech=bool(summary and summary.emotion_from == "speech"),
     )
 
 
@@ -189,6 +195,7 @@ def _segment(raw: ResultSegment) -> SegmentView:
         scores=_scores(emotion.scores) if emotion else {},
         speaker=raw.speaker,
         text_sentiment=raw.text_sentiment.label if raw.text_sentiment else None,
+        uncertain=bool(emotion and emotion.uncertain),
     )
 
 
@@ -208,6 +215,7 @@ def _speaker(raw: SpeakerSummary) -> SpeakerView:
         text_sentiment=raw.text_sentiment.label if raw.text_sentiment else None,
         interruptions=raw.interruptions,
         overlap_seconds=raw.overlap_seconds,
+        uncertain_seconds=raw.uncertain_seconds,
     )
 
 

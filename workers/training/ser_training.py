@@ -40,6 +40,7 @@ import numpy as np
 from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.contracts import EmotionWindow
 from workers.engines.ser_head import SerHead
+from workers.training.calibration import Calibration, HeldOut, calibrate
 from workers.engines.whisper_encoder import WhisperEncoder
 from workers.core.errors import ConfigError, PermanentError
 from workers.processing.join import window_weights
@@ -222,8 +223,8 @@ def read_dataset(folder: Path, *, min_clips_per_label: int = 5, corpus: str = ""
     counts = {label: sum(c.label == label for c in clips) for label in labels}
     scarce = {label: n for label, n in counts.items() if n < min_clips_per_label}
     if scarce:
-        raise ConfigError(f"too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: each label "
-                          f"needs at least {min_clips_per_label} (--min-clips-per-label)")
+        raise ConfigError(f"{table}: too few clips for {', '.join(f'{k!r} ({v})' for k, v in scarce.items())}: "
+                          f"each label needs at least {min_clips_per_label} (--min-clips-per-label)")
     for speaker in speakers if not corpus else ():  # several corpora: read_datasets checks the folds
         short = _scarce([c for c in clips if c.speaker != speaker], labels, min_clips_per_label)
         if short:
@@ -381,11 +382,15 @@ def sample_weights(targets: np.ndarray, groups: Sequence[str] | None = None) -> 
     return w * (len(w) / w.sum())
 
 
+Fold = tuple[list[int], list[int], list[int], list[int], list[HeldOut]]
+
+
 def predict(head: SerHead, dataset: Dataset, features: dict[str, SpeakerFeatures],
-            speakers: Sequence[str]) -> tuple[list[int], list[int], list[int], list[int]]:
-    """(truth, predicted) per clip alone and per clip in continuous audio, for ``speakers``."""
+            speakers: Sequence[str]) -> Fold:
+    """(truth, predicted) per clip alone and per clip in continuous audio, for ``speakers``, and each
+    continuous clip's window logits and overlap weights (what calibration is fitted on)."""
     index = {label: k for k, label in enumerate(head.labels)}
-    truth, by_clip, truth_c, by_context = [], [], [], []
+    truth, by_clip, truth_c, by_context, held_out = [], [], [], [], []
     for speaker in speakers:
         f = features[speaker]
         clip_ids = np.array([i for i, _ in f.clip_windows])
@@ -395,11 +400,15 @@ def predict(head: SerHead, dataset: Dataset, features: dict[str, SpeakerFeatures
             by_clip.append(int(probs[clip_ids == i].mean(axis=0).argmax()))
         for spans, bounds, x in f.continuous:
             windows = [EmotionWindow(a, b, []) for a, b in bounds]
+            logits = head.logits(x)
             scores = head.probabilities(x)
             for i, start, end in spans:
+                weights = window_weights(start, end, windows)
                 truth_c.append(index[dataset.clips[i].label])
-                by_context.append(int((window_weights(start, end, windows) @ scores).argmax()))
-    return truth, by_clip, truth_c, by_context
+                by_context.append(int((weights @ scores).argmax()))
+                used = weights > 0
+                held_out.append(HeldOut(truth_c[-1], weights[used], logits[used]))
+    return truth, by_clip, truth_c, by_context, held_out
 
 
 def fixed_test_speakers(dataset: Dataset, options: TrainOptions) -> tuple[str, ...]:
@@ -421,10 +430,17 @@ LOCO_AVERAGE = f"{LOCO}: average over corpora"
 
 def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
              encoder: WhisperEncoder) -> list[Evaluation]:
+    """The evaluations of :func:`evaluate_and_calibrate`."""
+    return evaluate_and_calibrate(dataset, features, options, encoder=encoder)[0]
+
+
+def evaluate_and_calibrate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
+                           encoder: WhisperEncoder) -> tuple[list[Evaluation], Calibration]:
     """Leave-one-speaker-out (and, with added folders, its figures for the labelled speakers and for
     the added folders apart; with several corpora, for each corpus apart), then with several corpora
     leave-one-corpus-out (each corpus scored by a head trained on the others and the added folders)
-    and its average over corpora, or with one corpus the fixed split."""
+    and its average over corpora, or with one corpus the fixed split; and the calibration fitted on
+    the out-of-fold predictions (:func:`calibrate`)."""
     everyone = fit_head(dataset, features, dataset.speakers, options, name="all", encoder=encoder)
     loso = {s: _fold(dataset, features, options, encoder, (s,), everyone) for s in dataset.speakers}
     groups = [("leave-one-speaker-out", dataset.speakers)]
@@ -436,8 +452,9 @@ def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: Tr
         groups += [(f"leave-one-speaker-out: {corpus}", dataset.speakers_of(corpus)) for corpus in dataset.corpora]
     evaluations = [_evaluation(dataset, name, speakers, [loso[s] for s in speakers]) for name, speakers in groups]
     if several:
-        by_corpus = [_evaluation(dataset, f"{LOCO}: {corpus}", dataset.speakers_of(corpus),
-                                 [_fold(dataset, features, options, encoder, dataset.speakers_of(corpus), everyone)])
+        loco = {corpus: _fold(dataset, features, options, encoder, dataset.speakers_of(corpus), everyone)
+                for corpus in dataset.corpora}
+        by_corpus = [_evaluation(dataset, f"{LOCO}: {corpus}", dataset.speakers_of(corpus), [loco[corpus]])
                      for corpus in dataset.corpora]
         evaluations += [*by_corpus, Evaluation(LOCO_AVERAGE, tuple(dataset.main_speakers),
                                                Scores.average([e.clips for e in by_corpus], dataset.labels),
@@ -446,11 +463,12 @@ def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: Tr
         held_out = fixed_test_speakers(dataset, options)
         evaluations.append(_evaluation(dataset, f"fixed split: test speakers {', '.join(held_out)}", held_out,
                                        [_fold(dataset, features, options, encoder, held_out, everyone)]))
-    return evaluations
+    by_corpus_left_out = {corpus: loco[corpus][4] for corpus in dataset.corpora} if several else {}
+    return evaluations, calibrate([h for s in dataset.speakers for h in loso[s][4]], by_corpus_left_out)
 
 
 def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, encoder: WhisperEncoder,
-          test: tuple[str, ...], start: SerHead | None = None) -> tuple[list[int], list[int], list[int], list[int]]:
+          test: tuple[str, ...], start: SerHead | None = None) -> Fold:
     """Predictions for the ``test`` speakers of a head trained on all the others."""
     train = [s for s in dataset.speakers if s not in test]
     head = fit_head(dataset, features, train, options, name="fold", encoder=encoder, start=start)
@@ -458,7 +476,7 @@ def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: Train
 
 
 def _evaluation(dataset: Dataset, name: str, speakers: Sequence[str],
-                folds: Sequence[tuple[list[int], list[int], list[int], list[int]]]) -> Evaluation:
+                folds: Sequence[Fold]) -> Evaluation:
     truth, by_clip, truth_c, by_context = ([x for fold in folds for x in fold[k]] for k in range(4))
     return Evaluation(name, tuple(speakers), Scores.of(truth, by_clip, dataset.labels),
                       Scores.of(truth_c, by_context, dataset.labels))
@@ -480,6 +498,21 @@ def format_evaluation(evaluation: Evaluation, labels: Sequence[str]) -> str:
     for label, row in zip(labels, evaluation.continuous.confusion):
         lines.append(f"  {label:<{width}}" + "".join(f"{n:>9}" for n in row))
     return "\n".join(lines)
+
+
+def format_calibration(calibration: Calibration) -> str:
+    lines = [f"calibration (fitted on {calibration.fitted_on}, continuous audio): temperature "
+             f"{calibration.temperature:.3f}, uncertain below {calibration.uncertain_below:.2f}"]
+    for f in calibration.figures:
+        lines.append(f"  {f.name}: ECE {f.ece_before:.3f} -> {f.ece_after:.3f} (T {f.temperature:.3f}); "
+                     f"{f.flagged.share_uncertain:.0%} of {f.segments} segments uncertain (below "
+                     f"{f.uncertain_below:.2f}), right {_share(f.flagged.accuracy_uncertain)} of the time, "
+                     f"the others {_share(f.flagged.accuracy_certain)}")
+    return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def options_record(options: TrainOptions) -> dict[str, Any]:
@@ -527,7 +560,8 @@ def feature_seconds(dataset: Dataset, options: TrainOptions) -> float:
 
 
 def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation], options: TrainOptions, *,
-               dataset_name: str, citation: str, command: str, sources: Sequence[str] = ()) -> str:
+               dataset_name: str, citation: str, command: str, sources: Sequence[str] = (),
+               calibration: Calibration | None = None) -> str:
     """The model card written beside ``head.npz``: what it was trained on, how, and how well."""
     per_speaker = {s: {label: sum(c.speaker == s and c.label == label for c in dataset.clips)
                        for label in dataset.labels} for s in dataset.speakers}
@@ -603,6 +637,8 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
                   "| | " + " | ".join(dataset.labels) + " |", "|---|" + "---|" * len(dataset.labels)]
         lines += [f"| {label} | " + " | ".join(str(n) for n in row) + " |"
                   for label, row in zip(dataset.labels, e.continuous.confusion)]
+    if calibration is not None:
+        lines += ["", *_calibration_section(calibration)]
     lines += [
         "", "The head in this folder is trained on every speaker above; the figures come from heads trained "
         "without the speakers they score.", "",
@@ -628,6 +664,32 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         "Format: `head.npz` is NumPy's zip of plain arrays (no pickle); see `workers/engines/ser_head.py`.", "",
     ]
     return "\n".join(lines)
+
+
+def _calibration_section(calibration: Calibration) -> list[str]:
+    lines = [
+        "## Calibration and `uncertain`", "",
+        f"The head divides its logits by a temperature T = {calibration.temperature:.3f} before the softmax, "
+        f"fitted on the {calibration.fitted_on} predictions above (continuous audio: each held-out clip's "
+        "probability is the overlap-weighted mean of its windows', as the joiner gives a segment its emotion) "
+        "by least negative log-likelihood, so that a segment given probability p is right about p of the time "
+        "on a corpus like these.",
+        f"A segment whose top probability is below {calibration.uncertain_below:.2f} is marked `uncertain`. The "
+        "threshold is chosen on the same held-out segments: the smallest of 0.30, 0.35, …, 0.95 from which on "
+        "every band of top probability 0.1 wide holding at least 20 segments is right more than half the time "
+        "(workers/training/calibration.py).",
+        "ECE: expected calibration error of the top label, 10 equal-width bins. Rows named *calibrated on the "
+        "other corpora* use a T and a threshold fitted without the corpus they score: the honest estimate for a "
+        "new corpus; the other rows use the head's own T, fitted on them (one parameter, so little optimism).", "",
+        "| held-out segments | segments | T | ECE before (T = 1) | ECE after | uncertain below | share uncertain "
+        "| accuracy of the uncertain | accuracy of the others |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in calibration.figures:
+        lines.append(f"| {f.name} | {f.segments} | {f.temperature:.3f} | {f.ece_before:.3f} | {f.ece_after:.3f} | "
+                     f"{f.uncertain_below:.2f} | {f.flagged.share_uncertain:.2f} | "
+                     f"{_share(f.flagged.accuracy_uncertain)} | {_share(f.flagged.accuracy_certain)} |")
+    return lines
 
 
 def _loco_average(evaluations: Sequence[Evaluation]) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from workers.core.errors import ConfigError
@@ -22,7 +23,10 @@ as one speaker. Features are made by the engine's own code path
 (Whisper's encoder over the SER windows, pooled as --pooling says), in float32 on the CPU so
 that the figures come back on another CPU. The head is evaluated speaker-independently
 (leave-one-speaker-out; with one DIR a fixed split holding out named speakers, with several
-leave-one-corpus-out), per clip and on continuous audio, then trained on every speaker and
+leave-one-corpus-out), per clip and on continuous audio; a temperature that calibrates its
+probabilities and the threshold under which a segment's emotion is marked uncertain are fitted on
+those held-out predictions (leave-one-corpus-out with several DIRs, else leave-one-speaker-out),
+with the expected calibration error before and after; then it is trained on every speaker and
 written with its model card to OUT:
 
   OUT/head.npz        the head (NumPy arrays, no pickle)
@@ -147,19 +151,23 @@ def cmd_train_ser(args: argparse.Namespace) -> int:
     with training.progress_bar(training.feature_seconds(dataset, options),
                                enabled=not args.no_progress and sys.stderr.isatty()) as bar:
         features = training.extract_features(dataset, encoder, options, progress=bar.update)
-    evaluations = training.evaluate(dataset, features, options, encoder=encoder)
+    evaluations, calibration = training.evaluate_and_calibrate(dataset, features, options, encoder=encoder)
     for evaluation in evaluations:
         print(training.format_evaluation(evaluation, dataset.labels))
+    print(training.format_calibration(calibration))
     command = _command(args)
     record = {"dataset": args.dataset_name or ", ".join(d.resolve().name for d in args.data),
               "citation": args.citation, "corpora": list(dataset.corpora), "sources": list(args.source),
               "speakers": list(dataset.speakers), "added": list(dataset.added), "clips": len(dataset.clips),
               "options": training.options_record(options),
-              "metrics": training.metrics_record(evaluations), "command": command}
-    head = training.fit_head(dataset, features, dataset.speakers, options, name=name, encoder=encoder,
-                             training=record, licence=args.licence_note)
+              "metrics": training.metrics_record(evaluations), "calibration": asdict(calibration),
+              "command": command}
+    head = replace(training.fit_head(dataset, features, dataset.speakers, options, name=name, encoder=encoder,
+                                     training=record, licence=args.licence_note),
+                   temperature=calibration.temperature, uncertain_below=calibration.uncertain_below)
     card = training.model_card(head, dataset, evaluations, options, dataset_name=record["dataset"],
-                               citation=args.citation, command=command, sources=args.source)
+                               citation=args.citation, command=command, sources=args.source,
+                               calibration=calibration)
     training.write_model(out, head, card, encoder_path)
     print(f"wrote {out}/ (head {head.head_id}); use it with: SER_ENGINE=whisper-head SER_MODEL={out}")
     return 0
