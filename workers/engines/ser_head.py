@@ -20,7 +20,10 @@ probe      (d,)        the training encoder's pooled features of ``probe_signal(
 
 ``pooling`` (``mean`` or ``mean+std``) and ``loudness`` (``none`` or ``mel-peak``) say how the
 encoder's frames become the features (:mod:`workers.engines.whisper_encoder`); heads written
-before they existed are ``mean`` / ``none``. ``licence`` is a short note on the terms of the
+before they existed are ``mean`` / ``none``. ``layers`` (a list of encoder layer numbers: 0 is the
+input of the first block, the encoder's depth its output) and ``layer_mix`` (``concat`` or
+``mean``) say which encoder layers are pooled (:mod:`workers.engines.whisper_layers`); absent or
+empty, the encoder's last layer as CTranslate2 gives it, as for every head before them. ``licence`` is a short note on the terms of the
 data the head was trained on; the engine reports it in ``engines.ser`` of every result.
 
 ``probe`` ties a head to the encoder it was trained on: a head loaded over an encoder whose
@@ -67,6 +70,8 @@ class SerHead:
     pooling: str = "mean"
     loudness: str = "none"
     licence: str = ""
+    layers: tuple[int, ...] = ()  # () : the encoder's last layer (CTranslate2)
+    layer_mix: str = "concat"
 
     def __post_init__(self) -> None:
         d, k = self.weights.shape
@@ -86,6 +91,8 @@ class SerHead:
             digest.update(np.ascontiguousarray(getattr(self, name), dtype=np.float32).tobytes())
         if (self.pooling, self.loudness) != ("mean", "none"):  # heads from before these options keep their ids
             digest.update(f"{self.pooling}|{self.loudness}".encode())
+        if self.layers:  # nor do heads from before layers
+            digest.update(f"layers {','.join(map(str, self.layers))}|{self.layer_mix}".encode())
         return f"{self.name}@{digest.hexdigest()[:12]}"
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -117,6 +124,7 @@ class SerHead:
             "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
             "classifier": f"multinomial logistic regression over standardised {self.pooling}-pooled encoder frames",
             "pooling": self.pooling, "loudness": self.loudness, "licence": self.licence,
+            **({"layers": list(self.layers), "layer_mix": self.layer_mix} if self.layers else {}),
             "training": self.training,
         }
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
@@ -141,4 +149,6 @@ class SerHead:
         return cls(name=meta["name"], labels=tuple(meta["labels"]), encoder_id=meta["encoder_id"],
                    window_seconds=float(meta["window_seconds"]), hop_seconds=float(meta["hop_seconds"]),
                    training=meta.get("training", {}), pooling=meta.get("pooling", "mean"),
-                   loudness=meta.get("loudness", "none"), licence=meta.get("licence", ""), **arrays)
+                   loudness=meta.get("loudness", "none"), licence=meta.get("licence", ""),
+                   layers=tuple(int(k) for k in meta.get("layers") or ()), layer_mix=meta.get("layer_mix", "concat"),
+                   **arrays)

@@ -41,6 +41,7 @@ from workers.processing.audio import SAMPLE_RATE, decode
 from workers.core.contracts import EmotionWindow
 from workers.engines.ser_head import SerHead
 from workers.engines.whisper_encoder import WhisperEncoder
+from workers.engines.whisper_layers import WhisperLayerEncoder
 from workers.core.errors import ConfigError, PermanentError
 from workers.processing.join import window_weights
 
@@ -67,6 +68,8 @@ class TrainOptions:
     loudness: str = "none"  # or "mel-peak" (whisper_encoder.LOUDNESS)
     balance: str = "labels"  # "labels": each label weighs the same; "corpora": each (corpus, label) does
     compute_type: str = "float32"  # the encoder's, for the features of training and evaluation
+    layers: tuple[int, ...] = ()  # encoder layers pooled (whisper_layers); (): the last, through CTranslate2
+    layer_mix: str = "concat"  # or "mean": the layers' pooled frames averaged (whisper_layers.LAYER_MIXES)
 
 
 BALANCES = ("labels", "corpora")
@@ -278,7 +281,7 @@ def _clip(folder: Path, table: Path, row: dict[str, str], line: int, corpus: str
     return Clip(row["file"], row["label"], speaker, audio, corpus)
 
 
-def extract_features(dataset: Dataset, encoder: WhisperEncoder, options: TrainOptions,
+def extract_features(dataset: Dataset, encoder: WhisperEncoder | WhisperLayerEncoder, options: TrainOptions,
                      progress: Callable[[float], None] = lambda seconds: None) -> dict[str, SpeakerFeatures]:
     """Per speaker: features of each clip, of the same-label streams and of the continuous test audio.
     ``progress`` is called with the seconds of audio each step encoded."""
@@ -325,7 +328,7 @@ def _joined(parts: Sequence[np.ndarray], gaps: Iterable[float]) -> tuple[np.ndar
 
 
 def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: Sequence[str],
-             options: TrainOptions, *, name: str, encoder: WhisperEncoder,
+             options: TrainOptions, *, name: str, encoder: WhisperEncoder | WhisperLayerEncoder,
              training: dict[str, Any] | None = None, licence: str = "", start: SerHead | None = None) -> SerHead:
     """A head trained on the windows of ``speakers`` only. ``start``: a head over the same
     features whose weights the solver starts from (the evaluation's folds start from the head of
@@ -365,6 +368,7 @@ def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: S
         mean=scaler.mean_, scale=scaler.scale_, weights=weights, bias=bias,
         probe=encoder.probe(options.pooling, options.loudness), training=training or {},
         pooling=options.pooling, loudness=options.loudness, licence=licence,
+        layers=tuple(options.layers), layer_mix=options.layer_mix if options.layers else "concat",
     )
     if not np.allclose(head.probabilities(x[:64]), model.predict_proba(scaler.transform(x[:64])), atol=1e-6):
         raise RuntimeError("the numpy head disagrees with the fitted model")  # a bug, never an input problem
@@ -420,7 +424,7 @@ LOCO_AVERAGE = f"{LOCO}: average over corpora"
 
 
 def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
-             encoder: WhisperEncoder) -> list[Evaluation]:
+             encoder: WhisperEncoder | WhisperLayerEncoder) -> list[Evaluation]:
     """Leave-one-speaker-out (and, with added folders, its figures for the labelled speakers and for
     the added folders apart; with several corpora, for each corpus apart), then with several corpora
     leave-one-corpus-out (each corpus scored by a head trained on the others and the added folders)
@@ -449,7 +453,7 @@ def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: Tr
     return evaluations
 
 
-def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, encoder: WhisperEncoder,
+def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, encoder: WhisperEncoder | WhisperLayerEncoder,
           test: tuple[str, ...], start: SerHead | None = None) -> tuple[list[int], list[int], list[int], list[int]]:
     """Predictions for the ``test`` speakers of a head trained on all the others."""
     train = [s for s in dataset.speakers if s not in test]
@@ -486,6 +490,7 @@ def options_record(options: TrainOptions) -> dict[str, Any]:
     record = asdict(options)
     record["stream_gap_seconds"] = list(options.stream_gap_seconds)
     record["test_speakers"] = list(options.test_speakers)
+    record["layers"] = list(options.layers)
     return record
 
 
@@ -494,6 +499,7 @@ def options_from_record(record: dict[str, Any]) -> TrainOptions:
     values = {"compute_type": "int8", **record}
     values["stream_gap_seconds"] = tuple(values["stream_gap_seconds"])
     values["test_speakers"] = tuple(values["test_speakers"])
+    values["layers"] = tuple(values.get("layers", ()))
     return TrainOptions(**values)
 
 
@@ -566,7 +572,7 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
     lines += [
         "", "## Features and head", "",
         f"- Windows of {options.window_seconds:g} s every {options.hop_seconds:g} s (the SER windows); each window "
-        "alone through Whisper's encoder (log-mel of the window, zero-padded when the audio is shorter"
+        "alone through Whisper's encoder" + (_layer_text(options) if options.layers else "") + " (log-mel of the window, zero-padded when the audio is shorter"
         + ("; the log-mel shifted so that its loudest bin sits at a fixed level, which removes the recording's gain"
            if options.loudness == "mel-peak" else "") + "); the "
         f"encoder frames over real audio are {pooling[options.pooling]}.",
@@ -628,6 +634,14 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
         "Format: `head.npz` is NumPy's zip of plain arrays (no pickle); see `workers/engines/ser_head.py`.", "",
     ]
     return "\n".join(lines)
+
+
+def _layer_text(options: TrainOptions) -> str:
+    names = [f"{k}" for k in options.layers]
+    which = f"layer {names[0]}" if len(names) == 1 else "layers " + ", ".join(names)
+    how = "" if len(names) == 1 else (", averaged" if options.layer_mix == "mean" else ", side by side")
+    return (f", of which the frames of {which}{how} are pooled (0: the input of the first block; the blocks "
+            "run in torch in float32, only as deep as needed, the same weights as CTranslate2's)")
 
 
 def _loco_average(evaluations: Sequence[Evaluation]) -> float | None:
