@@ -1,6 +1,7 @@
 """Which Whisper layers, pooling and head transfer to a corpus the head never heard?
 
     python -m bench.ser_features [--cache DIR] [--loudness mel-peak] [--quick]
+    python -m bench.ser_features --speed 3     x real time of the emotion encoders on 3 min of speech
 
 Encodes every clip of the four labelled corpora in ../shared/external (emodb, ravdess, tess, urdu;
 1,323 clips) alone, in float32 on the CPU, through Whisper base's encoder block by block
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import time
 import warnings
 from pathlib import Path
@@ -177,6 +179,33 @@ FULL = [((k,), "concat") for k in LAYERS] + [
     ((3, 6), "concat"), ((2, 4), "concat"), ((2, 4, 6), "concat")]
 
 
+def speed(layers: tuple[int, ...], minutes: float = 3.0) -> None:
+    """Seconds of audio per second of the emotion part (encoder + head) on generated speech-like
+    audio: CTranslate2 int8 at the last layer (the engine's default before layers) against the
+    block-by-block float32 encoder at ``layers``."""
+    from bench.corpus import english_speech
+    from workers.core.settings import Settings
+    from workers.engines.whisper_encoder import WhisperEncoder
+    from workers.engines.whisper_layers import WhisperLayerEncoder
+    from workers.setup.models import WHISPER_BASE
+
+    path = Path(Settings.from_env({}).models.models_dir) / WHISPER_BASE
+    audio, _ = english_speech(repeats=1)
+    audio = np.tile(audio, int(np.ceil(minutes * 60 * 16000 / len(audio))))[: int(minutes * 60 * 16000)]
+    seconds = len(audio) / 16000
+    for name, encoder in (("last layer, CTranslate2 int8", WhisperEncoder(path, device="cpu")),
+                          ("last layer, CTranslate2 float32", WhisperEncoder(path, device="cpu",
+                                                                              compute_type="float32")),
+                          (f"layers {','.join(map(str, layers))}, torch float32",
+                           WhisperLayerEncoder(path, layers=layers))):
+        encoder.pooled(audio[:48000], WINDOW, HOP, loudness="mel-peak")  # warm up
+        started = time.perf_counter()
+        encoder.pooled(audio, WINDOW, HOP, loudness="mel-peak")
+        elapsed = time.perf_counter() - started
+        print(f"{name:<34} {seconds:.0f} s of audio in {elapsed:.1f} s: {seconds / elapsed:.1f}x real time",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ser_features", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,15 +214,26 @@ def main() -> None:
     parser.add_argument("--c", default="0.003,0.01,0.03", help="values of C to try [%(default)s]")
     parser.add_argument("--pooling", default="mean,mean+std", help="poolings to try [%(default)s]")
     parser.add_argument("--quick", action="store_true", help="three layer sets only")
+    parser.add_argument("--sets", default="", metavar="K[,K][;avg:K,K]",
+                        help="these layer sets only, e.g. '3;4;avg:2,3,4;2,4' (a,b: side by side; avg: averaged)")
     parser.add_argument("--no-loso", action="store_true", help="leave-one-corpus-out only (4x fewer fits)")
     parser.add_argument("--nested", action="store_true", help="also the nested estimate (4x the fits)")
     parser.add_argument("--speaker-norm", default="", help="prior seconds of the speaker normalisation to try, "
                         "e.g. 30,1e9 (1e9: never normalise; 0: by the speaker's full statistics)")
+    parser.add_argument("--speed", default="", metavar="K[,K]",
+                        help="only time the emotion encoders (3 min of speech) at these layers, e.g. 3")
     args = parser.parse_args()
     require_external()
+    if args.speed:
+        os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+        speed(tuple(int(k) for k in args.speed.split(",")))
+        return
     data = features(args.cache, args.loudness)
     folds = speaker_folds(data)
     sets = QUICK if args.quick else FULL
+    if args.sets:
+        sets = [(tuple(int(k) for k in part.removeprefix("avg:").split(",")),
+                 "mean" if part.startswith("avg:") else "concat") for part in args.sets.split(";") if part]
     priors = [float(v) for v in args.speaker_norm.split(",") if v] or [None]
     grid = list(itertools.product(sets, args.pooling.split(","), priors, [float(v) for v in args.c.split(",")]))
     outer, inner = {}, {}

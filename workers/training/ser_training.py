@@ -540,7 +540,9 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
     lines = [
         f"# Emotion head `{head.head_id}`", "",
         f"Labels: {', '.join(head.labels)}. Engine: `SER_ENGINE=whisper-head`. Encoder: `{head.encoder_id}` "
-        "(CTranslate2 Whisper; its encoder only).", "",
+        + ("(CTranslate2 Whisper; its encoder only)." if not head.layers else
+           f"(CTranslate2 Whisper's encoder weights, run block by block in torch up to layer {max(head.layers)}).")
+        , "",
         "## Training data", "",
         _amount(dataset_name, [c for c in dataset.clips if c.speaker not in dataset.added],
                 len(dataset.main_speakers)) + ".",
@@ -621,13 +623,16 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
            f"of corpora it knows: expect about {_loco_average(evaluations):.2f} unweighted accuracy (chance "
            f"{1 / len(dataset.labels):.2f}), and some labels much worse than others."]
           if _loco_average(evaluations) is not None else []),
-        "- The options on the command line below (C, pooling, loudness, balance, streams) are not tuned by the "
+        "- The options on the command line below (C, pooling, loudness, layers, balance, streams) are not tuned by the "
         "command: where they were chosen by comparing these same figures across options, as for the default "
         "head, the figures are optimistic by what that choice is worth.",
-        f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
-        "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
-        "CPU, whose features differ from float32 by a few per cent and may change a window's top label (the same "
-        "bench counts them).",
+        (f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
+         "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
+         "CPU, whose features differ from float32 by a few per cent and may change a window's top label (the same "
+         "bench counts them)." if not options.layers else
+         "- Features for training, for these figures and in the engine are computed the same way: the encoder's "
+         "blocks in torch, float32 (on CUDA too), so `workers run` sees the features the card measures, to "
+         "rounding."),
         *(["- The added folders carry their label by assumption (read speech taken as neutral, for one), not by "
            "anyone's judgement of each recording."] if dataset.added else []), "",
         "## Reproduce", "", "```sh", command, "```", "",
