@@ -3,6 +3,8 @@ CTranslate2 at the last layer, heads that name their layers, and the engine that
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -60,9 +62,9 @@ def test_layers_the_encoder_lacks_are_refused_clearly() -> None:
 
 
 def test_a_head_records_its_layers_and_heads_before_them_load_as_before(tmp_path) -> None:
-    old = SerHead.load(DEFAULT_HEAD / HEAD_FILE)
-    if not old.layers:  # a head from before layers (the committed one, or any other): the last layer
-        assert old.layer_mix == "concat"
+    committed = SerHead.load(DEFAULT_HEAD / HEAD_FILE)
+    with np.load(DEFAULT_HEAD / HEAD_FILE, allow_pickle=False) as data:
+        assert committed.head_id == json.loads(str(data["meta"]))["head_id"], "the id it was written with"
     rng = np.random.default_rng(0)
     head = SerHead(name="h", labels=("a", "b"), encoder_id="enc", window_seconds=3.0, hop_seconds=1.5,
                    mean=rng.normal(size=4), scale=np.ones(4), weights=rng.normal(size=(4, 2)), bias=np.zeros(2),
@@ -72,6 +74,10 @@ def test_a_head_records_its_layers_and_heads_before_them_load_as_before(tmp_path
     assert (loaded.layers, loaded.layer_mix, loaded.head_id) == ((2, 4), "mean", head.head_id)
     last = SerHead(**{**head.__dict__, "layers": (), "layer_mix": "concat"})
     assert last.head_id != head.head_id, "the layers are part of what the head is"
+    last.save(tmp_path / "old.npz")  # a head over the last layer is written as before layers existed
+    with np.load(tmp_path / "old.npz", allow_pickle=False) as data:
+        assert not {"layers", "layer_mix"} & set(json.loads(str(data["meta"])))
+    assert SerHead.load(tmp_path / "old.npz").layers == ()
     record = options_record(TrainOptions(layers=(3,)))
     assert options_from_record(record).layers == (3,)
     assert options_from_record({k: v for k, v in record.items() if k not in ("layers", "layer_mix")}).layers == ()
