@@ -15,6 +15,7 @@ from workers.engines.ser import window_bounds
 from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.engines.ser_whisper import WhisperHeadEmotionEngine, check_head_fits
 from workers.engines.whisper_encoder import WhisperEncoder
+from workers.engines.whisper_layers import feature_encoder
 from workers.core.errors import ConfigError
 from workers.setup.models import DEFAULT_HEAD, WHISPER_BASE, WHISPER_TINY_EN
 from workers.training.ser_training import Clip, Dataset, TrainOptions, extract_features, fit_head, write_model
@@ -64,16 +65,17 @@ def test_files_that_are_not_heads_are_refused_clearly(tmp_path) -> None:
         SerHead.load(tmp_path / "other.npz")
 
 
-def test_the_committed_head_fits_the_base_encoder_and_refuses_others(base_encoder, models_dir) -> None:
+def test_the_committed_head_fits_the_base_encoder_and_refuses_others(models_dir) -> None:
     head = SerHead.load(DEFAULT_HEAD / HEAD_FILE)
-    check_head_fits(head, base_encoder)
-    tiny = WhisperEncoder(models_dir / WHISPER_TINY_EN, device="cpu")
+    base = feature_encoder(models_dir / WHISPER_BASE, layers=head.layers, layer_mix=head.layer_mix, device="cpu")
+    check_head_fits(head, base)
+    tiny = feature_encoder(models_dir / WHISPER_TINY_EN, layers=head.layers, layer_mix=head.layer_mix, device="cpu")
     with pytest.raises(ConfigError, match="512-dimensional features"):
         check_head_fits(head, tiny)
     # Same width, other features (as another checkpoint under the same folder name would give).
     other = dataclasses.replace(head, probe=np.random.default_rng(0).normal(size=head.dims))
     with pytest.raises(ConfigError, match="makes other features"):
-        check_head_fits(other, base_encoder)
+        check_head_fits(other, base)
 
 
 def test_the_default_engine_scores_every_label_of_every_window(default_ser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -222,3 +223,25 @@ def test_folders_added_as_one_speaker_are_never_on_both_sides_of_a_split(tmp_pat
     assert main(["train-ser", str(data), "--add", f"calm={folders[0]}", "--add", f"calm={twin}",
                  "-o", str(tmp_path / "other"), "--models-dir", str(models_dir)]) == 2
     assert f"already named +audiobook (name the speaker: --add calm={twin}@SPEAKER)" in capsys.readouterr().err
+
+
+def test_layers_are_trained_recorded_in_the_head_and_command_and_bad_ones_refused(tmp_path, models_dir,
+                                                                                  capsys) -> None:
+    data = tones_and_noise(tmp_path / "data", per_label=3)
+    out = tmp_path / "model"
+    assert main(["train-ser", str(data), "-o", str(out), "--layers", "2,4", "--layer-mix", "mean", "--no-streams",
+                 "--min-clips-per-label", "3", "--models-dir", str(models_dir), "--no-progress"]) == 0
+    head = SerHead.load(out / HEAD_FILE)
+    assert (head.layers, head.layer_mix, head.dims) == ((2, 4), "mean", 512)
+    assert "--layers 2,4 --layer-mix mean" in head.training["command"]
+    assert "layers 2, 4, averaged" in (out / CARD_FILE).read_text()
+    assert WhisperHeadEmotionEngine(out, device="cpu").encoder.layers == (2, 4)
+    plain = tmp_path / "plain"
+    assert main(["train-ser", str(data), "-o", str(plain), "--no-streams", "--min-clips-per-label", "3",
+                 "--models-dir", str(models_dir), "--no-progress"]) == 0
+    assert "--layer" not in SerHead.load(plain / HEAD_FILE).training["command"], "no option, nothing recorded"
+    capsys.readouterr()
+    for bad, message in (("9", "layers 0 .* to 6"), ("x", "give layer numbers")):
+        assert main(["train-ser", str(data), "-o", str(tmp_path / "bad"), "--layers", bad,
+                     "--models-dir", str(models_dir), "--no-progress"]) != 0
+        assert re.search(message, capsys.readouterr().err), bad

@@ -21,7 +21,10 @@ probe      (d,)        the training encoder's pooled features of ``probe_signal(
 
 ``pooling`` (``mean`` or ``mean+std``) and ``loudness`` (``none`` or ``mel-peak``) say how the
 encoder's frames become the features (:mod:`workers.engines.whisper_encoder`); heads written
-before they existed are ``mean`` / ``none``. ``licence`` is a short note on the terms of the
+before they existed are ``mean`` / ``none``. ``layers`` (a list of encoder layer numbers: 0 is the
+input of the first block, the encoder's depth its output) and ``layer_mix`` (``concat`` or
+``mean``) say which encoder layers are pooled (:mod:`workers.engines.whisper_layers`); absent or
+empty, the encoder's last layer as CTranslate2 gives it, as for every head before them. ``licence`` is a short note on the terms of the
 data the head was trained on; the engine reports it in ``engines.ser`` of every result.
 
 ``temperature`` (T) divides the logits before the softmax, fitted on the held-out folds of
@@ -76,6 +79,8 @@ class SerHead:
     licence: str = ""
     temperature: float = 1.0
     uncertain_below: float | None = None
+    layers: tuple[int, ...] = ()  # () : the encoder's last layer (CTranslate2)
+    layer_mix: str = "concat"
 
     def __post_init__(self) -> None:
         d, k = self.weights.shape
@@ -97,6 +102,8 @@ class SerHead:
             digest.update(np.ascontiguousarray(getattr(self, name), dtype=np.float32).tobytes())
         if (self.pooling, self.loudness) != ("mean", "none"):  # heads from before these options keep their ids
             digest.update(f"{self.pooling}|{self.loudness}".encode())
+        if self.layers:  # nor do heads from before layers
+            digest.update(f"layers {','.join(map(str, self.layers))}|{self.layer_mix}".encode())
         if (self.temperature, self.uncertain_below) != (1.0, None):  # calibrated: other probabilities, another id
             digest.update(f"{self.temperature!r}|{self.uncertain_below!r}".encode())
         return f"{self.name}@{digest.hexdigest()[:12]}"
@@ -132,7 +139,9 @@ class SerHead:
             "window_seconds": self.window_seconds, "hop_seconds": self.hop_seconds,
             "classifier": f"multinomial logistic regression over standardised {self.pooling}-pooled encoder frames",
             "pooling": self.pooling, "loudness": self.loudness, "licence": self.licence,
-            "temperature": self.temperature, "uncertain_below": self.uncertain_below, "training": self.training,
+            "temperature": self.temperature, "uncertain_below": self.uncertain_below,
+            **({"layers": list(self.layers), "layer_mix": self.layer_mix} if self.layers else {}),
+            "training": self.training,
         }
         arrays = {name: np.asarray(getattr(self, name), dtype=np.float32) for name in _ARRAYS}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +167,9 @@ class SerHead:
                    training=meta.get("training", {}), pooling=meta.get("pooling", "mean"),
                    loudness=meta.get("loudness", "none"), licence=meta.get("licence", ""),
                    temperature=float(meta.get("temperature", 1.0)), uncertain_below=_optional_float(
-                       meta.get("uncertain_below")), **arrays)
+                       meta.get("uncertain_below")),
+                   layers=tuple(int(k) for k in meta.get("layers") or ()), layer_mix=meta.get("layer_mix", "concat"),
+                   **arrays)
 
 
 def _optional_float(value: Any) -> float | None:

@@ -4,6 +4,9 @@ A model folder holds ``head.npz`` (see :mod:`workers.engines.ser_head`), its ``M
 and ``encoder``: the CTranslate2 Whisper model the head was trained on (``workers setup`` links
 the multilingual base model there). The head gives the calibrated probability of every label it
 knows (its logits divided by its temperature) and the threshold under which an emotion is uncertain.
+A head over the last encoder layer runs CTranslate2's encoder; a head over other layers
+(``layers`` in its meta) runs the same weights block by block in torch
+(:mod:`workers.engines.whisper_layers`), only as deep as its deepest layer.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from workers.core.contracts import EmotionWindow, Engine
 from workers.core.engines import EmotionTrack
 from workers.engines.ser_head import ENCODER_DIR, HEAD_FILE, SerHead
 from workers.engines.whisper_encoder import WhisperEncoder
+from workers.engines.whisper_layers import WhisperLayerEncoder, feature_encoder
 
 log = logging.getLogger(__name__)
 
 ENGINE_NAME = "whisper-head"
 
 
-def check_head_fits(head: SerHead, encoder: WhisperEncoder) -> None:
+def check_head_fits(head: SerHead, encoder: WhisperEncoder | WhisperLayerEncoder) -> None:
     probe = encoder.probe(head.pooling, head.loudness)
     head.check_encoder(encoder.model_id, int(probe.shape[0]), probe)
 
@@ -51,8 +55,9 @@ class WhisperHeadEmotionEngine:
         workers: int = 1,
     ) -> None:
         self.head = SerHead.load(model_path / HEAD_FILE)
-        self.encoder = WhisperEncoder(model_path / ENCODER_DIR, device=device, compute_type=compute_type,
-                                      cpu_threads=cpu_threads, batch_size=batch_size, workers=workers)
+        self.encoder = feature_encoder(model_path / ENCODER_DIR, layers=self.head.layers,
+                                       layer_mix=self.head.layer_mix, device=device, compute_type=compute_type,
+                                       cpu_threads=cpu_threads, batch_size=batch_size, workers=workers)
         check_head_fits(self.head, self.encoder)
         self.device = self.encoder.device
         if (window_seconds, hop_seconds) != (self.head.window_seconds, self.head.hop_seconds):

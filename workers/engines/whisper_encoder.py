@@ -10,7 +10,10 @@ a gain on the recording (a quiet microphone, a hot one) is a constant shift of W
 log-mel, so this removes it, window by window, with no state across windows (a lone short clip
 and an hour-long call are treated alike). Training (``workers train-ser``) and inference (the
 ``whisper-head`` SER engine) both call :meth:`WhisperEncoder.pooled` with the head's own
-pooling and loudness, so a head always sees features made the way it was trained on.
+pooling and loudness, so a head always sees features made the way it was trained on. A head over
+intermediate layers (``layers`` in its meta) gets them from
+:class:`~workers.engines.whisper_layers.WhisperLayerEncoder` instead, which runs these weights
+block by block.
 
 Training computes in float32 on the CPU (``workers train-ser --compute-type``), whose results
 agree from one CPU to the next; the engine runs int8 on CPU and float16 on CUDA for speed. The

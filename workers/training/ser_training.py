@@ -42,6 +42,7 @@ from workers.core.contracts import EmotionWindow
 from workers.engines.ser_head import SerHead
 from workers.training.calibration import Calibration, HeldOut, calibrate
 from workers.engines.whisper_encoder import WhisperEncoder
+from workers.engines.whisper_layers import WhisperLayerEncoder
 from workers.core.errors import ConfigError, PermanentError
 from workers.processing.join import window_weights
 
@@ -68,6 +69,8 @@ class TrainOptions:
     loudness: str = "none"  # or "mel-peak" (whisper_encoder.LOUDNESS)
     balance: str = "labels"  # "labels": each label weighs the same; "corpora": each (corpus, label) does
     compute_type: str = "float32"  # the encoder's, for the features of training and evaluation
+    layers: tuple[int, ...] = ()  # encoder layers pooled (whisper_layers); (): the last, through CTranslate2
+    layer_mix: str = "concat"  # or "mean": the layers' pooled frames averaged (whisper_layers.LAYER_MIXES)
 
 
 BALANCES = ("labels", "corpora")
@@ -279,7 +282,7 @@ def _clip(folder: Path, table: Path, row: dict[str, str], line: int, corpus: str
     return Clip(row["file"], row["label"], speaker, audio, corpus)
 
 
-def extract_features(dataset: Dataset, encoder: WhisperEncoder, options: TrainOptions,
+def extract_features(dataset: Dataset, encoder: WhisperEncoder | WhisperLayerEncoder, options: TrainOptions,
                      progress: Callable[[float], None] = lambda seconds: None) -> dict[str, SpeakerFeatures]:
     """Per speaker: features of each clip, of the same-label streams and of the continuous test audio.
     ``progress`` is called with the seconds of audio each step encoded."""
@@ -326,7 +329,7 @@ def _joined(parts: Sequence[np.ndarray], gaps: Iterable[float]) -> tuple[np.ndar
 
 
 def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: Sequence[str],
-             options: TrainOptions, *, name: str, encoder: WhisperEncoder,
+             options: TrainOptions, *, name: str, encoder: WhisperEncoder | WhisperLayerEncoder,
              training: dict[str, Any] | None = None, licence: str = "", start: SerHead | None = None) -> SerHead:
     """A head trained on the windows of ``speakers`` only. ``start``: a head over the same
     features whose weights the solver starts from (the evaluation's folds start from the head of
@@ -366,6 +369,7 @@ def fit_head(dataset: Dataset, features: dict[str, SpeakerFeatures], speakers: S
         mean=scaler.mean_, scale=scaler.scale_, weights=weights, bias=bias,
         probe=encoder.probe(options.pooling, options.loudness), training=training or {},
         pooling=options.pooling, loudness=options.loudness, licence=licence,
+        layers=tuple(options.layers), layer_mix=options.layer_mix if options.layers else "concat",
     )
     if not np.allclose(head.probabilities(x[:64]), model.predict_proba(scaler.transform(x[:64])), atol=1e-6):
         raise RuntimeError("the numpy head disagrees with the fitted model")  # a bug, never an input problem
@@ -429,13 +433,13 @@ LOCO_AVERAGE = f"{LOCO}: average over corpora"
 
 
 def evaluate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
-             encoder: WhisperEncoder) -> list[Evaluation]:
+             encoder: WhisperEncoder | WhisperLayerEncoder) -> list[Evaluation]:
     """The evaluations of :func:`evaluate_and_calibrate`."""
     return evaluate_and_calibrate(dataset, features, options, encoder=encoder)[0]
 
 
 def evaluate_and_calibrate(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, *,
-                           encoder: WhisperEncoder) -> tuple[list[Evaluation], Calibration]:
+                           encoder: WhisperEncoder | WhisperLayerEncoder) -> tuple[list[Evaluation], Calibration]:
     """Leave-one-speaker-out (and, with added folders, its figures for the labelled speakers and for
     the added folders apart; with several corpora, for each corpus apart), then with several corpora
     leave-one-corpus-out (each corpus scored by a head trained on the others and the added folders)
@@ -467,8 +471,8 @@ def evaluate_and_calibrate(dataset: Dataset, features: dict[str, SpeakerFeatures
     return evaluations, calibrate([h for s in dataset.speakers for h in loso[s][4]], by_corpus_left_out)
 
 
-def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions, encoder: WhisperEncoder,
-          test: tuple[str, ...], start: SerHead | None = None) -> Fold:
+def _fold(dataset: Dataset, features: dict[str, SpeakerFeatures], options: TrainOptions,
+          encoder: WhisperEncoder | WhisperLayerEncoder, test: tuple[str, ...], start: SerHead | None = None) -> Fold:
     """Predictions for the ``test`` speakers of a head trained on all the others."""
     train = [s for s in dataset.speakers if s not in test]
     head = fit_head(dataset, features, train, options, name="fold", encoder=encoder, start=start)
@@ -519,6 +523,7 @@ def options_record(options: TrainOptions) -> dict[str, Any]:
     record = asdict(options)
     record["stream_gap_seconds"] = list(options.stream_gap_seconds)
     record["test_speakers"] = list(options.test_speakers)
+    record["layers"] = list(options.layers)
     return record
 
 
@@ -527,6 +532,7 @@ def options_from_record(record: dict[str, Any]) -> TrainOptions:
     values = {"compute_type": "int8", **record}
     values["stream_gap_seconds"] = tuple(values["stream_gap_seconds"])
     values["test_speakers"] = tuple(values["test_speakers"])
+    values["layers"] = tuple(values.get("layers", ()))
     return TrainOptions(**values)
 
 
@@ -568,7 +574,9 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
     lines = [
         f"# Emotion head `{head.head_id}`", "",
         f"Labels: {', '.join(head.labels)}. Engine: `SER_ENGINE=whisper-head`. Encoder: `{head.encoder_id}` "
-        "(CTranslate2 Whisper; its encoder only).", "",
+        + ("(CTranslate2 Whisper; its encoder only)." if not head.layers else
+           f"(CTranslate2 Whisper's encoder weights, run block by block in torch up to layer {max(head.layers)}).")
+        , "",
         "## Training data", "",
         _amount(dataset_name, [c for c in dataset.clips if c.speaker not in dataset.added],
                 len(dataset.main_speakers)) + ".",
@@ -600,7 +608,7 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
     lines += [
         "", "## Features and head", "",
         f"- Windows of {options.window_seconds:g} s every {options.hop_seconds:g} s (the SER windows); each window "
-        "alone through Whisper's encoder (log-mel of the window, zero-padded when the audio is shorter"
+        "alone through Whisper's encoder" + (_layer_text(options) if options.layers else "") + " (log-mel of the window, zero-padded when the audio is shorter"
         + ("; the log-mel shifted so that its loudest bin sits at a fixed level, which removes the recording's gain"
            if options.loudness == "mel-peak" else "") + "); the "
         f"encoder frames over real audio are {pooling[options.pooling]}.",
@@ -651,13 +659,16 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
            f"of corpora it knows: expect about {_loco_average(evaluations):.2f} unweighted accuracy (chance "
            f"{1 / len(dataset.labels):.2f}), and some labels much worse than others."]
           if _loco_average(evaluations) is not None else []),
-        "- The options on the command line below (C, pooling, loudness, balance, streams) are not tuned by the "
+        "- The options on the command line below (C, pooling, loudness, layers, balance, streams) are not tuned by the "
         "command: where they were chosen by comparing these same figures across options, as for the default "
         "head, the figures are optimistic by what that choice is worth.",
-        f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
-        "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
-        "CPU, whose features differ from float32 by a few per cent and may change a window's top label (the same "
-        "bench counts them).",
+        (f"- Features for training and for these figures are computed in {options.compute_type} on the CPU, which "
+         "gives the same features on other CPUs to rounding (`python -m bench.ser_cpus`); the engine runs int8 on "
+         "CPU, whose features differ from float32 by a few per cent and may change a window's top label (the same "
+         "bench counts them)." if not options.layers else
+         "- Features for training, for these figures and in the engine are computed the same way: the encoder's "
+         "blocks in torch, float32 (on CUDA too), so `workers run` sees the features the card measures, to "
+         "rounding."),
         *(["- The added folders carry their label by assumption (read speech taken as neutral, for one), not by "
            "anyone's judgement of each recording."] if dataset.added else []), "",
         "## Reproduce", "", "```sh", command, "```", "",
@@ -690,6 +701,14 @@ def _calibration_section(calibration: Calibration) -> list[str]:
                      f"{f.uncertain_below:.2f} | {f.flagged.share_uncertain:.2f} | "
                      f"{_share(f.flagged.accuracy_uncertain)} | {_share(f.flagged.accuracy_certain)} |")
     return lines
+
+
+def _layer_text(options: TrainOptions) -> str:
+    names = [f"{k}" for k in options.layers]
+    which = f"layer {names[0]}" if len(names) == 1 else "layers " + ", ".join(names)
+    how = "" if len(names) == 1 else (", averaged" if options.layer_mix == "mean" else ", side by side")
+    return (f", of which the frames of {which}{how} are pooled (0: the input of the first block; the blocks "
+            "run in torch in float32, only as deep as needed, the same weights as CTranslate2's)")
 
 
 def _loco_average(evaluations: Sequence[Evaluation]) -> float | None:

@@ -41,6 +41,7 @@ non-commercial terms (see its model card); a head trained here on your own recor
 def register(sub: argparse._SubParsersAction) -> None:
     from workers.training.ser_training import BALANCES, TrainOptions
     from workers.engines.whisper_encoder import LOUDNESS, POOLINGS
+    from workers.engines.whisper_layers import LAYER_MIXES
 
     defaults = TrainOptions()
     p = sub.add_parser("train-ser", help="train and evaluate an emotion head on labelled recordings",
@@ -68,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loudness", choices=LOUDNESS, default=defaults.loudness,
                    help="mel-peak: each window's log-mel shifted to a fixed peak (removes the recording's gain) "
                         "[%(default)s]")
+    p.add_argument("--layers", default="", metavar="K[,K]",
+                   help="encoder layers whose frames are pooled: 0 is the input of the first block, the encoder's "
+                        "depth (6 for base) its output; several are concatenated, or averaged with --layer-mix mean "
+                        "(default: the last layer, through CTranslate2)")
+    p.add_argument("--layer-mix", choices=LAYER_MIXES, default=defaults.layer_mix,
+                   help="several --layers: side by side (concat) or averaged (mean) [%(default)s]")
     p.add_argument("--balance", choices=BALANCES, default=defaults.balance,
                    help="labels: every label weighs the same in training; corpora: every (corpus, label) "
                         "does [%(default)s]")
@@ -97,9 +104,11 @@ def _command(args: argparse.Namespace) -> str:
     """The command line that makes this head again: DIR and every option that shapes the head."""
     words = ["python", "-m", "workers", "train-ser", *map(str, args.data)]
     for flag in ("--out", "--name", "--encoder", "--window-seconds", "--hop-seconds", "--c", "--pooling",
-                 "--loudness", "--balance", "--compute-type", "--labels", "--test-speakers",
+                 "--loudness", "--layers", "--layer-mix", "--balance", "--compute-type", "--labels", "--test-speakers",
                  "--min-clips-per-label", "--seed", "--dataset-name", "--citation", "--licence-note"):
         value = getattr(args, flag[2:].replace("-", "_"))
+        if flag == "--layer-mix" and not args.layers:
+            continue
         if value not in (None, ""):
             words += [flag, str(value)]
     for added in args.add:
@@ -109,10 +118,17 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(words + (["--no-streams"] if args.no_streams else []))
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(",") if k.strip())
+    except ValueError as e:
+        raise ConfigError(f"--layers {text!r}: give layer numbers, e.g. 3 or 2,4") from e
+
+
 def cmd_train_ser(args: argparse.Namespace) -> int:
     import sys
 
-    from workers.engines.whisper_encoder import WhisperEncoder
+    from workers.engines.whisper_layers import feature_encoder
     from workers.setup.models import WHISPER_BASE
     from workers.training import ser_training as training
 
@@ -125,7 +141,10 @@ def cmd_train_ser(args: argparse.Namespace) -> int:
         window_seconds=args.window_seconds, hop_seconds=args.hop_seconds, c=args.c, streams=not args.no_streams,
         min_clips_per_label=args.min_clips_per_label, seed=args.seed,
         test_speakers=tuple(s.strip() for s in args.test_speakers.split(",") if s.strip()),
-        pooling=args.pooling, loudness=args.loudness, balance=args.balance, compute_type=args.compute_type)
+        pooling=args.pooling, loudness=args.loudness, balance=args.balance, compute_type=args.compute_type,
+        layers=_layers(args.layers), layer_mix=args.layer_mix)
+    if options.layers and options.compute_type != "float32":
+        raise ConfigError("--layers runs the encoder's blocks in torch in float32: leave --compute-type float32")
     if options.window_seconds <= 0 or not 0 < options.hop_seconds <= options.window_seconds or options.c <= 0:
         raise ConfigError("--window-seconds and --c must be positive and --hop-seconds in (0, window]")
     encoder_path = args.encoder or Path(settings.models.models_dir) / WHISPER_BASE
@@ -141,8 +160,8 @@ def cmd_train_ser(args: argparse.Namespace) -> int:
         else:
             speaker = ""
         dataset = training.add_folder(dataset, label.strip(), Path(folder), speaker.strip())
-    encoder = WhisperEncoder(encoder_path, device="cpu", compute_type=options.compute_type,
-                             cpu_threads=args.cpu_threads)
+    encoder = feature_encoder(encoder_path, layers=options.layers, layer_mix=options.layer_mix, device="cpu",
+                              compute_type=options.compute_type, cpu_threads=args.cpu_threads)
     name = args.name or f"{'+'.join(d.resolve().name for d in args.data)}-{encoder.model_id}"
     out = args.out or Path(f"ser-{name}")
     print(f"{len(dataset.clips)} clips, {len(dataset.speakers)} speakers ({', '.join(dataset.speakers)}), "
