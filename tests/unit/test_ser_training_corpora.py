@@ -82,7 +82,8 @@ def test_the_committed_card_metrics_come_back_from_the_command_it_names(corpora,
     _, dataset, encoder, features = corpora
     args = card_args()
     assert (args.window_seconds, args.hop_seconds, args.c, args.seed, not args.no_streams, args.pooling,
-            args.loudness, args.balance, args.compute_type, args.layers, args.layer_mix if args.layers else "concat") == (
+            args.loudness, args.balance, args.compute_type, args.layers,
+            args.layer_mix if args.layers else "concat") == (
         OPTIONS.window_seconds, OPTIONS.hop_seconds, OPTIONS.c, OPTIONS.seed, OPTIONS.streams, OPTIONS.pooling,
         OPTIONS.loudness, OPTIONS.balance, OPTIONS.compute_type, ",".join(map(str, OPTIONS.layers)),
         OPTIONS.layer_mix)

@@ -24,8 +24,9 @@ encoder's frames become the features (:mod:`workers.engines.whisper_encoder`); h
 before they existed are ``mean`` / ``none``. ``layers`` (a list of encoder layer numbers: 0 is the
 input of the first block, the encoder's depth its output) and ``layer_mix`` (``concat`` or
 ``mean``) say which encoder layers are pooled (:mod:`workers.engines.whisper_layers`); absent or
-empty, the encoder's last layer as CTranslate2 gives it, as for every head before them. ``licence`` is a short note on the terms of the
-data the head was trained on; the engine reports it in ``engines.ser`` of every result.
+empty, the encoder's last layer as CTranslate2 gives it, as for every head before them.
+``licence`` is a short note on the terms of the data the head was trained on; the engine reports
+it in ``engines.ser`` of every result.
 
 ``temperature`` (T) divides the logits before the softmax, fitted on the held-out folds of
 ``train-ser`` so that a label given probability p is right about p of the time; heads written

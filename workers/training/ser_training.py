@@ -608,7 +608,8 @@ def model_card(head: SerHead, dataset: Dataset, evaluations: Sequence[Evaluation
     lines += [
         "", "## Features and head", "",
         f"- Windows of {options.window_seconds:g} s every {options.hop_seconds:g} s (the SER windows); each window "
-        "alone through Whisper's encoder" + (_layer_text(options) if options.layers else "") + " (log-mel of the window, zero-padded when the audio is shorter"
+        "alone through Whisper's encoder" + (_layer_text(options) if options.layers else "")
+        + " (log-mel of the window, zero-padded when the audio is shorter"
         + ("; the log-mel shifted so that its loudest bin sits at a fixed level, which removes the recording's gain"
            if options.loudness == "mel-peak" else "") + "); the "
         f"encoder frames over real audio are {pooling[options.pooling]}.",
