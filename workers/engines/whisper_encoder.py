@@ -54,32 +54,29 @@ def probe_signal() -> np.ndarray:
     return (0.1 * voice * syllables).astype(np.float32)
 
 
-class WhisperEncoder:
-    """The encoder of a CTranslate2 Whisper model (int8 on CPU, float16 on CUDA by default)."""
+def check_pooling(pooling: str, loudness: str) -> None:
+    """A ConfigError unless ``pooling`` and ``loudness`` are ones the encoders know."""
+    if pooling not in POOLINGS or loudness not in LOUDNESS:
+        raise ConfigError(f"unknown pooling {pooling!r} or loudness {loudness!r} (pooling: "
+                          f"{', '.join(POOLINGS)}; loudness: {', '.join(LOUDNESS)})")
 
-    def __init__(self, model_path: Path, *, device: str = "auto", compute_type: str = "auto",
-                 cpu_threads: int = 0, batch_size: int = 16, workers: int = 1) -> None:
-        import ctranslate2
-        from faster_whisper.feature_extractor import FeatureExtractor
 
-        share_one_arena()  # before CTranslate2 starts its threads (workers.engines.heap)
+def require_model(model_path: Path) -> None:
+    """A ConfigError unless ``model_path`` holds a CTranslate2 Whisper model."""
+    if not (model_path / "model.bin").is_file():
+        raise ConfigError(f"no CTranslate2 Whisper model at {model_path} (model.bin missing): "
+                          "the whisper-head SER engine needs Whisper's encoder; run `python -m workers setup`")
 
-        if not (model_path / "model.bin").is_file():
-            raise ConfigError(f"no CTranslate2 Whisper model at {model_path} (model.bin missing): "
-                              "the whisper-head SER engine needs Whisper's encoder; run `python -m workers setup`")
-        self.device = ctranslate2_device(device)
-        self.compute_type = ("float16" if self.device == "cuda" else "int8") if compute_type == "auto" else compute_type
-        self.workers, self.threads = max(1, workers), threads_per_worker(cpu_threads, workers)
-        self._ct2 = ctranslate2
-        self._model = ctranslate2.models.Whisper(str(model_path), device=self.device, compute_type=self.compute_type,
-                                                 intra_threads=self.threads, inter_threads=self.workers)
-        self.n_mels = int(self._model.n_mels)
-        self._mel = FeatureExtractor(feature_size=self.n_mels)
-        self._batch_size = max(1, batch_size)
-        self.model_path = model_path
-        self.model_id = model_id(model_path.resolve())
-        self.version = ctranslate2.__version__
-        self._probes: dict[tuple[str, str], np.ndarray] = {}
+
+class ProbedEncoder:
+    """What every SER feature encoder shares: its features of ``probe_signal()`` identify it to a
+    head. A subclass sets ``self._probes = {}`` and defines ``pooled``."""
+
+    _probes: dict[tuple[str, str], np.ndarray]
+
+    def pooled(self, audio: np.ndarray, window: int, hop: int, *, pooling: str = "mean",
+               loudness: str = "none") -> tuple[list[tuple[int, int]], np.ndarray]:
+        raise NotImplementedError
 
     @property
     def dims(self) -> int:
@@ -98,15 +95,39 @@ class WhisperEncoder:
             self._probes[key] = self.pooled(probe, len(probe), len(probe), pooling=pooling, loudness=loudness)[1][0]
         return self._probes[key]
 
+
+class WhisperEncoder(ProbedEncoder):
+    """The encoder of a CTranslate2 Whisper model (int8 on CPU, float16 on CUDA by default)."""
+
+    def __init__(self, model_path: Path, *, device: str = "auto", compute_type: str = "auto",
+                 cpu_threads: int = 0, batch_size: int = 16, workers: int = 1) -> None:
+        import ctranslate2
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        share_one_arena()  # before CTranslate2 starts its threads (workers.engines.heap)
+
+        require_model(model_path)
+        self.device = ctranslate2_device(device)
+        self.compute_type = ("float16" if self.device == "cuda" else "int8") if compute_type == "auto" else compute_type
+        self.workers, self.threads = max(1, workers), threads_per_worker(cpu_threads, workers)
+        self._ct2 = ctranslate2
+        self._model = ctranslate2.models.Whisper(str(model_path), device=self.device, compute_type=self.compute_type,
+                                                 intra_threads=self.threads, inter_threads=self.workers)
+        self.n_mels = int(self._model.n_mels)
+        self._mel = FeatureExtractor(feature_size=self.n_mels)
+        self._batch_size = max(1, batch_size)
+        self.model_path = model_path
+        self.model_id = model_id(model_path.resolve())
+        self.version = ctranslate2.__version__
+        self._probes: dict[tuple[str, str], np.ndarray] = {}
+
     def pooled(self, audio: np.ndarray, window: int, hop: int, *, pooling: str = "mean",
                loudness: str = "none") -> tuple[list[tuple[int, int]], np.ndarray]:
         """The windows of ``audio`` (sample bounds) and each one's pooled encoder frames.
 
         Audio shorter than one window is zero-padded to it (as Whisper pads to 30 s) and only
         the frames that cover real samples are pooled."""
-        if pooling not in POOLINGS or loudness not in LOUDNESS:
-            raise ConfigError(f"unknown pooling {pooling!r} or loudness {loudness!r} (pooling: "
-                              f"{', '.join(POOLINGS)}; loudness: {', '.join(LOUDNESS)})")
+        check_pooling(pooling, loudness)
         bounds = window_bounds(len(audio), window, hop)
         frames = window // MEL_HOP
         pooled: list[np.ndarray] = []

@@ -20,7 +20,6 @@ interchangeable under a head; :func:`feature_encoder` makes the one a head's opt
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Sequence
@@ -31,8 +30,8 @@ from workers.core.errors import ConfigError
 from workers.engines.device import threads_per_worker
 from workers.engines.identity import model_id
 from workers.engines.ser import check_finite, window_bounds
-from workers.engines.whisper_encoder import ENCODER_STRIDE, LOUDNESS, MEL_HOP, POOLINGS, peak_normalised, pool, \
-    probe_signal
+from workers.engines.whisper_encoder import ENCODER_STRIDE, MEL_HOP, ProbedEncoder, check_pooling, peak_normalised, \
+    pool, require_model
 
 LAYER_MIXES = ("concat", "mean")
 
@@ -48,7 +47,7 @@ def check_layers(layers: Sequence[int], depth: int, layer_mix: str = "concat") -
     return chosen
 
 
-class WhisperLayerEncoder:
+class WhisperLayerEncoder(ProbedEncoder):
     """The encoder of the CTranslate2 Whisper model in ``model_path``, run in torch (float32, CPU)."""
 
     def __init__(self, model_path: Path, *, layers: Sequence[int] = (), layer_mix: str = "concat",
@@ -59,9 +58,7 @@ class WhisperLayerEncoder:
 
         from workers.engines.ct2_whisper import openai_state
 
-        if not (model_path / "model.bin").is_file():
-            raise ConfigError(f"no CTranslate2 Whisper model at {model_path} (model.bin missing): the whisper-head "
-                              "SER engine needs Whisper's encoder; run `python -m workers setup`")
+        require_model(model_path)
         state = openai_state(model_path)
         dims = state["dims"]
         encoder = AudioEncoder(dims["n_mels"], dims["n_audio_ctx"], dims["n_audio_state"], dims["n_audio_head"],
@@ -87,29 +84,11 @@ class WhisperLayerEncoder:
         self.compute_type = "float32"
         self._probes: dict[tuple[str, str], np.ndarray] = {}
 
-    @property
-    def dims(self) -> int:
-        return int(self.probe_features.shape[0])
-
-    @functools.cached_property
-    def probe_features(self) -> np.ndarray:
-        return self.probe()
-
-    def probe(self, pooling: str = "mean", loudness: str = "none") -> np.ndarray:
-        """The features of ``probe_signal()`` as a head with this pooling and loudness sees them."""
-        key = (pooling, loudness)
-        if key not in self._probes:
-            probe = probe_signal()
-            self._probes[key] = self.pooled(probe, len(probe), len(probe), pooling=pooling, loudness=loudness)[1][0]
-        return self._probes[key]
-
     def pooled(self, audio: np.ndarray, window: int, hop: int, *, pooling: str = "mean",
                loudness: str = "none") -> tuple[list[tuple[int, int]], np.ndarray]:
         """The windows of ``audio`` (sample bounds) and each one's pooled frames of the encoder's
         ``layers``, concatenated or averaged (``layer_mix``), as :meth:`WhisperEncoder.pooled`."""
-        if pooling not in POOLINGS or loudness not in LOUDNESS:
-            raise ConfigError(f"unknown pooling {pooling!r} or loudness {loudness!r} (pooling: "
-                              f"{', '.join(POOLINGS)}; loudness: {', '.join(LOUDNESS)})")
+        check_pooling(pooling, loudness)
         chosen, layer_mix = self.layers, self.layer_mix
         bounds = window_bounds(len(audio), window, hop)
         found: list[np.ndarray] = []
