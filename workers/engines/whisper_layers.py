@@ -20,7 +20,6 @@ interchangeable under a head; :func:`feature_encoder` makes the one a head's opt
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -51,7 +50,7 @@ class WhisperLayerEncoder(ProbedEncoder):
     """The encoder of the CTranslate2 Whisper model in ``model_path``, run in torch (float32, CPU)."""
 
     def __init__(self, model_path: Path, *, layers: Sequence[int] = (), layer_mix: str = "concat",
-                 device: str = "cpu", cpu_threads: int = 0, batch_size: int = 16) -> None:
+                 device: str = "cpu", cpu_threads: int = 0, batch_size: int = 16, workers: int = 1) -> None:
         import torch
         from faster_whisper.feature_extractor import FeatureExtractor
         from whisper.model import AudioEncoder
@@ -71,7 +70,9 @@ class WhisperLayerEncoder(ProbedEncoder):
         self._torch = torch
         self.device = torch_device(device)
         self._encoder = encoder.eval().to(self.device)
-        self._threads = cpu_threads or len(os.sched_getaffinity(0))
+        # files in flight call one model at once (torch inference is thread-safe); each call gets its share
+        self.workers, self.threads = max(1, workers), threads_per_worker(cpu_threads, workers)
+        self._threads = self.threads
         self.depth = int(dims["n_audio_layer"])
         self.layers = check_layers(layers or (self.depth,), self.depth, layer_mix)
         self.layer_mix = layer_mix
@@ -147,4 +148,4 @@ def feature_encoder(model_path: Path, *, layers: Sequence[int] = (), layer_mix: 
         return WhisperEncoder(model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads,
                               batch_size=batch_size, workers=workers)
     return WhisperLayerEncoder(model_path, layers=layers, layer_mix=layer_mix, device=device,
-                               cpu_threads=threads_per_worker(cpu_threads, workers), batch_size=batch_size)
+                               cpu_threads=cpu_threads, batch_size=batch_size, workers=workers)
