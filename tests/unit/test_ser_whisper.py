@@ -106,15 +106,21 @@ def test_batching_does_not_change_the_scores(models_dir, base_encoder) -> None:
     assert cosine.min() > 0.999
 
 
-@pytest.fixture(scope="module")
-def tone_or_noise_model(tmp_path_factory, base_encoder, models_dir) -> Path:
-    """A head trained by the training code on tones ('calm') and noise ('angry'), three 'speakers'."""
+def tone_or_noise_dataset() -> Dataset:
+    """Tones ('calm') and noise ('angry') of three 'speakers', three clips of each label apiece."""
     clips = []
     for speaker in ("a", "b", "c"):
         for k in range(3):
             clips.append(Clip(f"{speaker}{k}t", "calm", speaker, tone(2.0 + k / 2, freq=220 * (k + 1), amplitude=0.2)))
             clips.append(Clip(f"{speaker}{k}n", "angry", speaker, noise(2.0 + k / 2, amplitude=0.3, seed=k)))
     dataset = Dataset(clips, ("angry", "calm"), ("a", "b", "c"))
+    return dataset
+
+
+@pytest.fixture(scope="module")
+def tone_or_noise_model(tmp_path_factory, base_encoder, models_dir) -> Path:
+    """A head trained by the training code on tones ('calm') and noise ('angry'), three 'speakers'."""
+    dataset = tone_or_noise_dataset()
     options = TrainOptions()
     features = extract_features(dataset, base_encoder, options)
     head = fit_head(dataset, features, dataset.speakers, options, name="tone-or-noise", encoder=base_encoder)

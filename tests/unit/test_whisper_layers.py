@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import noise, tone
+from tests.unit.test_ser_whisper import tone_or_noise_dataset
 from workers.core.errors import ConfigError
 from workers.engines.ser_head import HEAD_FILE, SerHead
 from workers.engines.ser_whisper import WhisperHeadEmotionEngine, check_head_fits
@@ -16,7 +17,7 @@ from workers.engines.whisper_encoder import WhisperEncoder
 from workers.engines.whisper_layers import WhisperLayerEncoder, check_layers, feature_encoder
 from workers.setup.models import DEFAULT_HEAD, WHISPER_BASE
 from workers.training.ser_training import (
-    Clip, Dataset, TrainOptions, extract_features, fit_head, options_from_record, options_record, write_model,
+    TrainOptions, extract_features, fit_head, options_from_record, options_record, write_model,
 )
 
 
@@ -86,12 +87,7 @@ def test_a_head_records_its_layers_and_heads_before_them_load_as_before(tmp_path
 def test_a_head_over_a_middle_layer_is_trained_saved_and_run_by_the_engine(models_dir, tmp_path) -> None:
     encoder = feature_encoder(models_dir / WHISPER_BASE, layers=(3,), device="cpu", compute_type="float32")
     assert isinstance(encoder, WhisperLayerEncoder)
-    clips = []
-    for speaker in ("a", "b", "c"):
-        for k in range(3):
-            clips.append(Clip(f"{speaker}{k}t", "calm", speaker, tone(2.0 + k / 2, freq=220 * (k + 1), amplitude=0.2)))
-            clips.append(Clip(f"{speaker}{k}n", "angry", speaker, noise(2.0 + k / 2, amplitude=0.3, seed=k)))
-    dataset = Dataset(clips, ("angry", "calm"), ("a", "b", "c"))
+    dataset = tone_or_noise_dataset()
     options = TrainOptions(layers=(3,), streams=False)
     features = extract_features(dataset, encoder, options)
     head = fit_head(dataset, features, dataset.speakers, options, name="layer3", encoder=encoder)
