@@ -199,13 +199,20 @@ def _speaker_summaries_of_speech(regions: Sequence[SpeakerTurn], tracks: Tracks,
     for name in names:
         mine = [t for t in regions if t.speaker == name]
         part = _summary(_region_scores(mine, tracks), labels, mapping, uncertain_below)
-        interruptions, overlap = speakers.overlaps(regions, name)
-        out.append(SpeakerSummary(
-            speaker=name, channel=mine[0].channel, talk_seconds=talked[name], share=min(1.0, talked[name] / total),
-            turns=speakers.turn_count(regions, name), dominant_emotion=part.dominant_emotion,
-            distribution=part.distribution, sentiment_distribution=part.sentiment_distribution, text_sentiment=None,
-            interruptions=interruptions, overlap_seconds=overlap, uncertain_seconds=part.uncertain_seconds))
+        out.append(_speaker_summary(name, mine[0].channel, talked[name], total, speakers.turn_count(regions, name),
+                                    part, None, speakers.overlaps(regions, name)))
     return out
+
+
+def _speaker_summary(name: str, channel: Optional[int], talk: float, total: float, turns: int, part: Summary,
+                     text: Optional[ScoredSentiment], overlaps: tuple[int, float]) -> SpeakerSummary:
+    """One speaker's figures: their talk time against everyone's, and their emotion summary."""
+    interruptions, overlap = overlaps
+    return SpeakerSummary(
+        speaker=name, channel=channel, talk_seconds=talk, share=min(1.0, talk / total), turns=turns,
+        dominant_emotion=part.dominant_emotion, distribution=part.distribution,
+        sentiment_distribution=part.sentiment_distribution, text_sentiment=text, interruptions=interruptions,
+        overlap_seconds=overlap, uncertain_seconds=part.uncertain_seconds)
 
 
 def _tracks(windows: Sequence[EmotionWindow]) -> Tracks:
@@ -242,13 +249,8 @@ def _speaker_summaries(segments: Sequence[ResultSegment], labels: Sequence[str],
         scored = [(s.end - s.start, np.array([x.score for x in s.emotion.scores])) for s in mine if s.emotion]
         part = _summary(scored, labels, mapping, uncertain_below)
         talk = talked.get(name, 0.0) if turns else sum(s.end - s.start for s in mine)
-        interruptions, overlap = speakers.overlaps(turns or segments, name)
-        out.append(SpeakerSummary(
-            speaker=name, channel=mine[0].channel, talk_seconds=talk, share=min(1.0, talk / total),
-            turns=speakers.turn_count(segments, name), dominant_emotion=part.dominant_emotion,
-            distribution=part.distribution, sentiment_distribution=part.sentiment_distribution,
-            text_sentiment=_mean_text_sentiment(mine), interruptions=interruptions, overlap_seconds=overlap,
-            uncertain_seconds=part.uncertain_seconds))
+        out.append(_speaker_summary(name, mine[0].channel, talk, total, speakers.turn_count(segments, name), part,
+                                    _mean_text_sentiment(mine), speakers.overlaps(turns or segments, name)))
     return out
 
 
